@@ -1,0 +1,242 @@
+"""The locator chain: turn a target ("Sign in", "the search box", an image) into a point on screen.
+
+Order: UI tree (a unique text or accessible-name match) → OCR (the text found on screen) → image
+template → the model (Qwen3-VL grounding). Each answer says which locator gave it. Several matches
+are an error listing the candidates, unless the step says which one (``nth``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from drivers.base import Box, Screen, UINode
+from tools.ocr import OcrEngine, OcrText, find_text, normalize
+
+from .errors import LocateError
+
+__all__ = ["Located", "Locator", "match_fields", "match_nodes", "text_on_screen"]
+
+FIELD_ROLES = {"textbox", "searchbox", "combobox", "spinbutton"}
+Point = tuple[int, int]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a target is: a point (and box when known) in screenshot pixels, and who found it."""
+
+    point: Point
+    source: str
+    box: Box | None = None
+    node: UINode | None = None
+    matches: int = 1
+
+
+@dataclass
+class Locator:
+    """Resolves targets against a :class:`Screen`. ``ocr`` may be disabled or injected."""
+
+    use_ocr: bool = True
+    ocr_engine: Callable[[], OcrEngine] = OcrEngine.shared
+    _ocr_cache: dict[int, list[OcrText]] = field(default_factory=dict, repr=False)
+
+    def ocr(self, screen: Screen) -> list[OcrText]:
+        key = id(screen)
+        if key not in self._ocr_cache:
+            self._ocr_cache.clear()
+            self._ocr_cache[key] = self.ocr_engine().read(screen.image)
+        return self._ocr_cache[key]
+
+    # -- text targets ------------------------------------------------------------------------------
+    def text(self, screen: Screen, target: str, *, nth: int | None = None) -> Located:
+        """Find a visible text or accessible name. ``nth`` (1-based, reading order) picks among several."""
+        tried: list[str] = []
+        if screen.tree is not None:
+            nodes = match_nodes(screen.tree, target)
+            if nodes:
+                node = _pick(nodes, target, nth, [n.describe() for n in nodes])
+                return Located(node.box.center, "ui-tree", node.box, node, len(nodes))
+            tried.append("ui-tree")
+        if self.use_ocr:
+            found = find_text(self.ocr(screen), target)
+            if found:
+                hit = _pick(
+                    sorted(found, key=lambda t: (t.box[1], t.box[0])),
+                    target,
+                    nth,
+                    [_ocr_desc(t) for t in found],
+                )
+                return Located(hit.center, "ocr", Box(*hit.box), None, len(found))
+            tried.append("ocr")
+        raise LocateError(
+            f"no element with the text {target!r} is visible (looked in: {', '.join(tried) or 'nothing'})",
+            target=target,
+            candidates=self.similar(screen, target),
+        )
+
+    def field(self, screen: Screen, label: str, *, nth: int | None = None) -> Located:
+        """Find an input by its label, accessible name or placeholder."""
+        if screen.tree is not None:
+            nodes = match_fields(screen.tree, label)
+            if nodes:
+                node = _pick(nodes, label, nth, [n.describe() for n in nodes])
+                return Located(node.box.center, "ui-tree", node.box, node, len(nodes))
+            fields = [n for n in screen.tree if n.role in FIELD_ROLES]
+            raise LocateError(
+                f"no input field labelled {label!r}",
+                target=label,
+                candidates=[n.describe() for n in fields] or self.similar(screen, label),
+            )
+        # No UI tree: the field is the box right of, or below, its label text.
+        return self.text(screen, label, nth=nth)
+
+    def similar(self, screen: Screen, target: str) -> list[str]:
+        """Visible texts that look like ``target`` (for error messages)."""
+        texts: list[str] = []
+        if screen.tree is not None:
+            texts = [n.name or n.text or n.placeholder for n in screen.tree]
+        elif self.use_ocr:
+            texts = [t.text for t in self.ocr(screen) if t.kind == "line"]
+        texts = list(dict.fromkeys(t for t in texts if t))
+        close = difflib.get_close_matches(target, texts, n=8, cutoff=0.4)
+        low = normalize(target)
+        close += [t for t in texts if low and low in normalize(t) and t not in close]
+        return [repr(t) for t in (close or texts)[:15]]
+
+
+def _ocr_desc(t: OcrText) -> str:
+    x, y, w, h = t.box
+    return f'text "{t.text}" at ({x:.0f},{y:.0f} {w:.0f}x{h:.0f}) [ocr]'
+
+
+def _pick(items: Sequence[T], target: str, nth: int | None, described: list[str]) -> T:
+    if nth is not None:
+        if not 1 <= nth <= len(items):
+            raise LocateError(
+                f"asked for match #{nth} of {target!r}, but there are {len(items)}",
+                target=target,
+                candidates=described,
+            )
+        return items[nth - 1]
+    if len(items) > 1:
+        raise LocateError(
+            f"{target!r} is ambiguous: {len(items)} elements match (say which one with nth: 1..{len(items)})",
+            target=target,
+            candidates=described,
+        )
+    return items[0]
+
+
+def _contains_words(hay: str, want: str) -> bool:
+    return bool(want) and re.search(r"(?<!\w)" + re.escape(want) + r"(?!\w)", hay) is not None
+
+
+def _labels(n: UINode) -> list[str]:
+    return [normalize(s) for s in (n.name, n.text, n.placeholder) if s]
+
+
+def _reading_order(nodes: list[UINode]) -> list[UINode]:
+    return sorted(nodes, key=lambda n: (round(n.box.y / 4), n.box.x))
+
+
+def _order(n: UINode) -> int:
+    return int(n.ref) if n.ref.isdigit() else 0
+
+
+def _innermost(nodes: list[UINode]) -> list[UINode]:
+    """Drop matches that merely contain another match (a list item around its link), and plain text
+    sitting on an interactive match (a button's own span)."""
+    keep = []
+    for n in nodes:
+        drop = False
+        for m in nodes:
+            if m is n:
+                continue
+            if m.box == n.box:
+                drop = (m.interactive, _order(m)) > (n.interactive, _order(n))
+            elif _box_in(m.box, n.box):
+                drop = m.interactive or not n.interactive
+            elif _box_in(n.box, m.box):
+                drop = m.interactive and not n.interactive
+            if drop:
+                break
+        if not drop:
+            keep.append(n)
+    return keep or nodes
+
+
+def _box_in(a: Box, b: Box, slack: float = 1.0) -> bool:
+    return (
+        a.x >= b.x - slack
+        and a.y >= b.y - slack
+        and a.x + a.width <= b.x + b.width + slack
+        and a.y + a.height <= b.y + b.height + slack
+    )
+
+
+def match_nodes(tree: Sequence[UINode], target: str) -> list[UINode]:
+    """UI-tree nodes matching ``target``: exact name/text first, then whole-word containment.
+    Interactive elements win over plain text, innermost elements over their containers."""
+    want = normalize(target)
+    if not want:
+        return []
+    for test in (lambda s: s == want, lambda s: _contains_words(s, want)):
+        hits = [n for n in tree if any(test(s) for s in _labels(n))]
+        if hits:
+            inter = [n for n in hits if n.interactive]
+            if inter:
+                # a label's text also names its input: the input is the target then
+                hits = inter + [
+                    n
+                    for n in hits
+                    if not n.interactive
+                    and not any(_box_in(n.box, m.box) for m in inter)
+                    and n.role != "label"
+                ]
+            return _reading_order(_innermost(hits))
+    return []
+
+
+def match_fields(tree: Sequence[UINode], label: str) -> list[UINode]:
+    """Input fields named ``label`` (label element, aria-label, placeholder), or next to a text
+    ``label`` (right of it on the same row, or just below)."""
+    want = normalize(label)
+    fields = [n for n in tree if n.role in FIELD_ROLES]
+    for test in (lambda s: s == want, lambda s: _contains_words(s, want)):
+        hits = [n for n in fields if any(test(s) for s in _labels(n))]
+        if hits:
+            return _reading_order(hits)
+    texts = [n for n in tree if n.role not in FIELD_ROLES and normalize(n.name or n.text) == want]
+    near: list[UINode] = []
+    for t in texts:
+        best = None
+        for f in fields:
+            right = (
+                abs((f.box.y + f.box.height / 2) - (t.box.y + t.box.height / 2)) < max(t.box.height, 12)
+                and f.box.x >= t.box.x + t.box.width - 2
+            )
+            below = 0 <= f.box.y - (t.box.y + t.box.height) < 40 and abs(f.box.x - t.box.x) < 60
+            if right or below:
+                d = (f.box.x - t.box.x) + (f.box.y - t.box.y)
+                if best is None or d < best[0]:
+                    best = (d, f)
+        if best is not None and best[1] not in near:
+            near.append(best[1])
+    return near
+
+
+def text_on_screen(screen: Screen, text: str, locator: Locator) -> bool:
+    """Whether ``text`` is visible: in the UI tree when there is one (names, texts, field values),
+    else on the pixels by OCR."""
+    want = normalize(text)
+    if screen.tree is not None:
+        return any(
+            s == want or _contains_words(s, want)
+            for n in screen.tree
+            for s in [*_labels(n), normalize(n.value or "")]
+        )
+    return locator.use_ocr and bool(find_text(locator.ocr(screen), text))

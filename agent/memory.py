@@ -1,0 +1,54 @@
+"""Typed step records: what happened at each step, serialised as one JSON line in ``steps.jsonl``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Outcome", "StepRecord"]
+
+Outcome = Literal["passed", "failed", "error", "interrupted"]
+
+
+class StepRecord(BaseModel):
+    """One step of a run. ``point``/``box`` are in screenshot pixels of ``frame``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    index: int
+    kind: str
+    """The step's verb: click, type, key, scroll, select, open, wait_for, see, act, goal ..."""
+    instruction: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    started: float = Field(default_factory=time.time)
+    frame: str | None = None
+    """Frame before the step, relative to the run directory."""
+    frame_after: str | None = None
+    """For waits and failures: the last frame seen."""
+    screen: tuple[int, int] | None = None
+    scale: float = 1.0
+    action: dict[str, Any] | None = None
+    point: tuple[int, int] | None = None
+    box: list[float] | None = None
+    locator: str | None = None
+    """Which locator answered: ui-tree, ocr, template, model, cache."""
+    target: str | None = None
+    effect: str | None = None
+    """changed, none (no visible effect), or unknown."""
+    retried: bool = False
+    outcome: Outcome = "passed"
+    error: str | None = None
+    error_type: str | None = None
+    candidates: list[str] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    """Milliseconds: observe, locate, act, settle, verify, total."""
+    result: Any = None
+    """What the step produced (an answer, a check's verdict ...)."""
+    model: dict[str, Any] | None = None
+    """Model call details: prompt digest, image size, raw reply, tokens, latency."""
+
+    def summary(self) -> str:
+        what = self.instruction or self.kind
+        return f"{self.index:>3} {self.kind:<9} {what[:60]:<60} {self.outcome}"

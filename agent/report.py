@@ -1,0 +1,64 @@
+"""One self-contained HTML report per run (inline CSS, frames referenced inside the run directory)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from .runlog import RunData, read_run
+
+__all__ = ["render_report", "write_report"]
+
+_env = Environment(
+    loader=PackageLoader("agent", "templates"),
+    autoescape=select_autoescape(["html", "j2"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
+
+
+def _pct(v: float, total: int | None) -> float:
+    return round(100.0 * v / total, 3) if total else 0.0
+
+
+def render_report(run: RunData) -> str:
+    """The report of ``run`` as an HTML string."""
+    meta = run.meta
+    started, ended = meta.get("started"), meta.get("ended")
+    duration = f"{ended - started:.2f} s" if started and ended else "—"
+    steps: list[dict[str, Any]] = []
+    for s in run.steps:
+        w, h = s.screen or (0, 0)
+        marker = None
+        if s.point and w and h:
+            marker = {"left": _pct(s.point[0], w), "top": _pct(s.point[1], h)}
+        box = None
+        if s.box and w and h:
+            x, y, bw, bh = s.box
+            box = {"left": _pct(x, w), "top": _pct(y, h), "width": _pct(bw, w), "height": _pct(bh, h)}
+        steps.append({"s": s, "marker": marker, "box": box, "timings": {k: f"{v:.0f}" for k, v in s.timings.items()}})
+    return _env.get_template("report.html.j2").render(
+        meta=meta,
+        steps=steps,
+        problems=run.problems,
+        started=_when(started),
+        duration=duration,
+        status=meta.get("status", "unknown"),
+    )
+
+
+def write_report(path: str | os.PathLike[str]) -> Path:
+    """(Re)write ``report.html`` in the run directory ``path``; returns its path."""
+    run = read_run(path)
+    out = Path(path) / "report.html"
+    out.write_text(render_report(run), "utf-8")
+    return out

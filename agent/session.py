@@ -1,0 +1,442 @@
+"""The Agent: the public object for scripted and model-driven steps.
+
+Each method is one step: observe → locate → act → settle → verify → record. Steps are kept in
+``agent.steps`` and, when the agent records a run, appended to its ``steps.jsonl`` as they end.
+
+>>> with BrowserDriver.launch() as d:                        # doctest: +SKIP
+...     agent = Agent(d)
+...     agent.open("http://127.0.0.1:8000/login")
+...     agent.type("alice", into="Username")
+...     agent.click("Sign in")
+...     agent.see("Welcome, alice")
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from drivers.base import Driver, ElementDriver, Navigable, Screen, Settling, UINode
+from drivers.keys import parse_combo
+from tools import actions as A
+from tools.ocr import normalize
+
+from .errors import CheckFailed, DriverError, LocateError, PixelPilotError, StepFailed
+from .locate import Located, Locator, text_on_screen
+from .memory import StepRecord
+from .runlog import RunWriter
+
+__all__ = ["Agent", "AgentSettings"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Timeouts and behaviour of scripted steps. Seconds unless named otherwise."""
+
+    settle_timeout: float = 3.0
+    wait_timeout: float = 10.0
+    poll_interval: float = 0.2
+    nav_timeout: float = 30.0
+    retry_no_effect: bool = True
+    verify_typing: bool = True
+    use_ocr: bool = True
+
+
+class Agent:
+    """Drives one :class:`~drivers.base.Driver`. Pass ``output=`` (or a ``run=`` writer) to record a run
+    directory; use the agent as a context manager to close the run when done."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        settings: AgentSettings | None = None,
+        output: str | Path | None = None,
+        run: RunWriter | None = None,
+        task: str = "session",
+        locator: Locator | None = None,
+        on_step: Callable[[StepRecord], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.driver = driver
+        self.settings = settings or AgentSettings()
+        self.locator = locator or Locator(use_ocr=self.settings.use_ocr)
+        if run is None and output is not None:
+            run = RunWriter(output, task, meta={"driver": getattr(driver, "name", type(driver).__name__)})
+        self.run = run
+        self.steps: list[StepRecord] = []
+        self.on_step = on_step
+        self._clock, self._sleep = clock, sleep
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def close(self, status: str | None = None, *, error: str | None = None) -> None:
+        """Finish the run directory (if any). ``status`` defaults to passed unless a step failed."""
+        if self.run is not None and not self.run.finished:
+            if status is None:
+                status = "failed" if any(s.outcome != "passed" for s in self.steps) else "passed"
+            self.run.finish(status, error=error)
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.close("interrupted", error="interrupted by the user (Ctrl-C)")
+        elif issubclass(exc_type, DriverError):
+            self.close("error", error=str(exc))
+        elif issubclass(exc_type, PixelPilotError):
+            self.close("failed", error=str(exc))
+        else:
+            self.close("error", error=f"{exc_type.__name__}: {exc}")
+
+    # -- scripted steps ------------------------------------------------------------------------------
+    def open(self, url: str) -> StepRecord:
+        """Open ``url`` (browser drivers)."""
+
+        def body(_: Screen, rec: StepRecord) -> None:
+            if not isinstance(self.driver, Navigable):
+                raise DriverError(f"the {self._driver_name} driver cannot open URLs")
+            t = self._clock()
+            res: Any = self.driver.goto(url, timeout=self.settings.nav_timeout)
+            rec.timings["act"] = _ms(t, self._clock())
+            rec.action = {"action": "open", "url": url}
+            if res is not None and not getattr(res, "ok", True):
+                rec.result = {"status": getattr(res, "status", None)}
+                raise StepFailed(f"could not open {url}: {res.error}")
+            self._settle(rec)
+
+        return self._step("open", url, {"url": url}, body, observe_first=False)
+
+    def click(self, target: str, *, nth: int | None = None) -> StepRecord:
+        """Click the element showing ``target`` (its text or accessible name)."""
+
+        def body(screen: Screen, rec: StepRecord) -> None:
+            loc = self._locate(screen, target, nth, rec)
+            point = self._hit(loc, target)
+            self._act(rec, A.Click(at=point))
+            if rec.effect == "none" and self.settings.retry_no_effect:
+                self._settle(rec, quiet_ms=300)
+                if rec.effect == "none":
+                    log.info("click on %r had no visible effect; clicking once more", target)
+                    rec.retried = True
+                    self._act(rec, A.Click(at=self._hit(loc, target)))
+
+        return self._step("click", target, {"target": target, "nth": nth}, body)
+
+    def type(
+        self, text: str, *, into: str | None = None, nth: int | None = None, clear: bool = True
+    ) -> StepRecord:
+        """Type ``text``; with ``into``, first focus the field with that label or placeholder
+        (replacing what it holds unless ``clear=False``) and check it then holds the text."""
+
+        def body(screen: Screen, rec: StepRecord) -> None:
+            node: UINode | None = None
+            if into is not None:
+                loc = self.locator.field(screen, into, nth=nth)
+                self._note_location(rec, loc)
+                node = loc.node
+                self._act(rec, A.Click(at=self._hit(loc, into)))
+                if clear and node is not None and node.value:
+                    self._act(rec, A.Key(keys=["ctrl", "a"]))
+            self._act(rec, A.Type(text=text))
+            if node is not None and self.settings.verify_typing and isinstance(self.driver, ElementDriver):
+                self._verify_field(rec, node, text if clear else (node.value or "") + text, into or "")
+
+        return self._step(
+            "type", text if into is None else f"{text!r} into {into}", {"text": text, "into": into}, body
+        )
+
+    def key(self, keys: str | list[str]) -> StepRecord:
+        """Press a key or combination: ``"Enter"``, ``"ctrl+a"``, ``["ctrl", "shift", "t"]``."""
+        combo = parse_combo(keys) if isinstance(keys, str) else list(keys)
+
+        def body(_: Screen, rec: StepRecord) -> None:
+            self._act(rec, A.Key(keys=combo))
+
+        return self._step("key", "+".join(combo), {"keys": combo}, body)
+
+    def scroll(
+        self,
+        direction: Literal["up", "down", "left", "right"] = "down",
+        amount: int | None = None,
+        *,
+        target: str | None = None,
+    ) -> StepRecord:
+        """Scroll by ``amount`` screenshot pixels (default: most of a screen), over ``target`` if given."""
+
+        def body(screen: Screen, rec: StepRecord) -> None:
+            at = (
+                self._locate(screen, target, None, rec).point
+                if target
+                else (screen.width // 2, screen.height // 2)
+            )
+            size = screen.height if direction in ("up", "down") else screen.width
+            n = amount if amount is not None else int(size * 0.8)
+            dx, dy = {"up": (0, -n), "down": (0, n), "left": (-n, 0), "right": (n, 0)}[direction]
+            self._act(rec, A.Scroll(at=at, dx=dx, dy=dy))
+
+        return self._step(
+            "scroll",
+            f"{direction} {amount or ''}".strip(),
+            {"direction": direction, "amount": amount, "target": target},
+            body,
+        )
+
+    def select(self, option: str, *, field: str | None = None) -> StepRecord:
+        """Choose ``option`` in a dropdown: the one labelled ``field``, or the only one offering it."""
+
+        def body(screen: Screen, rec: StepRecord) -> None:
+            loc = self._dropdown(screen, option, field, rec)
+            node = loc.node
+            if node is not None and node.options and isinstance(self.driver, ElementDriver):
+                labels = {normalize(o): o for o in node.options}
+                if normalize(option) not in labels:
+                    raise LocateError(
+                        f"the dropdown {node.describe()} has no option {option!r}",
+                        target=option,
+                        candidates=list(node.options),
+                    )
+                label = labels[normalize(option)]
+                t = self._clock()
+                self.driver.select_option(node, label)
+                rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, self._clock())
+                rec.action = {"action": "select", "option": label, "at": list(node.box.center)}
+                self._settle(rec)
+                if self.settings.verify_typing:
+                    self._verify_field(rec, node, label, field or option)
+            else:  # a drawn dropdown: open it, then click the option's text
+                self._act(rec, A.Click(at=self._hit(loc, field or option)))
+                opened = self.driver.observe()
+                self._act(rec, A.Click(at=self.locator.text(opened, option).point))
+
+        return self._step(
+            "select",
+            f"{option}" + (f" in {field}" if field else ""),
+            {"option": option, "field": field},
+            body,
+        )
+
+    def wait_for(self, text: str, *, timeout: float | None = None) -> StepRecord:
+        """Wait until ``text`` is visible, polling the UI tree (or the pixels, by OCR)."""
+        limit = self.settings.wait_timeout if timeout is None else timeout
+
+        def body(screen: Screen, rec: StepRecord) -> None:
+            start = self._clock()
+            current = screen
+            polls = 0
+            while True:
+                if text_on_screen(current, text, self.locator):
+                    rec.result = {"waited_ms": _ms(start, self._clock()), "polls": polls}
+                    if polls:
+                        self._save_after(rec)
+                    return
+                if self._clock() - start >= limit:
+                    self._save_after(rec)
+                    raise StepFailed(f"{text!r} did not appear within {limit:g} s")
+                self._sleep(self.settings.poll_interval)
+                polls += 1
+                current = self._poll_screen()
+
+        return self._step("wait_for", text, {"text": text, "timeout": limit}, body)
+
+    def see(self, text: str) -> StepRecord:
+        """Assert that ``text`` is visible now; raises :class:`CheckFailed` otherwise."""
+
+        def body(screen: Screen, rec: StepRecord) -> None:
+            if not text_on_screen(screen, text, self.locator):
+                raise CheckFailed(
+                    f"{text!r} is not visible", reason=_nearby(self.locator.similar(screen, text))
+                )
+            rec.result = True
+
+        return self._step("see", text, {"text": text}, body)
+
+    def locate(self, target: str, *, nth: int | None = None) -> Located:
+        """Where ``target`` is on the current screen (no action, no step recorded)."""
+        return self.locator.text(self.driver.observe(), target, nth=nth)
+
+    def perform(self, action: A.Action, *, instruction: str = "") -> StepRecord:
+        """Perform a raw action (points in screenshot pixels) as a recorded step."""
+
+        def body(_: Screen, rec: StepRecord) -> None:
+            self._act(rec, action)
+
+        return self._step(action.action, instruction or action.action, action.model_dump(), body)
+
+    # -- machinery -----------------------------------------------------------------------------------
+    @property
+    def _driver_name(self) -> str:
+        return getattr(self.driver, "name", type(self.driver).__name__)
+
+    def _step(
+        self,
+        kind: str,
+        instruction: str,
+        params: dict[str, Any],
+        body: Callable[[Screen, StepRecord], None],
+        *,
+        observe_first: bool = True,
+    ) -> StepRecord:
+        rec = StepRecord(index=len(self.steps), kind=kind, instruction=instruction, params=params)
+        start = self._clock()
+        try:
+            screen = self._observe(rec) if observe_first else _NO_SCREEN
+            body(screen, rec)
+            if not observe_first:
+                self._observe(rec)  # the frame after opening, so the report shows the page
+        except KeyboardInterrupt:
+            rec.outcome, rec.error, rec.error_type = (
+                "interrupted",
+                "interrupted by the user (Ctrl-C)",
+                "KeyboardInterrupt",
+            )
+            self._record(rec, start)
+            raise
+        except PixelPilotError as exc:
+            rec.outcome = "error" if isinstance(exc, DriverError) else "failed"
+            rec.error, rec.error_type = str(exc), type(exc).__name__
+            if isinstance(exc, LocateError):
+                rec.candidates = [str(c) for c in exc.candidates]
+            self._record(rec, start)
+            raise
+        self._record(rec, start)
+        return rec
+
+    def _record(self, rec: StepRecord, start: float) -> None:
+        rec.timings["total"] = _ms(start, self._clock())
+        self.steps.append(rec)
+        if self.run is not None:
+            self.run.append(rec)
+        if self.on_step is not None:
+            self.on_step(rec)
+
+    def _observe(self, rec: StepRecord) -> Screen:
+        t = self._clock()
+        screen = self.driver.observe()
+        rec.timings["observe"] = _ms(t, self._clock())
+        rec.screen, rec.scale = (screen.width, screen.height), screen.scale
+        if self.run is not None:
+            rec.frame = self.run.save_frame(screen.image_bytes, screen.format)
+        return screen
+
+    def _save_after(self, rec: StepRecord) -> None:
+        if self.run is None:
+            return
+        try:
+            screen = self.driver.observe(tree=False)
+        except DriverError:
+            return
+        rec.frame_after = self.run.save_frame(screen.image_bytes, screen.format)
+
+    def _poll_screen(self) -> Screen:
+        if isinstance(self.driver, ElementDriver):
+            return Screen(b"", 0, 0, tree=self.driver.ui_tree())
+        return self.driver.observe()
+
+    def _locate(self, screen: Screen, target: str, nth: int | None, rec: StepRecord) -> Located:
+        t = self._clock()
+        loc = self.locator.text(screen, target, nth=nth)
+        rec.timings["locate"] = _ms(t, self._clock())
+        self._note_location(rec, loc)
+        return loc
+
+    def _note_location(self, rec: StepRecord, loc: Located) -> None:
+        rec.locator, rec.target = loc.source, (loc.node.describe() if loc.node else None)
+        rec.box = loc.box.as_list() if loc.box else None
+        rec.point = loc.point
+
+    def _dropdown(self, screen: Screen, option: str, field: str | None, rec: StepRecord) -> Located:
+        t = self._clock()
+        if field is not None:
+            loc = self.locator.field(screen, field)
+        elif screen.tree is not None:
+            want = normalize(option)
+            boxes = [n for n in screen.tree if n.options and want in {normalize(o) for o in n.options}]
+            if len(boxes) != 1:
+                what = "no dropdown offers" if not boxes else f"{len(boxes)} dropdowns offer"
+                raise LocateError(
+                    f"{what} {option!r}; name the dropdown with field:",
+                    target=option,
+                    candidates=[
+                        n.describe() for n in (boxes or [n for n in screen.tree if n.role == "combobox"])
+                    ],
+                )
+            loc = Located(boxes[0].box.center, "ui-tree", boxes[0].box, boxes[0])
+        else:
+            raise LocateError(f"say which dropdown holds {option!r} (field:)", target=option)
+        rec.timings["locate"] = _ms(t, self._clock())
+        self._note_location(rec, loc)
+        return loc
+
+    def _hit(self, loc: Located, target: str) -> A.Point:
+        if loc.node is None or not isinstance(self.driver, ElementDriver):
+            return loc.point
+        point = self.driver.hit_point(loc.node)
+        if point is None:
+            raise LocateError(
+                f"{target!r} is covered by another element (or gone); nothing there can be clicked",
+                target=target,
+                candidates=[loc.node.describe()],
+            )
+        return point
+
+    def _act(self, rec: StepRecord, action: A.Action) -> None:
+        t = self._clock()
+        self.driver.perform(action)
+        rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, self._clock())
+        rec.action = action.model_dump()
+        if action.point is not None:
+            rec.point = action.point
+        self._settle(rec)
+
+    def _settle(self, rec: StepRecord, *, quiet_ms: float | None = None) -> None:
+        t = self._clock()
+        if isinstance(self.driver, Settling):
+            kwargs: dict[str, Any] = {"timeout": self.settings.settle_timeout}
+            if quiet_ms is not None:
+                kwargs["quiet_ms"] = quiet_ms
+            facts = self.driver.settle(**kwargs)
+            rec.effect = "changed" if facts.get("changed") else "none"
+        else:
+            rec.effect = "unknown"
+        rec.timings["settle"] = rec.timings.get("settle", 0) + _ms(t, self._clock())
+
+    def _verify_field(self, rec: StepRecord, node: UINode, expected: str, label: str) -> None:
+        assert isinstance(self.driver, ElementDriver)
+        t = self._clock()
+        tree = self.driver.ui_tree()
+        same = [
+            n
+            for n in tree
+            if n.role == node.role and abs(n.box.x - node.box.x) < 2 and abs(n.box.y - node.box.y) < 2
+        ]
+        rec.timings["verify"] = _ms(t, self._clock())
+        if not same:
+            return  # the field went away (a submit on Enter, a closed dialog): nothing to check
+        value = same[0].value
+        if value is not None and value != expected:
+            raise StepFailed(f"typed into {label!r}, but the field holds {value!r} instead of {expected!r}")
+
+
+class _NoScreen(Screen):
+    pass
+
+
+_NO_SCREEN = _NoScreen(b"", 0, 0)
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 2)
+
+
+def _nearby(similar: list[str]) -> str:
+    return ("visible texts like it: " + ", ".join(similar[:6])) if similar else "nothing similar is visible"

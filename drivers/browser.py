@@ -1,0 +1,322 @@
+"""The browser driver: Playwright's sync API driving Chromium (Debian's, found automatically).
+
+Screenshots come through CDP, input is real mouse and keyboard events, the UI tree is read from the
+DOM with boxes, clicks on elements are hit-tested, and every action is followed by a settle that waits
+until the page is still.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tools import actions as A
+from tools.errors import DriverError, DriverUnavailable
+
+from .base import Box, Screen, UINode
+from .keys import playwright_combo
+
+__all__ = ["BrowserDriver", "NavigationResult", "find_chromium"]
+
+log = logging.getLogger(__name__)
+
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+)
+_CANDIDATES = (
+    "/usr/lib/chromium/chromium",
+    "/usr/bin/chromium",
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+)
+INSTALL_CHROMIUM = "sudo apt-get install -y chromium   (or set PIXELPILOT_CHROMIUM=/path/to/chrome)"
+
+
+def find_chromium(env: dict[str, str] | None = None) -> str:
+    """Path of a Chromium binary: ``$PIXELPILOT_CHROMIUM``, else Debian's, else one on PATH."""
+    env = os.environ if env is None else env
+    override = env.get("PIXELPILOT_CHROMIUM")
+    if override:
+        if Path(override).is_file() and os.access(override, os.X_OK):
+            return override
+        raise DriverUnavailable(
+            f"PIXELPILOT_CHROMIUM={override} is not an executable file", install=INSTALL_CHROMIUM
+        )
+    for cand in _CANDIDATES:
+        path = cand if os.path.isabs(cand) else shutil.which(cand)
+        if path and Path(path).is_file() and os.access(path, os.X_OK):
+            return path
+    raise DriverUnavailable("Chromium was not found", install=INSTALL_CHROMIUM)
+
+
+@cache
+def _js(name: str) -> str:
+    return resources.files("drivers").joinpath("js", name).read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class NavigationResult:
+    url: str
+    ok: bool
+    status: int | None = None
+    error: str | None = None
+
+
+class BrowserDriver:
+    """Chromium through Playwright. Use :meth:`launch`; it is a context manager.
+
+    >>> with BrowserDriver.launch(headless=True) as d:       # doctest: +SKIP
+    ...     d.goto("https://example.org")
+    """
+
+    name = "browser"
+    capabilities = frozenset({"screenshot", "ui_tree", "navigate", "keyboard", "mouse", "select", "settle"})
+
+    def __init__(
+        self, pw: Any, browser: Any, context: Any, page: Any, *, scale: float, frame_format: str
+    ) -> None:
+        self._pw, self._browser, self._context, self.page = pw, browser, context, page
+        self.scale = scale
+        self.frame_format = frame_format
+        self._cdp = context.new_cdp_session(page)
+        self._closed = False
+        page.on("crash", lambda *_: log.error("the browser page crashed"))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @classmethod
+    def launch(
+        cls,
+        *,
+        headless: bool = True,
+        viewport: tuple[int, int] = (1280, 800),
+        device_scale_factor: float = 1.0,
+        executable_path: str | None = None,
+        slow_mo: float = 0,
+        args: Sequence[str] = (),
+        frame_format: str = "jpeg",
+        url: str | None = None,
+    ) -> BrowserDriver:
+        """Start Chromium and open one page of ``viewport`` CSS pixels."""
+        try:
+            from playwright.sync_api import Error as PlaywrightError
+            from playwright.sync_api import sync_playwright
+        except ImportError as exc:
+            raise DriverUnavailable(
+                "the browser driver needs Playwright", install="pip install 'pixelpilot[browser]'"
+            ) from exc
+        exe = executable_path or find_chromium()
+        if not headless and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            raise DriverUnavailable(
+                "a headed browser needs a display, and DISPLAY is not set",
+                install="run headless, or under a virtual display: xvfb-run pixelpilot run --headed ...",
+            )
+        pw = sync_playwright().start()
+        try:
+            browser = pw.chromium.launch(
+                executable_path=exe, headless=headless, args=[*CHROMIUM_ARGS, *args], slow_mo=slow_mo
+            )
+            context = browser.new_context(
+                viewport={"width": viewport[0], "height": viewport[1]},
+                device_scale_factor=device_scale_factor,
+            )
+            context.add_init_script(_js("watch.js"))
+            page = context.new_page()
+        except PlaywrightError as exc:
+            pw.stop()
+            raise DriverError(f"Chromium ({exe}) failed to start: {exc.message.splitlines()[0]}") from exc
+        driver = cls(pw, browser, context, page, scale=device_scale_factor, frame_format=frame_format)
+        if url:
+            driver.goto(url)
+        return driver
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for step in (self._context.close, self._browser.close, self._pw.stop):
+            with contextlib.suppress(Exception):
+                step()
+
+    def __enter__(self) -> BrowserDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _boundary(self, what: str) -> Iterator[None]:
+        """Translate Playwright's errors into ours."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        if self._closed:
+            raise DriverError(f"cannot {what}: the browser driver is closed")
+        try:
+            yield
+        except PlaywrightError as exc:
+            msg = exc.message.splitlines()[0] if exc.message else str(exc)
+            if "closed" in msg or "crash" in msg.lower() or "disconnected" in msg.lower():
+                raise DriverError(f"the browser went away while trying to {what}: {msg}") from exc
+            raise DriverError(f"browser error while trying to {what}: {msg}") from exc
+
+    # -- observe ---------------------------------------------------------------------------------
+    def observe(self, *, tree: bool = True) -> Screen:
+        with self._boundary("take a screenshot"):
+            params: dict[str, Any] = {"format": self.frame_format}
+            if self.frame_format == "jpeg":
+                params["quality"] = 85
+            else:
+                params["optimizeForSpeed"] = True
+            shot = self._cdp.send("Page.captureScreenshot", params)
+            data = base64.b64decode(shot["data"])
+            vp = self.page.viewport_size or {"width": 0, "height": 0}
+            nodes = self._read_tree() if tree else None
+        if not data:
+            raise DriverError("the browser returned an empty screenshot")
+        w, h = round(vp["width"] * self.scale), round(vp["height"] * self.scale)
+        return Screen(data, w, h, self.scale, nodes, format=self.frame_format)
+
+    def ui_tree(self) -> list[UINode]:
+        with self._boundary("read the page's elements"):
+            return self._read_tree()
+
+    def _read_tree(self) -> list[UINode]:
+        s = self.scale
+        raw = self._evaluate(_js("tree.js"))
+        return [
+            UINode(
+                ref=n["ref"],
+                role=n["role"],
+                name=n["name"],
+                text=n["text"],
+                tag=n["tag"],
+                placeholder=n["placeholder"],
+                value=n["value"],
+                checked=n["checked"],
+                interactive=n["interactive"],
+                options=tuple(n["options"]),
+                box=Box(n["x"] * s, n["y"] * s, n["w"] * s, n["h"] * s),
+            )
+            for n in raw
+        ]
+
+    def _evaluate(self, script: str, arg: Any = None) -> Any:
+        """Evaluate, retrying once when a navigation replaced the document meanwhile."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        for attempt in range(3):
+            try:
+                return self.page.evaluate(script, arg)
+            except PlaywrightError as exc:
+                navigated = "context was destroyed" in exc.message or "navigat" in exc.message
+                if navigated and attempt < 2:
+                    with contextlib.suppress(PlaywrightError):
+                        self.page.wait_for_load_state("load", timeout=10_000)
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- element helpers -------------------------------------------------------------------------
+    def hit_point(self, node: UINode) -> A.Point | None:
+        with self._boundary("hit-test an element"):
+            res = self._evaluate(_js("hit.js"), node.ref)
+        if res == "detached" or res is None:
+            return None
+        return (round(res[0] * self.scale), round(res[1] * self.scale))
+
+    def select_option(self, node: UINode, label: str) -> None:
+        with self._boundary(f"select {label!r}"):
+            handle = self.page.evaluate_handle("(ref) => window.__pp_nodes[Number(ref)]", node.ref)
+            el = handle.as_element()
+            if el is None:
+                raise DriverError(f"the dropdown {node.describe()} is no longer on the page")
+            el.select_option(label=label, timeout=5_000)
+
+    # -- act -------------------------------------------------------------------------------------
+    def goto(self, url: str, *, timeout: float = 30.0) -> NavigationResult:
+        from playwright.sync_api import Error as PlaywrightError
+
+        with self._boundary(f"open {url}"):
+            try:
+                resp = self.page.goto(url, wait_until="load", timeout=timeout * 1000)
+            except PlaywrightError as exc:
+                if "closed" in exc.message:
+                    raise
+                return NavigationResult(url, False, None, exc.message.splitlines()[0])
+        status = resp.status if resp is not None else None
+        ok = status is None or status < 400
+        return NavigationResult(
+            url, ok, status, None if ok else f"HTTP {status} {resp.status_text if resp else ''}".strip()
+        )
+
+    def perform(self, action: A.Action) -> None:
+        with self._boundary(f"perform {action.action}"):
+            self._perform(action)
+
+    def _px(self, p: A.Point) -> tuple[float, float]:
+        return (p[0] / self.scale, p[1] / self.scale)
+
+    def _perform(self, a: A.Action) -> None:
+        mouse, kb = self.page.mouse, self.page.keyboard
+        match a:
+            case A.Click() | A.DoubleClick() | A.TripleClick() | A.RightClick() | A.MiddleClick():
+                count = {"double_click": 2, "triple_click": 3}.get(a.action, 1)
+                button = {"right_click": "right", "middle_click": "middle"}.get(a.action, "left")
+                mouse.click(*self._px(a.at), click_count=count, button=button)  # type: ignore[arg-type]
+            case A.MouseMove():
+                mouse.move(*self._px(a.at))
+            case A.Drag():
+                if a.start is not None:
+                    mouse.move(*self._px(a.start))
+                mouse.down()
+                mouse.move(*self._px(a.end), steps=12)
+                mouse.up()
+            case A.Swipe():
+                mouse.move(*self._px(a.start))
+                mouse.down()
+                mouse.move(*self._px(a.end), steps=12)
+                mouse.up()
+            case A.LongPress():
+                mouse.move(*self._px(a.at))
+                mouse.down()
+                time.sleep(a.duration)
+                mouse.up()
+            case A.Type():
+                kb.type(a.text)
+            case A.Key():
+                kb.press(playwright_combo(a.keys))
+            case A.Scroll():
+                if a.at is not None:
+                    mouse.move(*self._px(a.at))
+                mouse.wheel(a.dx / self.scale, a.dy / self.scale)
+            case A.SystemButton(button="Back"):
+                self.page.go_back(wait_until="load")
+            case A.SystemButton(button="Enter"):
+                kb.press("Enter")
+            case A.Wait():
+                time.sleep(a.seconds)
+            case A.Answer() | A.Terminate():
+                pass
+            case _:
+                raise DriverError(f"the browser driver cannot perform {a.action!r} ({a})")
+
+    def settle(self, *, timeout: float = 3.0, quiet_ms: float = 60) -> dict[str, Any]:
+        with self._boundary("wait for the page to settle"):
+            return dict(self._evaluate(_js("settle.js"), {"quiet": quiet_ms, "timeout": timeout * 1000}))

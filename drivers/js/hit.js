@@ -1,0 +1,15 @@
+// A point inside element #ref that really hits it (elementFromPoint is the element or inside it),
+// trying the centre first, then points nearer the edges. Returns [x, y] in CSS pixels, or null.
+(ref) => {
+  const el = (window.__pp_nodes || [])[Number(ref)];
+  if (!el || !el.isConnected) return 'detached';
+  const r = el.getBoundingClientRect();
+  const fr = [0.5, 0.2, 0.8, 0.35, 0.65, 0.05, 0.95];
+  for (const fy of fr) for (const fx of fr) {
+    const x = r.left + r.width * fx, y = r.top + r.height * fy;
+    if (x < 0 || y < 0 || x >= window.innerWidth || y >= window.innerHeight) continue;
+    const hit = document.elementFromPoint(x, y);
+    if (hit && (hit === el || el.contains(hit) || (el.control && hit === el.control) || (hit.labels && Array.from(hit.labels).includes(el)))) return [x, y];
+  }
+  return null;
+}

@@ -1,0 +1,98 @@
+// Collects the visible UI tree of the page: interactive elements and text-bearing elements, with
+// boxes in CSS pixels of the viewport. Elements are kept in window.__pp_nodes so later calls
+// (hit testing, select) can refer to them by index.
+() => {
+  const INTERACTIVE = 'a[href],button,input,select,textarea,summary,label,[role],[onclick],[tabindex],[contenteditable="true"]';
+  const ROLE_OF_TAG = {a: 'link', button: 'button', select: 'combobox', textarea: 'textbox', summary: 'button',
+                       h1: 'heading', h2: 'heading', h3: 'heading', h4: 'heading', h5: 'heading', h6: 'heading',
+                       li: 'listitem', img: 'img', label: 'label', option: 'option', dialog: 'dialog'};
+  const vw = window.innerWidth, vh = window.innerHeight;
+  const clean = (s) => (s || '').replace(/\s+/g, ' ').trim();
+  const visible = (el, r) => {
+    if (r.width < 1 || r.height < 1) return false;
+    if (r.right < 0 || r.bottom < 0 || r.left > vw || r.top > vh) return false;
+    const st = getComputedStyle(el);
+    if (st.visibility === 'hidden' || st.display === 'none' || parseFloat(st.opacity) === 0) return false;
+    return true;
+  };
+  const roleOf = (el) => {
+    const explicit = el.getAttribute('role');
+    if (explicit) return explicit.split(' ')[0];
+    const tag = el.tagName.toLowerCase();
+    if (tag === 'input') {
+      const t = (el.getAttribute('type') || 'text').toLowerCase();
+      if (t === 'checkbox') return 'checkbox';
+      if (t === 'radio') return 'radio';
+      if (t === 'submit' || t === 'button' || t === 'reset' || t === 'image') return 'button';
+      if (t === 'range') return 'slider';
+      return 'textbox';
+    }
+    return ROLE_OF_TAG[tag] || 'text';
+  };
+  const labelText = (el) => {
+    const parts = [];
+    if (el.labels) for (const l of el.labels) parts.push(clean(l.innerText));
+    const by = el.getAttribute('aria-labelledby');
+    if (by) for (const id of by.split(/\s+/)) { const t = document.getElementById(id); if (t) parts.push(clean(t.innerText)); }
+    return parts.filter(Boolean).join(' ');
+  };
+  const nameOf = (el, role) => {
+    const aria = el.getAttribute('aria-label');
+    if (aria) return clean(aria);
+    const lab = labelText(el);
+    if (lab) return lab;
+    const tag = el.tagName.toLowerCase();
+    if (tag === 'input') {
+      const t = (el.getAttribute('type') || 'text').toLowerCase();
+      if (t === 'submit' || t === 'button' || t === 'reset') return clean(el.value || (t === 'submit' ? 'Submit' : ''));
+      if (t === 'image') return clean(el.alt);
+      return clean(el.getAttribute('title') || '');
+    }
+    if (tag === 'img') return clean(el.alt || el.title);
+    if (tag === 'select' || tag === 'textarea') return clean(el.getAttribute('title') || '');
+    return clean(el.innerText || el.textContent).slice(0, 200) || clean(el.getAttribute('title'));
+  };
+  const ownText = (el) => {
+    let s = '';
+    for (const c of el.childNodes) if (c.nodeType === 3) s += c.textContent;
+    return clean(s);
+  };
+  const seen = new Set();
+  const list = [];
+  const add = (el, interactive) => {
+    if (seen.has(el)) return;
+    const r = el.getBoundingClientRect();
+    if (!visible(el, r)) return;
+    seen.add(el);
+    list.push([el, r, interactive]);
+  };
+  for (const el of document.querySelectorAll(INTERACTIVE)) add(el, true);
+  const walker = document.createTreeWalker(document.body || document.documentElement, NodeFilter.SHOW_ELEMENT);
+  for (let el = walker.currentNode; el; el = walker.nextNode()) {
+    if (el.tagName === 'SCRIPT' || el.tagName === 'STYLE') continue;
+    if (ownText(el)) add(el, false);
+  }
+  window.__pp_nodes = [];
+  const out = [];
+  for (const [el, r, interactive] of list) {
+    const role = roleOf(el);
+    const ref = window.__pp_nodes.push(el) - 1;
+    const tag = el.tagName.toLowerCase();
+    const node = {
+      ref: String(ref), role, tag, interactive: interactive && role !== 'label',
+      name: nameOf(el, role), text: ownText(el).slice(0, 200),
+      placeholder: clean(el.getAttribute('placeholder') || ''),
+      x: r.left, y: r.top, w: r.width, h: r.height,
+      value: null, checked: null, options: [],
+    };
+    if (tag === 'input' || tag === 'textarea' || tag === 'select') node.value = el.value;
+    if (role === 'checkbox' || role === 'radio') node.checked = !!el.checked;
+    if (el.getAttribute('aria-checked')) node.checked = el.getAttribute('aria-checked') === 'true';
+    if (tag === 'select') {
+      node.options = Array.from(el.options).map(o => clean(o.label || o.text));
+      node.value = el.selectedIndex >= 0 ? node.options[el.selectedIndex] : '';
+    }
+    out.push(node);
+  }
+  return out;
+}

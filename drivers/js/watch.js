@@ -1,0 +1,13 @@
+// Installed in every document: counts DOM mutations, focus, input and scroll events, so that
+// settle.js can tell when the page is still and whether an action changed anything.
+(() => {
+  if (window.__pp_watch) return;
+  window.__pp_watch = true;
+  window.__pp_mut = 0; window.__pp_seen = 0; window.__pp_last = performance.now();
+  const bump = () => { window.__pp_mut++; window.__pp_last = performance.now(); };
+  const start = () => {
+    new MutationObserver(bump).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+  };
+  if (document.documentElement) start(); else document.addEventListener('DOMContentLoaded', start);
+  for (const ev of ['focusin', 'input', 'change', 'scroll']) window.addEventListener(ev, bump, true);
+})();

@@ -1,0 +1,164 @@
+"""Task file → TaskResult: build the driver, run the steps through an Agent, record the run."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from agent.errors import ConfigError, DriverError, DriverUnavailable, PixelPilotError
+from agent.memory import StepRecord
+from agent.runlog import RunWriter, slugify
+from agent.session import Agent, AgentSettings
+from drivers.base import Driver
+
+from . import spec as S
+
+__all__ = ["ExitCode", "RunOptions", "TaskResult", "resolve_url", "run_task"]
+
+log = logging.getLogger(__name__)
+
+
+class ExitCode:
+    PASSED = 0
+    FAILED = 1
+    USAGE = 2
+    ENVIRONMENT = 3
+    INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the CLI (or a caller) decides for a run, over the task file's own settings."""
+
+    output: str | os.PathLike[str] = "runs"
+    headed: bool | None = None
+    slow_mo: float | None = None
+
+
+@dataclass
+class TaskResult:
+    task: str
+    status: str
+    """passed, failed, error, interrupted."""
+    run_dir: Path | None
+    steps: list[StepRecord] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {
+            "passed": ExitCode.PASSED,
+            "failed": ExitCode.FAILED,
+            "error": ExitCode.FAILED,
+            "interrupted": ExitCode.INTERRUPTED,
+            "environment": ExitCode.ENVIRONMENT,
+        }.get(self.status, ExitCode.FAILED)
+
+
+def resolve_url(value: str, base: Path) -> str:
+    """A URL as given, or a path relative to the task file's folder as a file:// URL."""
+    scheme = urlparse(value).scheme
+    if scheme and len(scheme) > 1:
+        return value
+    path = Path(value)
+    if not path.is_absolute():
+        path = base / path
+    return path.resolve().as_uri()
+
+
+def _make_driver(task: S.TaskFile, opts: RunOptions) -> Driver:
+    from drivers.browser import BrowserDriver
+
+    b = task.browser
+    headless = not opts.headed if opts.headed is not None else (b.headless if b.headless is not None else True)
+    return BrowserDriver.launch(
+        headless=headless,
+        viewport=b.viewport,
+        device_scale_factor=b.device_scale_factor,
+        slow_mo=opts.slow_mo if opts.slow_mo is not None else b.slow_mo,
+    )
+
+
+def _run_step(agent: Agent, step: Any, base: Path) -> None:
+    match step:
+        case S.OpenStep():
+            agent.open(resolve_url(step.open, base))
+        case S.ClickStep():
+            a = step.args
+            agent.click(a.text, nth=a.nth)
+        case S.TypeStep():
+            t = step.args
+            agent.type(t.text, into=t.into, nth=t.nth, clear=t.clear)
+        case S.KeyStep():
+            agent.key(step.key)
+        case S.ScrollStep():
+            sc = step.args
+            agent.scroll(sc.direction, sc.amount, target=sc.target)
+        case S.WaitForStep():
+            w = step.args
+            agent.wait_for(w.text, timeout=w.timeout)
+        case S.SeeStep():
+            agent.see(step.see)
+        case S.SelectStep():
+            se = step.args
+            agent.select(se.option, field=se.field)
+        case _:  # pragma: no cover - the schema admits nothing else
+            raise ConfigError(f"unsupported step {step!r}")
+
+
+def run_task(
+    path: str | os.PathLike[str],
+    options: RunOptions | None = None,
+    *,
+    on_step: Callable[[StepRecord], None] | None = None,
+    on_start: Callable[[S.TaskFile, Path], None] | None = None,
+    driver_factory: Callable[[S.TaskFile, RunOptions], Driver] | None = None,
+) -> TaskResult:
+    """Run one task file. Raises :class:`ConfigError` for a bad file (nothing runs) and
+    :class:`DriverUnavailable` when the environment lacks what the driver needs."""
+    opts = options or RunOptions()
+    task_path = Path(path)
+    task = S.load_task(task_path)
+    name = task.name or task_path.stem.removesuffix(".task")
+    driver = (driver_factory or _make_driver)(task, opts)
+    run = RunWriter(
+        opts.output,
+        slugify(name),
+        meta={"task": name, "task_file": str(task_path), "driver": driver.name, "model": None, "total_steps": len(task.steps)},
+    )
+    if on_start is not None:
+        on_start(task, run.path)
+    settings = AgentSettings(
+        wait_timeout=task.settings.wait_timeout,
+        settle_timeout=task.settings.settle_timeout,
+        nav_timeout=task.settings.nav_timeout,
+    )
+    agent = Agent(driver, settings=settings, run=run, task=name, on_step=on_step)
+    status, error = "passed", None
+    try:
+        for step in task.steps:
+            _run_step(agent, step, task_path.parent)
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by the user (Ctrl-C)"
+    except DriverUnavailable:
+        run.finish("error", error="the driver became unavailable")
+        driver.close()
+        raise
+    except DriverError as exc:
+        status, error = "error", str(exc)
+    except PixelPilotError as exc:
+        status, error = "failed", str(exc)
+    finally:
+        if status == "passed" and any(s.outcome != "passed" for s in agent.steps):
+            status = "failed"
+        run.finish(status, error=error)
+        try:
+            driver.close()
+        except Exception:  # noqa: BLE001 - the browser may already be gone; the run is recorded
+            log.debug("closing the driver failed", exc_info=True)
+    return TaskResult(name, status, run.path, agent.steps, error)

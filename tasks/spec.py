@@ -1,0 +1,309 @@
+"""The YAML task file: schema (pydantic, ``extra="forbid"``), loading with file-and-line errors.
+
+    version: 1
+    name: log in
+    driver: browser                 # or {browser: {headless: false, viewport: [1280, 800]}}
+    steps:
+      - open: demo_app/index.html   # a URL, or a path relative to this file
+      - type: {text: alice, into: Username}
+      - click: Sign in
+      - wait_for: {text: "Welcome, alice", timeout: 5}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+
+from agent.errors import ConfigError
+
+__all__ = ["STEP_VERBS", "BrowserOptions", "Step", "TaskFile", "load_task", "task_schema"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- steps ----------------------------------------------------------------------------------------
+class ClickArgs(_Strict):
+    text: str = Field(min_length=1, description="visible text or accessible name of the element")
+    nth: int | None = Field(default=None, ge=1, description="which match, in reading order, when several match")
+
+
+class TypeArgs(_Strict):
+    text: str
+    into: str | None = Field(default=None, description="label, accessible name or placeholder of the field")
+    nth: int | None = Field(default=None, ge=1)
+    clear: bool = Field(default=True, description="replace what the field holds")
+
+
+class ScrollArgs(_Strict):
+    direction: Literal["up", "down", "left", "right"] = "down"
+    amount: int | None = Field(default=None, gt=0, description="pixels; default most of a screen")
+    target: str | None = Field(default=None, description="scroll over this element")
+
+
+class WaitArgs(_Strict):
+    text: str = Field(min_length=1)
+    timeout: float | None = Field(default=None, gt=0, description="seconds")
+
+
+class SelectArgs(_Strict):
+    option: str = Field(min_length=1)
+    field: str | None = Field(default=None, description="label of the dropdown")
+
+
+class OpenStep(_Strict):
+    open: str = Field(min_length=1, description="URL, or a file path relative to the task file")
+
+
+class ClickStep(_Strict):
+    click: str | ClickArgs
+
+    @property
+    def args(self) -> ClickArgs:
+        return self.click if isinstance(self.click, ClickArgs) else ClickArgs(text=self.click)
+
+
+class TypeStep(_Strict):
+    type: str | TypeArgs
+
+    @property
+    def args(self) -> TypeArgs:
+        return self.type if isinstance(self.type, TypeArgs) else TypeArgs(text=self.type)
+
+
+class KeyStep(_Strict):
+    key: str = Field(min_length=1, description="a key or combination: Enter, ctrl+a, ctrl+shift+t")
+
+    @field_validator("key")
+    @classmethod
+    def _combo(cls, v: str) -> str:
+        from drivers.keys import parse_combo
+
+        parse_combo(v)
+        return v
+
+
+class ScrollStep(_Strict):
+    scroll: Literal["up", "down", "left", "right"] | ScrollArgs
+
+    @property
+    def args(self) -> ScrollArgs:
+        return self.scroll if isinstance(self.scroll, ScrollArgs) else ScrollArgs(direction=self.scroll)
+
+
+class WaitForStep(_Strict):
+    wait_for: str | WaitArgs
+
+    @property
+    def args(self) -> WaitArgs:
+        return self.wait_for if isinstance(self.wait_for, WaitArgs) else WaitArgs(text=self.wait_for)
+
+
+class SeeStep(_Strict):
+    see: str = Field(min_length=1, description="text that must be visible")
+
+
+class SelectStep(_Strict):
+    select: str | SelectArgs
+
+    @property
+    def args(self) -> SelectArgs:
+        return self.select if isinstance(self.select, SelectArgs) else SelectArgs(option=self.select)
+
+
+_STEP_MODELS: dict[str, type[_Strict]] = {
+    "open": OpenStep,
+    "click": ClickStep,
+    "type": TypeStep,
+    "key": KeyStep,
+    "scroll": ScrollStep,
+    "wait_for": WaitForStep,
+    "see": SeeStep,
+    "select": SelectStep,
+}
+STEP_VERBS = tuple(_STEP_MODELS)
+
+
+def _verb(v: Any) -> str | None:
+    if isinstance(v, dict):
+        keys = [k for k in v if k in _STEP_MODELS]
+        return keys[0] if len(keys) == 1 else None
+    if isinstance(v, BaseModel):
+        return next((k for k, m in _STEP_MODELS.items() if isinstance(v, m)), None)
+    return None
+
+
+Step = Annotated[
+    Annotated[OpenStep, Tag("open")]
+    | Annotated[ClickStep, Tag("click")]
+    | Annotated[TypeStep, Tag("type")]
+    | Annotated[KeyStep, Tag("key")]
+    | Annotated[ScrollStep, Tag("scroll")]
+    | Annotated[WaitForStep, Tag("wait_for")]
+    | Annotated[SeeStep, Tag("see")]
+    | Annotated[SelectStep, Tag("select")],
+    Discriminator(
+        _verb,
+        custom_error_type="unknown_step",
+        custom_error_message=f"a step is a mapping with exactly one of: {', '.join(STEP_VERBS)}",
+    ),
+]
+
+
+# -- drivers ----------------------------------------------------------------------------------------
+class BrowserOptions(_Strict):
+    headless: bool | None = Field(default=None, description="default: headless unless --headed")
+    viewport: tuple[int, int] = (1280, 800)
+    device_scale_factor: float = Field(default=1.0, gt=0, le=4)
+    slow_mo: float = Field(default=0, ge=0, description="milliseconds between driver operations")
+
+
+class BrowserSpec(_Strict):
+    browser: BrowserOptions = BrowserOptions()
+
+
+DriverSpec = Literal["browser"] | BrowserSpec
+
+
+class TaskSettings(_Strict):
+    wait_timeout: float = Field(default=10.0, gt=0, description="default timeout of wait_for, seconds")
+    settle_timeout: float = Field(default=3.0, gt=0)
+    nav_timeout: float = Field(default=30.0, gt=0)
+
+
+class TaskFile(_Strict):
+    """A pixelpilot task file."""
+
+    version: Literal[1] = 1
+    name: str | None = None
+    description: str | None = None
+    driver: DriverSpec = "browser"
+    settings: TaskSettings = TaskSettings()
+    steps: list[Step] = Field(min_length=1)
+
+    @property
+    def browser(self) -> BrowserOptions:
+        return self.driver.browser if isinstance(self.driver, BrowserSpec) else BrowserOptions()
+
+
+def task_schema() -> dict[str, Any]:
+    schema = TaskFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "pixelpilot task file"
+    return schema
+
+
+# -- loading ----------------------------------------------------------------------------------------
+def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[(*path, key, "__key__")] = k.start_mark.line + 1
+            _lines(v, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _lines(v, (*path, i), out)
+
+
+def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int], *, key: bool) -> int | None:
+    """Line of the deepest YAML node on pydantic's ``loc`` (tags and union branches skipped)."""
+    path: tuple[Any, ...] = ()
+    for part in loc:
+        if (*path, part) in lines:
+            path = (*path, part)
+    if key and (*path, "__key__") in lines:
+        return lines[(*path, "__key__")]
+    return lines.get(path)
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> list[Any]:
+    """pydantic's loc without union branch names and repeated tags: ``steps[1].click.nth``."""
+    out: list[Any] = []
+    for part in loc:
+        if isinstance(part, str) and (part[:1].isupper() or part == "str" or "[" in part or part == "__key__"):
+            continue
+        if out and part == out[-1]:
+            continue
+        out.append(part)
+    return out
+
+
+def _path(parts: list[Any]) -> str:
+    text = ""
+    for p in parts:
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+    return text
+
+
+_KNOWN_KEYS = sorted(
+    {f for m in (TaskFile, TaskSettings, BrowserOptions, *_STEP_MODELS.values()) for f in m.model_fields}
+    | {f for m in (ClickArgs, TypeArgs, ScrollArgs, WaitArgs, SelectArgs) for f in m.model_fields}
+)
+
+
+def _describe(err: Any) -> str:
+    parts = _clean_loc(tuple(err["loc"]))
+    if err["type"] == "extra_forbidden":
+        import difflib
+
+        key = str(parts[-1])
+        hint = difflib.get_close_matches(key, _KNOWN_KEYS, n=1)
+        where = f" in {_path(parts[:-1])}" if len(parts) > 1 else ""
+        return f"unknown key {key!r}{where}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    where = _path(parts)
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
+def _useful(errors: list[Any]) -> list[Any]:
+    """Drop a union's "expected a string" when the input was a mapping that failed inside."""
+    branch = [e for e in errors if not (isinstance(e.get("input"), dict) and e["type"] in ("string_type", "literal_error"))]
+    return branch or errors
+
+
+def load_task(path: str | os.PathLike[str]) -> TaskFile:
+    """Read and validate a task file; raises :class:`ConfigError` naming the file, line and key."""
+    p = Path(path)
+    name = str(path)
+    try:
+        text = p.read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such task file", file=name) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the task file: {exc}", file=name) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"not valid YAML: {problem}", file=name, line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise ConfigError("a task file is a mapping with at least `steps:`", file=name, line=1)
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _lines(node, (), lines)
+    try:
+        return TaskFile.model_validate(data)
+    except ValidationError as exc:
+        errors = _useful(exc.errors(include_url=False))
+        # the most useful error first: an unknown key beats the union's "expected a string" noise
+        errors.sort(key=lambda e: (e["type"] != "extra_forbidden", e["type"] != "unknown_step", len(e["loc"])))
+        first = errors[0]
+        line = _line_for(tuple(first["loc"]), lines, key=first["type"] == "extra_forbidden")
+        msg = _describe(first)
+        more = len({_describe(e) for e in errors}) - 1
+        if more > 0:
+            msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise ConfigError(msg, file=name, line=line) from None
+
+
+def schema_json() -> str:
+    return json.dumps(task_schema(), indent=2)
