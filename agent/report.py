@@ -45,7 +45,9 @@ def render_report(run: RunData) -> str:
         if s.box and w and h:
             x, y, bw, bh = s.box
             box = {"left": _pct(x, w), "top": _pct(y, h), "width": _pct(bw, w), "height": _pct(bh, h)}
-        steps.append({"s": s, "marker": marker, "box": box, "timings": {k: f"{v:.0f}" for k, v in s.timings.items()}})
+        steps.append(
+            {"s": s, "marker": marker, "box": box, "timings": {k: f"{v:.0f}" for k, v in s.timings.items()}}
+        )
     return _env.get_template("report.html.j2").render(
         meta=meta,
         steps=steps,

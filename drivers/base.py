@@ -152,6 +152,6 @@ class ElementDriver(Protocol):
 class Settling(Protocol):
     """A driver that can wait, after an action, until the screen stops changing."""
 
-    def settle(self, *, timeout: float = 3.0) -> dict[str, Any]:
-        """Wait until still; returns facts such as ``{"changed": bool, "waited_ms": float}``."""
+    def settle(self, *, timeout: float = 3.0, quiet_ms: float = 60) -> dict[str, Any]:
+        """Wait until nothing changed for ``quiet_ms``; returns facts such as ``{"changed": bool, "waited_ms": float}``."""
         ...

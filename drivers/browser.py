@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,32 @@ def _js(name: str) -> str:
     return resources.files("drivers").joinpath("js", name).read_text("utf-8")
 
 
+class _Playwright:
+    """One Playwright per thread, shared by the drivers launched there (the sync API allows one)."""
+
+    _local = threading.local()
+
+    @classmethod
+    def acquire(cls) -> Any:
+        from playwright.sync_api import sync_playwright
+
+        if getattr(cls._local, "pw", None) is None:
+            cls._local.pw = sync_playwright().start()
+            cls._local.users = 0
+        cls._local.users += 1
+        return cls._local.pw
+
+    @classmethod
+    def release(cls) -> None:
+        if getattr(cls._local, "pw", None) is None:
+            return
+        cls._local.users -= 1
+        if cls._local.users <= 0:
+            pw, cls._local.pw = cls._local.pw, None
+            with contextlib.suppress(Exception):
+                pw.stop()
+
+
 @dataclass(frozen=True)
 class NavigationResult:
     url: str
@@ -117,7 +144,6 @@ class BrowserDriver:
         """Start Chromium and open one page of ``viewport`` CSS pixels."""
         try:
             from playwright.sync_api import Error as PlaywrightError
-            from playwright.sync_api import sync_playwright
         except ImportError as exc:
             raise DriverUnavailable(
                 "the browser driver needs Playwright", install="pip install 'pixelpilot[browser]'"
@@ -128,7 +154,7 @@ class BrowserDriver:
                 "a headed browser needs a display, and DISPLAY is not set",
                 install="run headless, or under a virtual display: xvfb-run pixelpilot run --headed ...",
             )
-        pw = sync_playwright().start()
+        pw = _Playwright.acquire()
         try:
             browser = pw.chromium.launch(
                 executable_path=exe, headless=headless, args=[*CHROMIUM_ARGS, *args], slow_mo=slow_mo
@@ -140,7 +166,7 @@ class BrowserDriver:
             context.add_init_script(_js("watch.js"))
             page = context.new_page()
         except PlaywrightError as exc:
-            pw.stop()
+            _Playwright.release()
             raise DriverError(f"Chromium ({exe}) failed to start: {exc.message.splitlines()[0]}") from exc
         driver = cls(pw, browser, context, page, scale=device_scale_factor, frame_format=frame_format)
         if url:
@@ -151,7 +177,7 @@ class BrowserDriver:
         if self._closed:
             return
         self._closed = True
-        for step in (self._context.close, self._browser.close, self._pw.stop):
+        for step in (self._context.close, self._browser.close, _Playwright.release):
             with contextlib.suppress(Exception):
                 step()
 
@@ -184,9 +210,18 @@ class BrowserDriver:
                 params["quality"] = 85
             else:
                 params["optimizeForSpeed"] = True
+            vp = self.page.viewport_size or {"width": 0, "height": 0}
+            if self.scale != 1:
+                # without a clip, headless Chromium captures CSS pixels; ask for device pixels
+                params["clip"] = {
+                    "x": 0,
+                    "y": 0,
+                    "width": vp["width"],
+                    "height": vp["height"],
+                    "scale": self.scale,
+                }
             shot = self._cdp.send("Page.captureScreenshot", params)
             data = base64.b64decode(shot["data"])
-            vp = self.page.viewport_size or {"width": 0, "height": 0}
             nodes = self._read_tree() if tree else None
         if not data:
             raise DriverError("the browser returned an empty screenshot")

@@ -132,8 +132,8 @@ class FakeDriver:
                 w = self._at(action.at)
                 if w is None:
                     return
-                self._changed = True
                 w.clicks += 1
+                self._changed |= w.role != "text" or w.on_click is not None
                 if w.role == "textbox":
                     self.focused = w
                 elif w.role == "checkbox":
@@ -163,7 +163,7 @@ class FakeDriver:
         w.value = label
         self._changed = True
 
-    def settle(self, *, timeout: float = 3.0) -> dict[str, Any]:
+    def settle(self, *, timeout: float = 3.0, quiet_ms: float = 0) -> dict[str, Any]:
         changed, self._changed = self._changed, False
         return {"changed": changed, "waited_ms": 0.0}
 

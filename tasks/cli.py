@@ -27,21 +27,29 @@ _MARK = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "error": "[red]![/]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pixelpilot", description="Automate graphical interfaces by looking at them.")
+    p = argparse.ArgumentParser(
+        prog="pixelpilot", description="Automate graphical interfaces by looking at them."
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log what the framework does")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="run YAML task files")
     r.add_argument("tasks", nargs="+", type=Path, help="task files (*.yaml)")
-    r.add_argument("--output", "-o", type=Path, default=Path("runs"), help="where run directories go (default: runs/)")
+    r.add_argument(
+        "--output", "-o", type=Path, default=Path("runs"), help="where run directories go (default: runs/)"
+    )
     r.add_argument("--headed", action="store_true", help="show the browser window (needs a display)")
-    r.add_argument("--slowmo", type=float, default=None, help="milliseconds to wait between browser operations")
+    r.add_argument(
+        "--slowmo", type=float, default=None, help="milliseconds to wait between browser operations"
+    )
 
     rep = sub.add_parser("report", help="(re)write and locate the HTML report of a run directory")
     rep.add_argument("run_dir", type=Path)
 
     sub.add_parser("schema", help="print the task file's JSON Schema")
-    sub.add_parser("doctor", help="check what pixelpilot needs on this machine and how to fix what is missing")
+    sub.add_parser(
+        "doctor", help="check what pixelpilot needs on this machine and how to fix what is missing"
+    )
     return p
 
 
@@ -88,7 +96,10 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             return ExitCode.ENVIRONMENT
         results.append(res)
         color = "green" if res.status == "passed" else "red"
-        console.print(f"[{color}]{res.status.upper()}[/] {res.task} · report: {res.run_dir / 'report.html' if res.run_dir else '-'}", highlight=False)
+        console.print(
+            f"[{color}]{res.status.upper()}[/] {res.task} · report: {res.run_dir / 'report.html' if res.run_dir else '-'}",
+            highlight=False,
+        )
         if res.error and res.status != "passed":
             console.print(f"  [red]{res.error.splitlines()[0]}[/]", highlight=False)
         if res.status == "interrupted":
@@ -139,7 +150,9 @@ def _cmd_doctor(console: Console) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=False, highlight=False)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         if args.command == "run":
             return _cmd_run(args, console)

@@ -32,27 +32,59 @@ def checks() -> list[Check]:
 
     out: list[Check] = []
     has_pw = importlib.util.find_spec("playwright") is not None
-    out.append(Check("playwright (browser driver)", has_pw, "installed", "pip install 'pixelpilot[browser]'", True))
+    out.append(
+        Check("playwright (browser driver)", has_pw, "installed", "pip install 'pixelpilot[browser]'", True)
+    )
     try:
         exe = find_chromium()
         out.append(Check("Chromium", True, f"{exe}: {_version([exe, '--version'])}", INSTALL_CHROMIUM, True))
     except Exception as exc:  # noqa: BLE001 - doctor reports, never raises
         out.append(Check("Chromium", False, "", f"{exc}".replace("\n", " "), True))
-    has_ocr = importlib.util.find_spec("rapidocr") is not None and importlib.util.find_spec("onnxruntime") is not None
+    has_ocr = (
+        importlib.util.find_spec("rapidocr") is not None
+        and importlib.util.find_spec("onnxruntime") is not None
+    )
     tiny = importlib.util.find_spec("tinyocr") is not None
-    out.append(Check("OCR (rapidocr + onnxruntime)", has_ocr, "tiny PP-OCRv6 models" if tiny else "rapidocr's bundled models", "pip install 'pixelpilot[ocr]'"))
+    out.append(
+        Check(
+            "OCR (rapidocr + onnxruntime)",
+            has_ocr,
+            "tiny PP-OCRv6 models" if tiny else "rapidocr's bundled models",
+            "pip install 'pixelpilot[ocr]'",
+        )
+    )
     xvfb = shutil.which("Xvfb")
-    out.append(Check("Xvfb (headless desktop)", bool(xvfb), xvfb or "", "sudo apt-get install -y xvfb xdotool"))
+    out.append(
+        Check("Xvfb (headless desktop)", bool(xvfb), xvfb or "", "sudo apt-get install -y xvfb xdotool")
+    )
     adb = shutil.which("adb")
-    out.append(Check("adb (Android)", bool(adb), _version([adb, "version"]) if adb else "", "sudo apt-get install -y adb"))
+    out.append(
+        Check(
+            "adb (Android)",
+            bool(adb),
+            _version([adb, "version"]) if adb else "",
+            "sudo apt-get install -y adb",
+        )
+    )
     if importlib.util.find_spec("torch") is None:
         out.append(Check("torch (local model)", False, "", "pip install torch  (then pixelpilot[local])"))
     else:
         import torch
 
         cuda = torch.cuda.is_available()
-        dev = torch.cuda.get_device_name(0) if cuda else "no CUDA device: only the openai backend or tiny models"
-        out.append(Check("torch / CUDA (local model)", cuda, f"torch {torch.__version__}, {dev}", f"torch {torch.__version__} sees no GPU; use --model openai:<url> or a CUDA machine"))
+        dev = (
+            torch.cuda.get_device_name(0)
+            if cuda
+            else "no CUDA device: only the openai backend or tiny models"
+        )
+        out.append(
+            Check(
+                "torch / CUDA (local model)",
+                cuda,
+                f"torch {torch.__version__}, {dev}",
+                f"torch {torch.__version__} sees no GPU; use --model openai:<url> or a CUDA machine",
+            )
+        )
     has_tf = importlib.util.find_spec("transformers") is not None
     out.append(Check("transformers (local model)", has_tf, "installed", "pip install 'pixelpilot[local]'"))
     return out

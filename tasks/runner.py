@@ -75,7 +75,9 @@ def _make_driver(task: S.TaskFile, opts: RunOptions) -> Driver:
     from drivers.browser import BrowserDriver
 
     b = task.browser
-    headless = not opts.headed if opts.headed is not None else (b.headless if b.headless is not None else True)
+    headless = (
+        not opts.headed if opts.headed is not None else (b.headless if b.headless is not None else True)
+    )
     return BrowserDriver.launch(
         headless=headless,
         viewport=b.viewport,
@@ -129,7 +131,13 @@ def run_task(
     run = RunWriter(
         opts.output,
         slugify(name),
-        meta={"task": name, "task_file": str(task_path), "driver": driver.name, "model": None, "total_steps": len(task.steps)},
+        meta={
+            "task": name,
+            "task_file": str(task_path),
+            "driver": driver.name,
+            "model": None,
+            "total_steps": len(task.steps),
+        },
     )
     if on_start is not None:
         on_start(task, run.path)

@@ -1,13 +1,13 @@
 """The YAML task file: schema (pydantic, ``extra="forbid"``), loading with file-and-line errors.
 
-    version: 1
-    name: log in
-    driver: browser                 # or {browser: {headless: false, viewport: [1280, 800]}}
-    steps:
-      - open: demo_app/index.html   # a URL, or a path relative to this file
-      - type: {text: alice, into: Username}
-      - click: Sign in
-      - wait_for: {text: "Welcome, alice", timeout: 5}
+version: 1
+name: log in
+driver: browser                 # or {browser: {headless: false, viewport: [1280, 800]}}
+steps:
+  - open: demo_app/index.html   # a URL, or a path relative to this file
+  - type: {text: alice, into: Username}
+  - click: Sign in
+  - wait_for: {text: "Welcome, alice", timeout: 5}
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ class _Strict(BaseModel):
 # -- steps ----------------------------------------------------------------------------------------
 class ClickArgs(_Strict):
     text: str = Field(min_length=1, description="visible text or accessible name of the element")
-    nth: int | None = Field(default=None, ge=1, description="which match, in reading order, when several match")
+    nth: int | None = Field(
+        default=None, ge=1, description="which match, in reading order, when several match"
+    )
 
 
 class TypeArgs(_Strict):
@@ -228,7 +230,9 @@ def _clean_loc(loc: tuple[Any, ...]) -> list[Any]:
     """pydantic's loc without union branch names and repeated tags: ``steps[1].click.nth``."""
     out: list[Any] = []
     for part in loc:
-        if isinstance(part, str) and (part[:1].isupper() or part == "str" or "[" in part or part == "__key__"):
+        if isinstance(part, str) and (
+            part[:1].isupper() or part == "str" or "[" in part or part == "__key__"
+        ):
             continue
         if out and part == out[-1]:
             continue
@@ -264,7 +268,11 @@ def _describe(err: Any) -> str:
 
 def _useful(errors: list[Any]) -> list[Any]:
     """Drop a union's "expected a string" when the input was a mapping that failed inside."""
-    branch = [e for e in errors if not (isinstance(e.get("input"), dict) and e["type"] in ("string_type", "literal_error"))]
+    branch = [
+        e
+        for e in errors
+        if not (isinstance(e.get("input"), dict) and e["type"] in ("string_type", "literal_error"))
+    ]
     return branch or errors
 
 
@@ -284,7 +292,9 @@ def load_task(path: str | os.PathLike[str]) -> TaskFile:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"not valid YAML: {problem}", file=name, line=mark.line + 1 if mark else None) from None
+        raise ConfigError(
+            f"not valid YAML: {problem}", file=name, line=mark.line + 1 if mark else None
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError("a task file is a mapping with at least `steps:`", file=name, line=1)
     lines: dict[tuple[Any, ...], int] = {}
@@ -295,7 +305,9 @@ def load_task(path: str | os.PathLike[str]) -> TaskFile:
     except ValidationError as exc:
         errors = _useful(exc.errors(include_url=False))
         # the most useful error first: an unknown key beats the union's "expected a string" noise
-        errors.sort(key=lambda e: (e["type"] != "extra_forbidden", e["type"] != "unknown_step", len(e["loc"])))
+        errors.sort(
+            key=lambda e: (e["type"] != "extra_forbidden", e["type"] != "unknown_step", len(e["loc"]))
+        )
         first = errors[0]
         line = _line_for(tuple(first["loc"]), lines, key=first["type"] == "extra_forbidden")
         msg = _describe(first)

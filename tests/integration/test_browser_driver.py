@@ -1,0 +1,106 @@
+"""The browser driver against real Chromium: input, UI tree, hit testing, HiDPI, OCR fallback."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent import Agent, LocateError
+from drivers import BrowserDriver
+from tools import actions as A
+
+pytestmark = pytest.mark.browser
+
+PAGE = """data:text/html,<html><body style="font-family:sans-serif;margin:20px">
+<label for=name>Name</label> <input id=name>
+<button id=b onclick="document.getElementById('out').textContent='clicked '+document.getElementById('name').value">Go</button>
+<p id=out>nothing yet</p>
+<div style="position:relative;height:60px">
+  <button id=under style="position:absolute;left:0;top:0;width:120px;height:40px" onclick="document.getElementById('out').textContent='under'">Under</button>
+  <div style="position:absolute;left:0;top:0;width:80px;height:40px;background:%23ccc"></div>
+  <button id=hidden style="position:absolute;left:200px;top:0;width:100px;height:40px" onclick="document.getElementById('out').textContent='hidden'">Hidden</button>
+  <div style="position:absolute;left:190px;top:-5px;width:130px;height:55px;background:%23eee"></div>
+</div>
+<canvas id=c width=300 height=60></canvas>
+<script>
+ const c=document.getElementById('c'); const x=c.getContext('2d'); x.font='28px sans-serif'; x.fillText('Canvas Save',10,40);
+ c.addEventListener('click', e => { if (e.offsetX < 170) document.getElementById('out').textContent='canvas ' + Math.round(e.offsetX); });
+ document.addEventListener('keydown', e => { if (e.ctrlKey && e.key==='k') document.getElementById('out').textContent='combo ctrl+k'; });
+</script></body></html>"""
+
+
+def out_text(d: BrowserDriver) -> str:
+    return d.page.text_content("#out") or ""
+
+
+def test_type_click_and_tree(browser):
+    browser.goto(PAGE)
+    agent = Agent(browser)
+    agent.type("Zoë ✓", into="Name")  # non-ASCII goes through the keyboard as text
+    agent.click("Go")
+    assert out_text(browser) == "clicked Zoë ✓"
+    screen = browser.observe()
+    names = {n.name for n in screen.tree}
+    assert {"Name", "Go", "clicked Zoë ✓"} <= names
+    field = next(n for n in screen.tree if n.role == "textbox")
+    assert field.value == "Zoë ✓"
+
+
+def test_hit_testing_clicks_the_visible_part_and_refuses_covered_elements(browser):
+    browser.goto(PAGE)
+    agent = Agent(browser)
+    rec = agent.click("Under")  # its left 80 px are covered: the click must land right of the cover
+    assert out_text(browser) == "under"
+    assert rec.point[0] > 80
+    with pytest.raises(LocateError, match="covered by another element"):
+        agent.click("Hidden")
+    assert out_text(browser) == "under"
+
+
+def test_text_drawn_on_a_canvas_is_found_by_ocr(browser):
+    browser.goto(PAGE)
+    agent = Agent(browser)
+    rec = agent.click("Canvas Save")
+    assert rec.locator == "ocr"
+    assert out_text(browser).startswith("canvas ")
+
+
+def test_key_combo_and_scroll(browser):
+    tall = "data:text/html,<body style='height:5000px'><p id=out>-</p><script>document.addEventListener('keydown', e => { if (e.ctrlKey && e.shiftKey && e.key.toLowerCase()==='k') document.getElementById('out').textContent='combo'; });</script></body>"
+    browser.goto(tall)
+    agent = Agent(browser)
+    agent.key("ctrl+shift+k")
+    assert out_text(browser) == "combo"
+    agent.scroll("down", 600)
+    assert browser.page.evaluate("window.scrollY") == pytest.approx(600, abs=2)
+    agent.scroll("up", 200)
+    assert browser.page.evaluate("window.scrollY") == pytest.approx(400, abs=2)
+
+
+def test_hidpi_screenshot_and_clicks_use_the_scale(chromium):
+    with BrowserDriver.launch(viewport=(640, 400), device_scale_factor=2) as d:
+        d.goto(PAGE)
+        screen = d.observe()
+        assert (screen.width, screen.height, screen.scale) == (1280, 800, 2)
+        assert screen.image.size == (1280, 800)
+        go = next(n for n in screen.tree if n.name == "Go")
+        css = d.page.locator("#b").bounding_box()
+        assert go.box.x == pytest.approx(css["x"] * 2, abs=1) and go.box.width == pytest.approx(
+            css["width"] * 2, abs=1
+        )
+        d.perform(A.Click(at=go.box.center))  # screenshot pixels in, CSS pixels to the page
+        assert out_text(d).startswith("clicked")
+
+
+def test_select_a_dropdown_option(browser, demo_url):
+    browser.goto(demo_url)
+    agent = Agent(browser)
+    agent.type("alice", into="Username")
+    agent.type("wonderland", into="Password")
+    agent.click("Sign in")
+    agent.click("New order")
+    agent.select("Cherries", field="Product")
+    assert browser.page.evaluate("document.getElementById('product').selectedOptions[0].text") == "Cherries"
+    agent.select("France")  # the only dropdown offering it
+    assert browser.page.evaluate("document.getElementById('country').value") == "France"
+    with pytest.raises(LocateError, match="has no option 'Durian'"):
+        agent.select("Durian", field="Product")
