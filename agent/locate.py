@@ -156,7 +156,7 @@ def _innermost(nodes: list[UINode]) -> list[UINode]:
         for m in nodes:
             if m is n:
                 continue
-            if m.box == n.box:
+            if m.box == n.box or (_box_in(m.box, n.box) and _box_in(n.box, m.box)):
                 drop = (m.interactive, _order(m)) > (n.interactive, _order(n))
             elif _box_in(m.box, n.box):
                 drop = m.interactive or not n.interactive
@@ -178,9 +178,20 @@ def _box_in(a: Box, b: Box, slack: float = 1.0) -> bool:
     )
 
 
+_ROLE_TARGET = re.compile(r'^role=(?P<role>[\w-]+)(?:\[name=(?P<q>["\'])(?P<name>.*)(?P=q)\])?$')
+
+
 def match_nodes(tree: Sequence[UINode], target: str) -> list[UINode]:
     """UI-tree nodes matching ``target``: exact name/text first, then whole-word containment.
-    Interactive elements win over plain text, innermost elements over their containers."""
+    Interactive elements win over plain text, innermost elements over their containers; among
+    several, those matching with the same letter case win. ``role=textbox`` or
+    ``role=button[name="Save"]`` (Playwright's syntax) selects by role."""
+    role = _ROLE_TARGET.match(target.strip())
+    if role:
+        hits = [n for n in tree if n.role == role["role"]]
+        if role["name"] is not None:
+            hits = [n for n in hits if normalize(n.name) == normalize(role["name"])]
+        return _reading_order(hits)
     want = normalize(target)
     if not want:
         return []
@@ -197,7 +208,16 @@ def match_nodes(tree: Sequence[UINode], target: str) -> list[UINode]:
                     and not any(_box_in(n.box, m.box) for m in inter)
                     and n.role != "label"
                 ]
-            return _reading_order(_innermost(hits))
+            hits = _innermost(hits)
+            if len(hits) > 1:
+                cased = " ".join(target.split())
+                same_case = [
+                    n
+                    for n in hits
+                    if any(" ".join(s.split()) == cased for s in (n.name, n.text, n.placeholder))
+                ]
+                hits = same_case or hits
+            return _reading_order(hits)
     return []
 
 

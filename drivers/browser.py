@@ -205,11 +205,9 @@ class BrowserDriver:
     # -- observe ---------------------------------------------------------------------------------
     def observe(self, *, tree: bool = True) -> Screen:
         with self._boundary("take a screenshot"):
-            params: dict[str, Any] = {"format": self.frame_format}
+            params: dict[str, Any] = {"format": self.frame_format, "optimizeForSpeed": True}
             if self.frame_format == "jpeg":
                 params["quality"] = 85
-            else:
-                params["optimizeForSpeed"] = True
             vp = self.page.viewport_size or {"width": 0, "height": 0}
             if self.scale != 1:
                 # without a clip, headless Chromium captures CSS pixels; ask for device pixels
@@ -352,6 +350,6 @@ class BrowserDriver:
             case _:
                 raise DriverError(f"the browser driver cannot perform {a.action!r} ({a})")
 
-    def settle(self, *, timeout: float = 3.0, quiet_ms: float = 60) -> dict[str, Any]:
+    def settle(self, *, timeout: float = 3.0, quiet_ms: float = 30) -> dict[str, Any]:
         with self._boundary("wait for the page to settle"):
             return dict(self._evaluate(_js("settle.js"), {"quiet": quiet_ms, "timeout": timeout * 1000}))

@@ -71,3 +71,29 @@ def test_ocr_matches_lines_then_word_runs():
     run = find_text(found, "Orders Settings")
     assert len(run) == 1 and run[0].box == (80, 10, 210, 20)
     assert find_text(found, "Logout") == []
+
+
+def test_role_targets_use_playwrights_syntax():
+    tree = [
+        node(0, "textbox", "", (0, 0, 10, 10)),
+        node(1, "textbox", "Email", (0, 20, 10, 10)),
+        node(2, "button", "Save", (0, 40, 10, 10)),
+    ]
+    assert [n.ref for n in match_nodes(tree, "role=textbox")] == ["0", "1"]
+    assert [n.ref for n in match_nodes(tree, 'role=textbox[name="email"]')] == ["1"]
+    assert [n.ref for n in match_nodes(tree, "role=button[name='Save']")] == ["2"]
+
+
+def test_same_letter_case_breaks_a_tie():
+    tree = [
+        node(0, "text", "eget", (0, 0, 20, 10), text="eget"),
+        node(1, "text", "Eget", (0, 30, 20, 10), text="Eget"),
+    ]
+    assert [n.ref for n in match_nodes(tree, "Eget")] == ["1"]
+    assert [n.ref for n in match_nodes(tree, "EGET")] == ["0", "1"]  # neither has that case: still ambiguous
+
+
+def test_nearly_equal_boxes_are_one_element():
+    # a jQuery UI tab: <li role=tab> around <a>, boxes 1 px apart
+    tree = [node(0, "tab", "Tab #2", (50, 57, 42, 24)), node(1, "presentation", "Tab #2", (51, 58, 40, 23))]
+    assert len(match_nodes(tree, "Tab #2")) == 1
