@@ -1,0 +1,148 @@
+"""The local backend: transformers ``Qwen3VLForConditionalGeneration`` + ``AutoProcessor``.
+
+Loads a hub id or a directory; bf16 on CUDA, fp32 on CPU; greedy unless the profile samples. On a
+machine without torchvision the stock processor cannot be built (its video processor needs
+torchvision), so it falls back to the same processor without the video part.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+from ..qwen.profile import QwenProfile
+from ..qwen.prompts import Prompt
+from .base import Reply
+
+__all__ = ["HUB_IDS", "LocalModel", "load_processor"]
+
+log = logging.getLogger(__name__)
+
+HUB_IDS = {
+    "qwen3-vl-2b": "Qwen/Qwen3-VL-2B-Instruct",
+    "qwen3-vl-4b": "Qwen/Qwen3-VL-4B-Instruct",
+    "qwen3-vl-8b": "Qwen/Qwen3-VL-8B-Instruct",
+    "qwen3-vl-2b-thinking": "Qwen/Qwen3-VL-2B-Thinking",
+    "qwen3-vl-4b-thinking": "Qwen/Qwen3-VL-4B-Thinking",
+    "qwen3-vl-8b-thinking": "Qwen/Qwen3-VL-8B-Thinking",
+}
+
+
+def load_processor(source: str) -> Any:
+    """``AutoProcessor``, or on a machine without torchvision the Qwen3-VL processor without video."""
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(source)
+    except (ImportError, AttributeError) as exc:
+        log.info("AutoProcessor failed (%s); using the image-only Qwen3-VL processor", exc)
+        from transformers import Qwen3VLProcessor
+
+        class _ImageOnlyProcessor(Qwen3VLProcessor):  # type: ignore[misc]
+            @classmethod
+            def get_attributes(cls) -> list[str]:
+                return ["image_processor", "tokenizer"]
+
+        return _ImageOnlyProcessor.from_pretrained(source)
+
+
+def _text_size(source: str) -> int | None:
+    """Hidden size of the text model, from a local config.json (None when unknown)."""
+    cfg = Path(source) / "config.json"
+    if not cfg.is_file():
+        return None
+    data = json.loads(cfg.read_text())
+    return int(data.get("text_config", data).get("hidden_size", 0)) or None
+
+
+class LocalModel:
+    """Qwen3-VL in this process. ``name``: a short name (``qwen3-vl-4b``), a hub id or a directory."""
+
+    def __init__(
+        self,
+        name: str = "qwen3-vl-4b",
+        *,
+        profile: QwenProfile | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        allow_cpu: bool = False,
+    ) -> None:
+        try:
+            import torch
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            raise ModelError("the local model needs torch and transformers: pip install 'pixelpilot[local]'") from exc
+        source = HUB_IDS.get(name, name)
+        self.name = name
+        self.source = source
+        thinking = "thinking" in name.lower() or "thinking" in source.lower()
+        self.profile = profile or QwenProfile(thinking=thinking, max_new_tokens=1024 if thinking else 256)
+        cuda = torch.cuda.is_available()
+        self.device = device or ("cuda" if cuda else "cpu")
+        if self.device == "cpu":
+            hidden = _text_size(source) if os.path.isdir(source) else 2048
+            if (hidden is None or hidden >= 1024) and not allow_cpu:
+                raise ModelError(
+                    f"no CUDA device, and {name} is a real-size model: one step takes about a minute on a CPU. "
+                    "Use a GPU, serve it with vLLM and pass --model openai:<url>, or pass allow_cpu=True."
+                )
+        torch_dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
+                       "float32": torch.float32}.get(dtype or ("bf16" if self.device.startswith("cuda") else "fp32"))
+        try:
+            from transformers import Qwen3VLForConditionalGeneration
+
+            self.processor = load_processor(source)
+            self.model = Qwen3VLForConditionalGeneration.from_pretrained(source, dtype=torch_dtype).to(self.device).eval()
+        except OSError as exc:
+            where = "directory" if os.path.isdir(source) else "hub id"
+            raise ModelError(
+                f"cannot load the model {source!r} ({where}): {str(exc).splitlines()[0]} — without network access, "
+                f"download it elsewhere (huggingface-cli download {source if '/' in source else 'Qwen/Qwen3-VL-4B-Instruct'}) "
+                "and pass its directory as the model"
+            ) from None
+        self._torch = torch
+
+    def generate(self, prompt: Prompt, *, max_new_tokens: int | None = None) -> Reply:
+        torch = self._torch
+        s = self.profile.sampling
+        t0 = time.perf_counter()
+        inputs = self.processor.apply_chat_template(
+            prompt.messages,
+            tools=prompt.tools,
+            tokenize=True,
+            add_generation_prompt=True,
+            return_dict=True,
+            return_tensors="pt",
+            processor_kwargs={"size": dict(self.profile.image_size)},
+        ).to(self.device)
+        t1 = time.perf_counter()
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens or self.profile.max_new_tokens, "do_sample": s.do_sample}
+        if s.do_sample:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, repetition_penalty=s.repetition_penalty)
+            if s.seed is not None:
+                torch.manual_seed(s.seed)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        t2 = time.perf_counter()
+        new = out[0, inputs["input_ids"].shape[1] :]
+        text = self.processor.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        grid = inputs.get("image_grid_thw")
+        sizes = [(int(g[2]) * 16, int(g[1]) * 16) for g in grid] if grid is not None else []
+        eos = set(self.model.generation_config.eos_token_id or [])
+        finish = "stop" if len(new) and int(new[-1]) in eos else "length"
+        return Reply(
+            text=text,
+            tokens_in=int(inputs["input_ids"].shape[1]),
+            tokens_out=int(len(new)),
+            timings={"preprocess": (t1 - t0) * 1000, "generate": (t2 - t1) * 1000, "total": (t2 - t0) * 1000},
+            image_sizes=sizes,
+            finish_reason=finish,
+        )
+
+    def close(self) -> None:
+        self.model = None
