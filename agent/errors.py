@@ -64,8 +64,12 @@ class ModelOutputError(ModelError):
 class LocateError(PixelPilotError):
     """A target was not found, or matched several elements. ``candidates`` lists what was seen."""
 
-    def __init__(self, message: str, *, target: str, candidates: Sequence[Any] = ()) -> None:
+    def __init__(
+        self, message: str, *, target: str, candidates: Sequence[Any] = (), kind: str = "not_found"
+    ) -> None:
         self.target = target
+        self.kind = kind
+        """not_found, ambiguous or covered."""
         self.candidates = list(candidates)
         text = message
         if self.candidates:

@@ -120,6 +120,7 @@ def _pick(items: Sequence[T], target: str, nth: int | None, described: list[str]
                 f"asked for match #{nth} of {target!r}, but there are {len(items)}",
                 target=target,
                 candidates=described,
+                kind="ambiguous",
             )
         return items[nth - 1]
     if len(items) > 1:
@@ -127,6 +128,7 @@ def _pick(items: Sequence[T], target: str, nth: int | None, described: list[str]
             f"{target!r} is ambiguous: {len(items)} elements match (say which one with nth: 1..{len(items)})",
             target=target,
             candidates=described,
+            kind="ambiguous",
         )
     return items[0]
 

@@ -25,9 +25,12 @@ from drivers.keys import parse_combo
 from tools import actions as A
 from tools.ocr import normalize
 
+from . import loop
 from .errors import CheckFailed, DriverError, LocateError, PixelPilotError, StepFailed
 from .locate import Located, Locator, text_on_screen
+from .loop import Limits, RunResult, Verdict
 from .memory import StepRecord
+from .models.base import VisionModel
 from .runlog import RunWriter
 
 __all__ = ["Agent", "AgentSettings"]
@@ -46,19 +49,22 @@ class AgentSettings:
     retry_no_effect: bool = True
     verify_typing: bool = True
     use_ocr: bool = True
+    use_model: Literal["fallback", "never", "only"] = "fallback"
+    """When text targets go to the model: after the UI tree and OCR fail, never, or straight away."""
 
 
 class Agent:
-    """Drives one :class:`~drivers.base.Driver`. Pass ``output=`` (or a ``run=`` writer) to record a run
+    """Drives one :class:`~drivers.base.Driver`. Pass ``output=`` (or a ``recorder=``) to record a run
     directory; use the agent as a context manager to close the run when done."""
 
     def __init__(
         self,
         driver: Driver,
         *,
+        model: VisionModel | str | None = None,
         settings: AgentSettings | None = None,
         output: str | Path | None = None,
-        run: RunWriter | None = None,
+        recorder: RunWriter | None = None,
         task: str = "session",
         locator: Locator | None = None,
         on_step: Callable[[StepRecord], None] | None = None,
@@ -66,11 +72,21 @@ class Agent:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.driver = driver
+        if isinstance(model, str):
+            from .models import load_model
+
+            model = load_model(model)
+        self.model: VisionModel | None = model
+        self.model_calls = 0
         self.settings = settings or AgentSettings()
         self.locator = locator or Locator(use_ocr=self.settings.use_ocr)
-        if run is None and output is not None:
-            run = RunWriter(output, task, meta={"driver": getattr(driver, "name", type(driver).__name__)})
-        self.run = run
+        if recorder is None and output is not None:
+            meta = {
+                "driver": getattr(driver, "name", type(driver).__name__),
+                "model": getattr(model, "name", None),
+            }
+            recorder = RunWriter(output, task, meta=meta)
+        self.recorder = recorder
         self.steps: list[StepRecord] = []
         self.on_step = on_step
         self._clock, self._sleep = clock, sleep
@@ -78,10 +94,10 @@ class Agent:
     # -- lifecycle -----------------------------------------------------------------------------------
     def close(self, status: str | None = None, *, error: str | None = None) -> None:
         """Finish the run directory (if any). ``status`` defaults to passed unless a step failed."""
-        if self.run is not None and not self.run.finished:
+        if self.recorder is not None and not self.recorder.finished:
             if status is None:
                 status = "failed" if any(s.outcome != "passed" for s in self.steps) else "passed"
-            self.run.finish(status, error=error)
+            self.recorder.finish(status, error=error)
 
     def __enter__(self) -> Agent:
         return self
@@ -261,8 +277,50 @@ class Agent:
         return self._step("see", text, {"text": text}, body)
 
     def locate(self, target: str, *, nth: int | None = None) -> Located:
-        """Where ``target`` is on the current screen (no action, no step recorded)."""
-        return self.locator.text(self.driver.observe(), target, nth=nth)
+        """Where ``target`` is on the current screen: UI tree, OCR, then the model's grounding.
+        Recorded as a step (no action)."""
+        found: list[Located] = []
+
+        def body(screen: Screen, rec: StepRecord) -> None:
+            found.append(self._locate(screen, target, nth, rec))
+
+        self._step("locate", target, {"target": target, "nth": nth}, body)
+        return found[0]
+
+    # -- model-decided steps -------------------------------------------------------------------------
+    def act(self, instruction: str) -> StepRecord:
+        """One step the model decides from ``instruction`` and the screenshot."""
+        return loop.act(self, instruction)
+
+    def run(
+        self,
+        goal: str,
+        *,
+        max_steps: int = 15,
+        max_seconds: float | None = None,
+        max_model_calls: int | None = None,
+    ) -> RunResult:
+        """The goal loop: the model acts until it terminates, answers, or a budget runs out."""
+        return loop.run_goal(self, goal, Limits(max_steps, max_seconds, max_model_calls))
+
+    def iter(
+        self,
+        goal: str,
+        *,
+        max_steps: int = 15,
+        max_seconds: float | None = None,
+        max_model_calls: int | None = None,
+    ):  # type: ignore[no-untyped-def]
+        """The goal loop as a generator of steps; its return value is the RunResult."""
+        return loop.iter_goal(self, goal, Limits(max_steps, max_seconds, max_model_calls))
+
+    def ask(self, question: str) -> str:
+        """Ask the model about the current screen; returns its answer."""
+        return loop.ask(self, question)
+
+    def check(self, statement: str) -> Verdict:
+        """Ask the model whether ``statement`` holds on screen; truthy Verdict with the model's reason."""
+        return loop.check(self, statement)
 
     def perform(self, action: A.Action, *, instruction: str = "") -> StepRecord:
         """Perform a raw action (points in screenshot pixels) as a recorded step."""
@@ -314,8 +372,8 @@ class Agent:
     def _record(self, rec: StepRecord, start: float) -> None:
         rec.timings["total"] = _ms(start, self._clock())
         self.steps.append(rec)
-        if self.run is not None:
-            self.run.append(rec)
+        if self.recorder is not None:
+            self.recorder.append(rec)
         if self.on_step is not None:
             self.on_step(rec)
 
@@ -324,18 +382,18 @@ class Agent:
         screen = self.driver.observe()
         rec.timings["observe"] = _ms(t, self._clock())
         rec.screen, rec.scale = (screen.width, screen.height), screen.scale
-        if self.run is not None:
-            rec.frame = self.run.save_frame(screen.image_bytes, screen.format)
+        if self.recorder is not None:
+            rec.frame = self.recorder.save_frame(screen.image_bytes, screen.format)
         return screen
 
     def _save_after(self, rec: StepRecord) -> None:
-        if self.run is None:
+        if self.recorder is None:
             return
         try:
             screen = self.driver.observe(tree=False)
         except DriverError:
             return
-        rec.frame_after = self.run.save_frame(screen.image_bytes, screen.format)
+        rec.frame_after = self.recorder.save_frame(screen.image_bytes, screen.format)
 
     def _poll_screen(self) -> Screen:
         if isinstance(self.driver, ElementDriver):
@@ -344,7 +402,17 @@ class Agent:
 
     def _locate(self, screen: Screen, target: str, nth: int | None, rec: StepRecord) -> Located:
         t = self._clock()
-        loc = self.locator.text(screen, target, nth=nth)
+        mode = self.settings.use_model if self.model is not None else "never"
+        if mode == "only":
+            loc = loop.ground(self, screen, target, rec)
+        else:
+            try:
+                loc = self.locator.text(screen, target, nth=nth)
+            except LocateError as exc:
+                if exc.kind != "not_found" or mode == "never":
+                    raise
+                rec.candidates = [str(c) for c in exc.candidates]
+                loc = loop.ground(self, screen, target, rec)
         rec.timings["locate"] = _ms(t, self._clock())
         self._note_location(rec, loc)
         return loc
@@ -386,6 +454,7 @@ class Agent:
                 f"{target!r} is covered by another element (or gone); nothing there can be clicked",
                 target=target,
                 candidates=[loc.node.describe()],
+                kind="covered",
             )
         return point
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from agent.errors import ConfigError, DriverUnavailable
+from agent.errors import ConfigError, DriverUnavailable, ModelError
 from agent.memory import StepRecord
 
 from .runner import ExitCode, RunOptions, TaskResult, run_task
@@ -42,6 +42,28 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--slowmo", type=float, default=None, help="milliseconds to wait between browser operations"
     )
+    r.add_argument(
+        "--model",
+        default=None,
+        help="qwen3-vl-2b|4b|8b[-thinking], a hub id, a directory, or openai:<base_url>",
+    )
+    r.add_argument(
+        "--model-name", default=None, help="with openai:<url>: the served model (default: the only one)"
+    )
+
+    pr = sub.add_parser(
+        "parse-reply", help="parse a model reply from stdin and show the action in grid and pixels"
+    )
+    pr.add_argument("--screen", required=True, help="screenshot size WxH, e.g. 2560x1440")
+    pr.add_argument("--space", choices=["computer_use", "mobile_use"], default="computer_use")
+    pr.add_argument(
+        "--divisor",
+        type=int,
+        default=None,
+        help="the grid (default 1000 for computer_use, 999 for mobile_use)",
+    )
+    pr.add_argument("--image", type=Path, help="a frame to draw the point on")
+    pr.add_argument("--out", type=Path, help="where to write the marked frame (with --image)")
 
     rep = sub.add_parser("report", help="(re)write and locate the HTML report of a run directory")
     rep.add_argument("run_dir", type=Path)
@@ -82,7 +104,13 @@ class _Progress:
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
-    opts = RunOptions(output=args.output, headed=args.headed or None, slow_mo=args.slowmo)
+    opts = RunOptions(
+        output=args.output,
+        headed=args.headed or None,
+        slow_mo=args.slowmo,
+        model=args.model,
+        model_name=args.model_name,
+    )
     results: list[TaskResult] = []
     for path in args.tasks:
         progress = _Progress(console)
@@ -93,6 +121,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             return ExitCode.USAGE
         except DriverUnavailable as exc:
             console.print(f"[red]environment:[/] {exc}", highlight=False)
+            return ExitCode.ENVIRONMENT
+        except ModelError as exc:
+            console.print(f"[red]model:[/] {exc}", highlight=False)
             return ExitCode.ENVIRONMENT
         results.append(res)
         color = "green" if res.status == "passed" else "red"
@@ -158,6 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args, console)
         if args.command == "report":
             return _cmd_report(args, console)
+        if args.command == "parse-reply":
+            from .parse_reply import cmd_parse_reply
+
+            return cmd_parse_reply(args, console)
+        if args.command == "parse-reply":
+            from .parse_reply import cmd_parse_reply
+
+            return cmd_parse_reply(args, console)
         if args.command == "schema":
             return _cmd_schema(console)
         if args.command == "doctor":

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from agent.errors import ConfigError, DriverError, DriverUnavailable, PixelPilotError
+from agent.errors import (
+    CheckFailed,
+    ConfigError,
+    DriverError,
+    DriverUnavailable,
+    PixelPilotError,
+    StepFailed,
+)
 from agent.memory import StepRecord
 from agent.runlog import RunWriter, slugify
 from agent.session import Agent, AgentSettings
@@ -38,6 +45,13 @@ class RunOptions:
     output: str | os.PathLike[str] = "runs"
     headed: bool | None = None
     slow_mo: float | None = None
+    model: str | None = None
+    """Overrides the task file's ``model:``."""
+    model_name: str | None = None
+
+
+DEFAULT_MODEL = "qwen3-vl-4b"
+MODEL_STEPS = (S.GoalStep, S.ActStep, S.AskStep, S.CheckStep)
 
 
 @dataclass
@@ -48,6 +62,8 @@ class TaskResult:
     run_dir: Path | None
     steps: list[StepRecord] = field(default_factory=list)
     error: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    """Answers kept with ``ask: {save_as: name}``."""
 
     @property
     def exit_code(self) -> int:
@@ -86,7 +102,20 @@ def _make_driver(task: S.TaskFile, opts: RunOptions) -> Driver:
     )
 
 
-def _run_step(agent: Agent, step: Any, base: Path) -> None:
+def _model_spec(task: S.TaskFile, opts: RunOptions) -> tuple[str, str | None] | None:
+    """Which model the task uses: the CLI's, the task file's, or the default when model steps need one."""
+    if opts.model:
+        return opts.model, opts.model_name
+    if isinstance(task.model, S.OpenAIModelSpec):
+        return f"openai:{task.model.openai}", task.model.name
+    if task.model:
+        return task.model, opts.model_name
+    if any(isinstance(s, MODEL_STEPS) for s in task.steps):
+        return DEFAULT_MODEL, None
+    return None
+
+
+def _run_step(agent: Agent, step: Any, base: Path, values: dict[str, Any]) -> None:
     match step:
         case S.OpenStep():
             agent.open(resolve_url(step.open, base))
@@ -109,6 +138,28 @@ def _run_step(agent: Agent, step: Any, base: Path) -> None:
         case S.SelectStep():
             se = step.args
             agent.select(se.option, field=se.field)
+        case S.GoalStep():
+            g = step.args
+            res = agent.run(
+                g.goal, max_steps=g.max_steps, max_seconds=g.max_seconds, max_model_calls=g.max_model_calls
+            )
+            if res.answer is not None:
+                values.setdefault("answer", res.answer)
+            if not res.ok:
+                raise StepFailed(f"goal {g.goal!r} ended {res.status}: {res.reason}")
+        case S.ActStep():
+            agent.act(step.act)
+        case S.AskStep():
+            a = step.args
+            answer = agent.ask(a.question)
+            if a.save_as:
+                values[a.save_as] = answer
+        case S.CheckStep():
+            verdict = agent.check(step.check)
+            if not verdict:
+                agent.steps[-1].outcome = "failed"
+                agent.steps[-1].error = f"the model judged it false: {verdict.reason}"
+                raise CheckFailed(f"check failed: {step.check!r}", reason=verdict.reason)
         case _:  # pragma: no cover - the schema admits nothing else
             raise ConfigError(f"unsupported step {step!r}")
 
@@ -120,13 +171,21 @@ def run_task(
     on_step: Callable[[StepRecord], None] | None = None,
     on_start: Callable[[S.TaskFile, Path], None] | None = None,
     driver_factory: Callable[[S.TaskFile, RunOptions], Driver] | None = None,
+    model_factory: Callable[[str, str | None], Any] | None = None,
 ) -> TaskResult:
-    """Run one task file. Raises :class:`ConfigError` for a bad file (nothing runs) and
-    :class:`DriverUnavailable` when the environment lacks what the driver needs."""
+    """Run one task file. Raises :class:`ConfigError` for a bad file (nothing runs),
+    :class:`DriverUnavailable` when the environment lacks what the driver needs, and
+    :class:`ModelError` when the model cannot be loaded."""
     opts = options or RunOptions()
     task_path = Path(path)
     task = S.load_task(task_path)
     name = task.name or task_path.stem.removesuffix(".task")
+    spec = _model_spec(task, opts)
+    model = None
+    if spec is not None:
+        from agent.models import load_model
+
+        model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1])
     driver = (driver_factory or _make_driver)(task, opts)
     run = RunWriter(
         opts.output,
@@ -135,7 +194,7 @@ def run_task(
             "task": name,
             "task_file": str(task_path),
             "driver": driver.name,
-            "model": None,
+            "model": getattr(model, "name", None),
             "total_steps": len(task.steps),
         },
     )
@@ -146,11 +205,12 @@ def run_task(
         settle_timeout=task.settings.settle_timeout,
         nav_timeout=task.settings.nav_timeout,
     )
-    agent = Agent(driver, settings=settings, run=run, task=name, on_step=on_step)
+    agent = Agent(driver, model=model, settings=settings, recorder=run, task=name, on_step=on_step)
     status, error = "passed", None
+    values: dict[str, Any] = {}
     try:
         for step in task.steps:
-            _run_step(agent, step, task_path.parent)
+            _run_step(agent, step, task_path.parent, values)
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the user (Ctrl-C)"
     except DriverUnavailable:
@@ -164,9 +224,9 @@ def run_task(
     finally:
         if status == "passed" and any(s.outcome != "passed" for s in agent.steps):
             status = "failed"
-        run.finish(status, error=error)
+        run.finish(status, error=error, values=values, model_calls=agent.model_calls)
         try:
             driver.close()
         except Exception:  # noqa: BLE001 - the browser may already be gone; the run is recorded
             log.debug("closing the driver failed", exc_info=True)
-    return TaskResult(name, status, run.path, agent.steps, error)
+    return TaskResult(name, status, run.path, agent.steps, error, values)

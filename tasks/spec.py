@@ -120,6 +120,44 @@ class SelectStep(_Strict):
         return self.select if isinstance(self.select, SelectArgs) else SelectArgs(option=self.select)
 
 
+class GoalArgs(_Strict):
+    goal: str = Field(min_length=1, description="what the model should achieve")
+    max_steps: int = Field(default=15, ge=1, le=500)
+    max_seconds: float | None = Field(default=None, gt=0)
+    max_model_calls: int | None = Field(default=None, ge=1)
+
+
+class GoalStep(_Strict):
+    goal: str | GoalArgs
+
+    @property
+    def args(self) -> GoalArgs:
+        return self.goal if isinstance(self.goal, GoalArgs) else GoalArgs(goal=self.goal)
+
+
+class AskArgs(_Strict):
+    question: str = Field(min_length=1)
+    save_as: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="name to keep the answer under"
+    )
+
+
+class AskStep(_Strict):
+    ask: str | AskArgs
+
+    @property
+    def args(self) -> AskArgs:
+        return self.ask if isinstance(self.ask, AskArgs) else AskArgs(question=self.ask)
+
+
+class CheckStep(_Strict):
+    check: str = Field(min_length=1, description="a statement the model must find true on screen")
+
+
+class ActStep(_Strict):
+    act: str = Field(min_length=1, description="one step the model decides")
+
+
 _STEP_MODELS: dict[str, type[_Strict]] = {
     "open": OpenStep,
     "click": ClickStep,
@@ -129,6 +167,10 @@ _STEP_MODELS: dict[str, type[_Strict]] = {
     "wait_for": WaitForStep,
     "see": SeeStep,
     "select": SelectStep,
+    "goal": GoalStep,
+    "act": ActStep,
+    "ask": AskStep,
+    "check": CheckStep,
 }
 STEP_VERBS = tuple(_STEP_MODELS)
 
@@ -150,7 +192,11 @@ Step = Annotated[
     | Annotated[ScrollStep, Tag("scroll")]
     | Annotated[WaitForStep, Tag("wait_for")]
     | Annotated[SeeStep, Tag("see")]
-    | Annotated[SelectStep, Tag("select")],
+    | Annotated[SelectStep, Tag("select")]
+    | Annotated[GoalStep, Tag("goal")]
+    | Annotated[ActStep, Tag("act")]
+    | Annotated[AskStep, Tag("ask")]
+    | Annotated[CheckStep, Tag("check")],
     Discriminator(
         _verb,
         custom_error_type="unknown_step",
@@ -180,6 +226,11 @@ class TaskSettings(_Strict):
     nav_timeout: float = Field(default=30.0, gt=0)
 
 
+class OpenAIModelSpec(_Strict):
+    openai: str = Field(description="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    name: str | None = Field(default=None, description="served model name (default: the only one)")
+
+
 class TaskFile(_Strict):
     """A pixelpilot task file."""
 
@@ -187,6 +238,10 @@ class TaskFile(_Strict):
     name: str | None = None
     description: str | None = None
     driver: DriverSpec = "browser"
+    model: str | OpenAIModelSpec | None = Field(
+        default=None,
+        description="qwen3-vl-2b|4b|8b[-thinking], a hub id, a local directory, openai:<base_url>, or {openai: url, name: model}",
+    )
     settings: TaskSettings = TaskSettings()
     steps: list[Step] = Field(min_length=1)
 
@@ -249,7 +304,11 @@ def _path(parts: list[Any]) -> str:
 
 _KNOWN_KEYS = sorted(
     {f for m in (TaskFile, TaskSettings, BrowserOptions, *_STEP_MODELS.values()) for f in m.model_fields}
-    | {f for m in (ClickArgs, TypeArgs, ScrollArgs, WaitArgs, SelectArgs) for f in m.model_fields}
+    | {
+        f
+        for m in (ClickArgs, TypeArgs, ScrollArgs, WaitArgs, SelectArgs, GoalArgs, AskArgs, OpenAIModelSpec)
+        for f in m.model_fields
+    }
 )
 
 

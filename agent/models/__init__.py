@@ -1,0 +1,28 @@
+"""Model backends behind one protocol: local (transformers), openai (vLLM, SGLang), scripted (tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError
+from .base import Reply, VisionModel
+from .scripted import ScriptedModel
+
+__all__ = ["Reply", "ScriptedModel", "VisionModel", "load_model"]
+
+
+def load_model(spec: str, *, model_name: str | None = None, **options: Any) -> VisionModel:
+    """A model from its name: ``qwen3-vl-2b|4b|8b[-thinking]``, a hub id, a local directory, or
+    ``openai:<base_url>`` (``model_name`` picks the served model; default: the only one)."""
+    if spec.startswith("openai:"):
+        from .openai import OpenAIModel
+
+        url = spec.removeprefix("openai:")
+        if "#" in url:
+            url, _, model_name = url.partition("#")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"openai models need a base URL: openai:http://host:8000/v1 (got {spec!r})")
+        return OpenAIModel(url, model_name, **options)
+    from .local import LocalModel
+
+    return LocalModel(spec, **options)

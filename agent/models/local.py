@@ -76,7 +76,9 @@ class LocalModel:
             import torch
             import transformers  # noqa: F401
         except ImportError as exc:
-            raise ModelError("the local model needs torch and transformers: pip install 'pixelpilot[local]'") from exc
+            raise ModelError(
+                "the local model needs torch and transformers: pip install 'pixelpilot[local]'"
+            ) from exc
         source = HUB_IDS.get(name, name)
         self.name = name
         self.source = source
@@ -91,13 +93,22 @@ class LocalModel:
                     f"no CUDA device, and {name} is a real-size model: one step takes about a minute on a CPU. "
                     "Use a GPU, serve it with vLLM and pass --model openai:<url>, or pass allow_cpu=True."
                 )
-        torch_dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
-                       "float32": torch.float32}.get(dtype or ("bf16" if self.device.startswith("cuda") else "fp32"))
+        torch_dtype = {
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+            "fp32": torch.float32,
+            "float32": torch.float32,
+        }.get(dtype or ("bf16" if self.device.startswith("cuda") else "fp32"))
         try:
             from transformers import Qwen3VLForConditionalGeneration
 
             self.processor = load_processor(source)
-            self.model = Qwen3VLForConditionalGeneration.from_pretrained(source, dtype=torch_dtype).to(self.device).eval()
+            self.model = (
+                Qwen3VLForConditionalGeneration.from_pretrained(source, dtype=torch_dtype)
+                .to(self.device)
+                .eval()
+            )
         except OSError as exc:
             where = "directory" if os.path.isdir(source) else "hub id"
             raise ModelError(
@@ -121,9 +132,17 @@ class LocalModel:
             processor_kwargs={"size": dict(self.profile.image_size)},
         ).to(self.device)
         t1 = time.perf_counter()
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens or self.profile.max_new_tokens, "do_sample": s.do_sample}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens or self.profile.max_new_tokens,
+            "do_sample": s.do_sample,
+        }
         if s.do_sample:
-            kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, repetition_penalty=s.repetition_penalty)
+            kwargs.update(
+                temperature=s.temperature,
+                top_p=s.top_p,
+                top_k=s.top_k,
+                repetition_penalty=s.repetition_penalty,
+            )
             if s.seed is not None:
                 torch.manual_seed(s.seed)
         with torch.inference_mode():

@@ -71,7 +71,10 @@ class OpenAIModel:
         self._sleep = sleep
         key = api_key or os.environ.get("PIXELPILOT_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self._client = httpx.Client(
-            base_url=self.base_url, timeout=timeout, headers={"Authorization": f"Bearer {key}"}, transport=transport
+            base_url=self.base_url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {key}"},
+            transport=transport,
         )
         self._httpx = httpx
         self.model = model or self._only_model()
@@ -98,7 +101,9 @@ class OpenAIModel:
                 last = ModelError(f"the model server answered {resp.status_code}: {_message(resp)}")
                 continue
             if resp.status_code >= 400:
-                raise ModelError(f"the model server refused the request ({resp.status_code}): {_message(resp)}")
+                raise ModelError(
+                    f"the model server refused the request ({resp.status_code}): {_message(resp)}"
+                )
             return resp
         if isinstance(last, httpx.ConnectError):
             raise ModelError(
@@ -106,7 +111,9 @@ class OpenAIModel:
                 "is it running? (e.g. vllm serve Qwen/Qwen3-VL-4B-Instruct --enable-auto-tool-choice --tool-call-parser hermes)"
             ) from last
         if isinstance(last, httpx.TimeoutException):
-            raise ModelError(f"the model server at {self.base_url} did not answer within {self._client.timeout.read} s ({self.retries + 1} tries)") from last
+            raise ModelError(
+                f"the model server at {self.base_url} did not answer within {self._client.timeout.read} s ({self.retries + 1} tries)"
+            ) from last
         assert last is not None
         raise last
 
@@ -114,7 +121,9 @@ class OpenAIModel:
         data = self._request("GET", "/models").json()
         ids = [m.get("id") for m in data.get("data", [])]
         if len(ids) != 1:
-            raise ModelError(f"the server at {self.base_url} serves {ids or 'no models'}; say which one (model name)")
+            raise ModelError(
+                f"the server at {self.base_url} serves {ids or 'no models'}; say which one (model name)"
+            )
         return str(ids[0])
 
     # -- request -----------------------------------------------------------------------------------
@@ -131,7 +140,9 @@ class OpenAIModel:
             for c in content:
                 if c.get("type") == "image":
                     sizes.append(c["image"].size)
-                    items.append({"type": "image_url", "image_url": {"url": _data_url(c["image"], self.image_format)}})
+                    items.append(
+                        {"type": "image_url", "image_url": {"url": _data_url(c["image"], self.image_format)}}
+                    )
                 else:
                     items.append({"type": "text", "text": c["text"]})
             out.append({"role": m["role"], "content": items})
@@ -149,7 +160,12 @@ class OpenAIModel:
         if self.send_image_budget:
             body["mm_processor_kwargs"] = {"size": dict(self.profile.image_size)}
         if s.do_sample:
-            body.update(top_p=s.top_p, top_k=s.top_k, presence_penalty=s.presence_penalty, repetition_penalty=s.repetition_penalty)
+            body.update(
+                top_p=s.top_p,
+                top_k=s.top_k,
+                presence_penalty=s.presence_penalty,
+                repetition_penalty=s.repetition_penalty,
+            )
         if s.seed is not None:
             body["seed"] = s.seed
         if prompt.tools and self.send_tools:
@@ -172,7 +188,9 @@ class OpenAIModel:
                 choice = data["choices"][0]
                 msg = choice["message"]
             except (KeyError, IndexError, TypeError):
-                raise ModelError(f"the model server sent an unexpected reply: {json.dumps(data)[:300]}") from None
+                raise ModelError(
+                    f"the model server sent an unexpected reply: {json.dumps(data)[:300]}"
+                ) from None
             content, calls = msg.get("content") or "", msg.get("tool_calls") or []
             usage, finish = data.get("usage") or {}, choice.get("finish_reason")
         t1 = time.perf_counter()

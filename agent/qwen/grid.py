@@ -27,4 +27,7 @@ def grid_to_pixels(point: tuple[float, float], size: tuple[int, int], divisor: i
 def pixels_to_grid(point: tuple[float, float], size: tuple[int, int], divisor: int = 1000) -> tuple[int, int]:
     """The inverse of :func:`grid_to_pixels` (rounded to the integer grid)."""
     w, h = size
-    return (min(max(round(point[0] / w * divisor), 0), divisor), min(max(round(point[1] / h * divisor), 0), divisor))
+    return (
+        min(max(round(point[0] / w * divisor), 0), divisor),
+        min(max(round(point[1] / h * divisor), 0), divisor),
+    )

@@ -22,7 +22,15 @@ from tools.spaces import ActionSpace
 from ..errors import ModelOutputError
 from .grid import OffScreen, grid_to_pixels
 
-__all__ = ["GroundingItem", "ParsedReply", "ToolCall", "parse_check", "parse_grounding", "parse_reply", "reply_to_action"]
+__all__ = [
+    "GroundingItem",
+    "ParsedReply",
+    "ToolCall",
+    "parse_check",
+    "parse_grounding",
+    "parse_reply",
+    "reply_to_action",
+]
 
 _CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)(?:```|$)", re.DOTALL)
@@ -144,7 +152,9 @@ def reply_to_action(
     if call is None:
         raise ModelOutputError("the reply has no tool call", raw=parsed.raw)
     if call.name is not None and call.name != space.name:
-        raise ModelOutputError(f"the reply calls {call.name!r}, but the only tool is {space.name!r}", raw=parsed.raw)
+        raise ModelOutputError(
+            f"the reply calls {call.name!r}, but the only tool is {space.name!r}", raw=parsed.raw
+        )
     if "__unparsed__" in call.arguments:
         raise ModelOutputError("the tool call's arguments are not a JSON object", raw=parsed.raw)
     args = dict(call.arguments)
@@ -209,7 +219,11 @@ def parse_grounding(raw: str) -> list[GroundingItem]:
 
 
 def _numbers(v: Any, n: int) -> bool:
-    return isinstance(v, list | tuple) and len(v) == n and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+    return (
+        isinstance(v, list | tuple)
+        and len(v) == n
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+    )
 
 
 def parse_check(raw: str) -> tuple[bool, str]:

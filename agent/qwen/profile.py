@@ -35,7 +35,9 @@ class QwenProfile:
 
     computer_divisor: int = 1000
     mobile_divisor: int = 999
-    image_size: dict[str, int] = field(default_factory=lambda: {"shortest_edge": 64 * 32 * 32, "longest_edge": 1280 * 32 * 32})
+    image_size: dict[str, int] = field(
+        default_factory=lambda: {"shortest_edge": 64 * 32 * 32, "longest_edge": 1280 * 32 * 32}
+    )
     thinking: bool = False
     history_images: int = 4
     response_format: bool = True

@@ -28,8 +28,18 @@ from tools.spaces import ActionSpace
 
 from .profile import QwenProfile
 
-__all__ = ["HistoryItem", "Prompt", "act_prompt", "ask_prompt", "check_prompt", "chat_template", "grounding_prompt",
-           "loop_prompt", "reask", "render_text"]
+__all__ = [
+    "HistoryItem",
+    "Prompt",
+    "act_prompt",
+    "ask_prompt",
+    "check_prompt",
+    "chat_template",
+    "grounding_prompt",
+    "loop_prompt",
+    "reask",
+    "render_text",
+]
 
 Message = dict[str, Any]
 
@@ -52,7 +62,13 @@ class Prompt:
 
     @property
     def images(self) -> list[Image.Image]:
-        return [c["image"] for m in self.messages if isinstance(m["content"], list) for c in m["content"] if c.get("type") == "image"]
+        return [
+            c["image"]
+            for m in self.messages
+            if isinstance(m["content"], list)
+            for c in m["content"]
+            if c.get("type") == "image"
+        ]
 
     def digest(self) -> str:
         """sha256 of the rendered text and the images' sizes: equal digests, equal prompts."""
@@ -92,7 +108,9 @@ def chat_template() -> str:
 
 @cache
 def _compiled_template() -> Any:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
     env.filters["tojson"] = lambda x, indent=None, separators=None, sort_keys=False: json.dumps(
         x, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sort_keys
     )
@@ -103,7 +121,9 @@ def render_text(prompt: Prompt, *, add_generation_prompt: bool = True) -> str:
     """The prompt as the model sees it (images as ``<|vision_start|><|image_pad|><|vision_end|>``),
     rendered with the Qwen3-VL chat template exactly as transformers and vLLM render it."""
     return str(
-        _compiled_template().render(messages=prompt.messages, tools=prompt.tools, add_generation_prompt=add_generation_prompt)
+        _compiled_template().render(
+            messages=prompt.messages, tools=prompt.tools, add_generation_prompt=add_generation_prompt
+        )
     )
 
 
@@ -128,10 +148,19 @@ def act_prompt(space: ActionSpace, instruction: str, image: Image.Image) -> Prom
     """The cookbook's single-step prompt."""
     if space.name == "mobile_use":
         user = _render("mobile_user.j2", instruction=instruction, history="")
-        return Prompt("act", [{"role": "system", "content": [_t(_text("mobile_use.system.txt"))]}, {"role": "user", "content": [_t(user), _i(image)]}])
+        return Prompt(
+            "act",
+            [
+                {"role": "system", "content": [_t(_text("mobile_use.system.txt"))]},
+                {"role": "user", "content": [_t(user), _i(image)]},
+            ],
+        )
     return Prompt(
         "act",
-        [{"role": "system", "content": [_t(_text("computer_use.system.txt"))]}, {"role": "user", "content": [_t(instruction), _i(image)]}],
+        [
+            {"role": "system", "content": [_t(_text("computer_use.system.txt"))]},
+            {"role": "user", "content": [_t(instruction), _i(image)]},
+        ],
         tools=[space.schema()],
     )
 
@@ -140,14 +169,19 @@ def _narration(text: str) -> str:
     return " ".join(text.replace('"', "").split())
 
 
-def loop_prompt(space: ActionSpace, goal: str, history: Sequence[HistoryItem], image: Image.Image, profile: QwenProfile) -> Prompt:
+def loop_prompt(
+    space: ActionSpace, goal: str, history: Sequence[HistoryItem], image: Image.Image, profile: QwenProfile
+) -> Prompt:
     """The goal loop's prompt for the next step."""
     if space.name == "mobile_use":
         progress = "".join(f"Step {i + 1}: {_narration(h.narration)}; " for i, h in enumerate(history))
         user = _render("mobile_user.j2", instruction=goal, history=progress)
         return Prompt(
             "loop",
-            [{"role": "system", "content": [_t(_text("mobile_use.system.txt"))]}, {"role": "user", "content": [_t(user), _i(image)]}],
+            [
+                {"role": "system", "content": [_t(_text("mobile_use.system.txt"))]},
+                {"role": "user", "content": [_t(user), _i(image)]},
+            ],
             meta={"history_text": len(history), "history_images": 0},
         )
     n = max(profile.history_images, 0)
@@ -155,7 +189,9 @@ def loop_prompt(space: ActionSpace, goal: str, history: Sequence[HistoryItem], i
     older = list(history[: len(history) - len(recent)])
     previous = "\n".join(f"Step {i + 1}: {_narration(h.narration)}" for i, h in enumerate(older)) or "None"
     instruction = _render("loop_instruction.j2", instruction=goal, previous=previous)
-    messages: list[Message] = [{"role": "system", "content": [_t(_system_inline(space, response_format=profile.response_format))]}]
+    messages: list[Message] = [
+        {"role": "system", "content": [_t(_system_inline(space, response_format=profile.response_format))]}
+    ]
     if not recent:
         messages.append({"role": "user", "content": [_i(image), _t(instruction)]})
     else:
@@ -178,10 +214,16 @@ def ask_prompt(question: str, image: Image.Image) -> Prompt:
 
 
 def check_prompt(statement: str, image: Image.Image) -> Prompt:
-    return Prompt("check", [{"role": "user", "content": [_i(image), _t(_render("check.j2", statement=statement))]}])
+    return Prompt(
+        "check", [{"role": "user", "content": [_i(image), _t(_render("check.j2", statement=statement))]}]
+    )
 
 
 def reask(prompt: Prompt, raw: str, error: str, space: ActionSpace) -> Prompt:
     """The same prompt, the unusable reply, and the error: the model gets one more try."""
-    messages = [*prompt.messages, {"role": "assistant", "content": [_t(raw)]}, {"role": "user", "content": [_t(_render("reask.j2", error=error, tool=space.name))]}]
+    messages = [
+        *prompt.messages,
+        {"role": "assistant", "content": [_t(raw)]},
+        {"role": "user", "content": [_t(_render("reask.j2", error=error, tool=space.name))]},
+    ]
     return replace(prompt, messages=messages, meta={**prompt.meta, "reask": True})

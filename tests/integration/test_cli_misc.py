@@ -10,8 +10,14 @@ from ..conftest import ROOT
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "220", **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tasks.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "220", **(env or {})},
+        timeout=120,
+    )
 
 
 def test_doctor_lists_every_dependency_with_a_fix(chromium):

@@ -18,13 +18,32 @@ import sys
 from pathlib import Path
 
 ADDED = [  # Qwen3's added tokens, ids 151643..151668, in order; True = special
-    ("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<|object_ref_start|>", True),
-    ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True), ("<|quad_start|>", True),
-    ("<|quad_end|>", True), ("<|vision_start|>", True), ("<|vision_end|>", True), ("<|vision_pad|>", True),
-    ("<|image_pad|>", True), ("<|video_pad|>", True), ("<tool_call>", False), ("</tool_call>", False),
-    ("<|fim_prefix|>", False), ("<|fim_middle|>", False), ("<|fim_suffix|>", False), ("<|fim_pad|>", False),
-    ("<|repo_name|>", False), ("<|file_sep|>", False), ("<tool_response>", False), ("</tool_response>", False),
-    ("<think>", False), ("</think>", False),
+    ("<|endoftext|>", True),
+    ("<|im_start|>", True),
+    ("<|im_end|>", True),
+    ("<|object_ref_start|>", True),
+    ("<|object_ref_end|>", True),
+    ("<|box_start|>", True),
+    ("<|box_end|>", True),
+    ("<|quad_start|>", True),
+    ("<|quad_end|>", True),
+    ("<|vision_start|>", True),
+    ("<|vision_end|>", True),
+    ("<|vision_pad|>", True),
+    ("<|image_pad|>", True),
+    ("<|video_pad|>", True),
+    ("<tool_call>", False),
+    ("</tool_call>", False),
+    ("<|fim_prefix|>", False),
+    ("<|fim_middle|>", False),
+    ("<|fim_suffix|>", False),
+    ("<|fim_pad|>", False),
+    ("<|repo_name|>", False),
+    ("<|file_sep|>", False),
+    ("<tool_response>", False),
+    ("</tool_response>", False),
+    ("<think>", False),
+    ("</think>", False),
 ]
 FIRST_ADDED = 151643
 VOCAB = 151936
@@ -33,7 +52,11 @@ PAT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L
 
 
 def _byte_chars() -> list[str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -68,7 +91,10 @@ def build_tokenizer(out: Path, pieces: list[str]) -> dict[str, int]:
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(PAT), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        [
+            pre_tokenizers.Split(Regex(PAT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
     )
     tok.decoder = decoders.ByteLevel()
     for i, (text, special) in enumerate(ADDED):
@@ -76,8 +102,13 @@ def build_tokenizer(out: Path, pieces: list[str]) -> dict[str, int]:
         (tok.add_special_tokens if special else tok.add_tokens)([t])
         assert tok.token_to_id(text) == FIRST_ADDED + i, text
     fast = Qwen2TokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None, unk_token=None,
-        model_max_length=262144, clean_up_tokenization_spaces=False,
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        model_max_length=262144,
+        clean_up_tokenization_spaces=False,
     )
     from agent.qwen.prompts import chat_template
 
@@ -87,15 +118,44 @@ def build_tokenizer(out: Path, pieces: list[str]) -> dict[str, int]:
 
 
 def write_processor_files(out: Path) -> None:
-    common = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5, 0.5, 0.5],
-              "image_std": [0.5, 0.5, 0.5], "processor_class": "Qwen3VLProcessor"}
-    (out / "preprocessor_config.json").write_text(json.dumps(
-        {"size": {"longest_edge": 16777216, "shortest_edge": 65536}, "image_processor_type": "Qwen2VLImageProcessorFast",
-         "do_resize": True, "do_rescale": True, "do_normalize": True, "do_convert_rgb": True, "resample": 3,
-         "rescale_factor": 1 / 255, **common}, indent=2))
-    (out / "video_preprocessor_config.json").write_text(json.dumps(
-        {"size": {"longest_edge": 25165824, "shortest_edge": 4096}, "video_processor_type": "Qwen3VLVideoProcessor",
-         "fps": 2, "min_frames": 4, "max_frames": 768, "do_sample_frames": True, **common}, indent=2))
+    common = {
+        "patch_size": 16,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "processor_class": "Qwen3VLProcessor",
+    }
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "size": {"longest_edge": 16777216, "shortest_edge": 65536},
+                "image_processor_type": "Qwen2VLImageProcessorFast",
+                "do_resize": True,
+                "do_rescale": True,
+                "do_normalize": True,
+                "do_convert_rgb": True,
+                "resample": 3,
+                "rescale_factor": 1 / 255,
+                **common,
+            },
+            indent=2,
+        )
+    )
+    (out / "video_preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "size": {"longest_edge": 25165824, "shortest_edge": 4096},
+                "video_processor_type": "Qwen3VLVideoProcessor",
+                "fps": 2,
+                "min_frames": 4,
+                "max_frames": 768,
+                "do_sample_frames": True,
+                **common,
+            },
+            indent=2,
+        )
+    )
 
 
 def config(*, tied: bool) -> object:
@@ -103,18 +163,40 @@ def config(*, tied: bool) -> object:
 
     return Qwen3VLConfig(
         text_config={
-            "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-            "num_key_value_heads": 1, "head_dim": 32, "vocab_size": VOCAB, "max_position_embeddings": 32768,
-            "rope_theta": 5_000_000, "rms_norm_eps": 1e-6, "hidden_act": "silu", "tie_word_embeddings": tied,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 32,
+            "vocab_size": VOCAB,
+            "max_position_embeddings": 32768,
+            "rope_theta": 5_000_000,
+            "rms_norm_eps": 1e-6,
+            "hidden_act": "silu",
+            "tie_word_embeddings": tied,
             "rope_scaling": {"rope_type": "default", "mrope_section": [6, 5, 5], "mrope_interleaved": True},
-            "bos_token_id": FIRST_ADDED, "eos_token_id": FIRST_ADDED + 2,
+            "bos_token_id": FIRST_ADDED,
+            "eos_token_id": FIRST_ADDED + 2,
         },
         vision_config={
-            "depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2, "patch_size": 16,
-            "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 64, "in_channels": 3,
-            "num_position_embeddings": 2304, "deepstack_visual_indexes": [0, 1], "hidden_act": "gelu_pytorch_tanh",
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": 64,
+            "in_channels": 3,
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": [0, 1],
+            "hidden_act": "gelu_pytorch_tanh",
         },
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        image_token_id=151655,
+        video_token_id=151656,
+        vision_start_token_id=151652,
+        vision_end_token_id=151653,
         tie_word_embeddings=tied,
     )
 
@@ -172,7 +254,9 @@ def build(out: str | Path, script: str | None = None, *, seed: int = 0) -> Path:
             scale = 100.0 / (hidden**0.5)  # RMSNorm turns the unit vector into sqrt(hidden) along its axis
             for k in range(len(chain) - 1):
                 head[chain[k + 1], k] = scale
-    model.generation_config = GenerationConfig(eos_token_id=[FIRST_ADDED + 2, FIRST_ADDED], pad_token_id=FIRST_ADDED, do_sample=False)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[FIRST_ADDED + 2, FIRST_ADDED], pad_token_id=FIRST_ADDED, do_sample=False
+    )
     model.save_pretrained(out)
     return out
 

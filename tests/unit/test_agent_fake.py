@@ -47,11 +47,11 @@ def test_click_type_see_on_the_fake(tmp_path):
     click = agent.steps[2]
     assert click.locator == "ui-tree" and click.point == (70, 115) and click.effect == "changed"
 
-    run = read_run(agent.run.path)
+    run = read_run(agent.recorder.path)
     assert run.meta["status"] == "passed" and run.meta["task"] == "login"
     assert [s.kind for s in run.steps] == ["type", "type", "click", "see", "click"]
-    assert all((agent.run.path / s.frame).is_file() for s in run.steps)
-    html = (agent.run.path / "report.html").read_text()
+    assert all((agent.recorder.path / s.frame).is_file() for s in run.steps)
+    html = (agent.recorder.path / "report.html").read_text()
     assert html.count('class="marker"') == 4  # four steps acted on a point
     assert "Welcome, alice" in html
 
@@ -142,7 +142,7 @@ def test_driver_error_mid_run_keeps_finished_steps(tmp_path):
         agent.type("alice", into="Username")
         d.fail_next = "the display went away"
         agent.click("Sign in")
-    run = read_run(agent.run.path)
+    run = read_run(agent.recorder.path)
     assert run.meta["status"] == "error"
     assert "the display went away" in run.meta["error"]
     assert [(s.kind, s.outcome) for s in run.steps] == [("type", "passed"), ("click", "error")]
@@ -160,10 +160,10 @@ def test_interrupt_leaves_a_readable_run(tmp_path):
         agent.type("alice", into="Username")
         agent.click("Sign in")
         agent.click("Item", nth=1)
-    run = read_run(agent.run.path)
+    run = read_run(agent.recorder.path)
     assert run.meta["status"] == "interrupted"
     assert len(run.steps) == 2
-    assert (agent.run.path / "report.html").is_file()
+    assert (agent.recorder.path / "report.html").is_file()
 
 
 def test_torn_steps_file_is_still_readable(tmp_path):
@@ -171,7 +171,7 @@ def test_torn_steps_file_is_still_readable(tmp_path):
     agent = agent_for(d, output=tmp_path, task="torn")
     agent.type("alice", into="Username")
     agent.click("Sign in")
-    path = agent.run.path
+    path = agent.recorder.path
     # simulate a process killed while writing: run.json still says running, last line cut short
     with (path / "steps.jsonl").open("a") as f:
         f.write('{"index": 2, "kind": "cli')
@@ -189,9 +189,9 @@ def test_steps_are_flushed_as_they_end(tmp_path):
     d = app()
     agent = agent_for(d, output=tmp_path, task="flush")
     agent.type("alice", into="Username")
-    lines = (agent.run.path / "steps.jsonl").read_text().splitlines()
+    lines = (agent.recorder.path / "steps.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["kind"] == "type"
-    meta = json.loads((agent.run.path / "run.json").read_text())
+    meta = json.loads((agent.recorder.path / "run.json").read_text())
     assert meta["status"] == "running"
 
 
@@ -200,4 +200,4 @@ def test_identical_frames_are_stored_once(tmp_path):
     agent = agent_for(d, output=tmp_path)
     for _ in range(3):
         agent.see("Static")
-    assert len(list((agent.run.path / "frames").iterdir())) == 1
+    assert len(list((agent.recorder.path / "frames").iterdir())) == 1

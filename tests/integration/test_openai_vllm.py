@@ -1,0 +1,139 @@
+"""The OpenAI-compatible backend against a REAL vLLM (CPU build) serving the scripted tiny Qwen3-VL."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from PIL import Image
+
+from agent import Agent, ModelError, read_run
+from agent.models.openai import OpenAIModel
+from agent.qwen import QwenProfile, act_prompt, loop_prompt, parse_reply, reply_to_action
+from agent.qwen.prompts import Prompt
+from tools import COMPUTER_USE
+from tools import actions as A
+
+from ..conftest import ROOT, SIGN_IN_SCRIPT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+IMG = Image.new("RGB", (1280, 800), "white")
+EXPECTED = A.Click(at=(337, 334))
+
+
+class Recorder(httpx.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.requests.append(request)
+        return super().handle_request(request)
+
+
+def to_action(text: str) -> A.Action:
+    return reply_to_action(parse_reply(text), COMPUTER_USE, (1280, 800), divisor=1000)[0]
+
+
+def test_request_shape_and_tool_calls(vllm_server):
+    rec = Recorder()
+    model = OpenAIModel(vllm_server, transport=rec)
+    assert model.model == "tiny-qwen3vl"  # the only served model, found through /v1/models
+    reply = model.generate(act_prompt(COMPUTER_USE, "click Sign in", IMG))
+    body = json.loads(rec.requests[-1].content)
+    assert (
+        body["model"] == "tiny-qwen3vl"
+        and body["temperature"] == 0.0
+        and body["tools"] == [COMPUTER_USE.schema()]
+    )
+    system, user = body["messages"]
+    assert system == {"role": "system", "content": "You are a helpful assistant."}
+    assert user["content"][0] == {"type": "text", "text": "click Sign in"}
+    url = user["content"][1]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,")
+    assert Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).size == (1280, 800)
+    # vLLM's hermes parser returned the call as tool_calls; the backend gives it back as <tool_call> text
+    assert reply.extra["tool_calls"] == 1 and reply.finish_reason == "tool_calls"
+    assert reply.text == SIGN_IN_SCRIPT
+    assert reply.tokens_out == 5 and reply.tokens_in > 1000
+    assert to_action(reply.text) == EXPECTED
+
+
+def test_raw_text_replies_and_streaming_deltas_merge(vllm_server):
+    plain = OpenAIModel(vllm_server).generate(loop_prompt(COMPUTER_USE, "Sign in", [], IMG, QwenProfile()))
+    assert plain.extra["tool_calls"] == 0 and plain.finish_reason == "stop" and plain.text == SIGN_IN_SCRIPT
+    streamed = OpenAIModel(vllm_server, stream=True)
+    for prompt in (
+        act_prompt(COMPUTER_USE, "click Sign in", IMG),
+        loop_prompt(COMPUTER_USE, "Sign in", [], IMG, QwenProfile()),
+    ):
+        reply = streamed.generate(prompt)
+        assert to_action(reply.text) == EXPECTED
+        assert reply.tokens_out == 5
+
+
+def test_server_errors_are_clear(vllm_server):
+    model = OpenAIModel(vllm_server)
+    six = [{"type": "image", "image": IMG}] * 6 + [{"type": "text", "text": "hi"}]
+    with pytest.raises(ModelError, match=r"refused the request \(400\): At most 5 image\(s\)"):
+        model.generate(Prompt("x", [{"role": "user", "content": six}]))
+    long = [{"type": "text", "text": "x " * 20000}]
+    with pytest.raises(ModelError, match=r"\(400\): .*maximum context length is 16384 tokens"):
+        model.generate(Prompt("x", [{"role": "user", "content": long}]))
+
+
+def test_timeout_is_retried_with_backoff_then_reported(vllm_server):
+    sleeps: list[float] = []
+    model = OpenAIModel(
+        vllm_server, model="tiny-qwen3vl", timeout=0.001, retries=2, backoff=0.25, sleep=sleeps.append
+    )
+    with pytest.raises(ModelError, match="did not answer within"):
+        model.generate(act_prompt(COMPUTER_USE, "click", IMG))
+    assert sleeps == [0.25, 0.5]
+
+
+def test_server_down_says_so():
+    with pytest.raises(
+        ModelError, match=r"no model server at http://127\.0\.0\.1:9/v1: connection refused after 2 tries"
+    ):
+        OpenAIModel("http://127.0.0.1:9/v1", retries=1, backoff=0)
+
+
+def test_goal_loop_through_vllm_clicks_the_right_element(vllm_server, browser, demo_url, tmp_path):
+    browser.goto(demo_url)
+    with Agent(browser, model=OpenAIModel(vllm_server), output=tmp_path, task="vllm") as agent:
+        rec = agent.act("Click the Sign in button")
+        assert rec.point == (337, 334)
+        assert browser.page.text_content("#login-error") == "Wrong username or password"
+        result = agent.run("Sign in", max_steps=5)
+    assert result.status == "failed" and "loop guard" in result.reason
+    steps = read_run(agent.recorder.path).steps
+    assert steps[0].model["backend"] == "openai:" + vllm_server + "#tiny-qwen3vl"
+
+
+def test_cli_task_with_an_openai_model(vllm_server, chromium, tmp_path):
+    task = tmp_path / "vllm.yaml"
+    task.write_text(
+        f"name: vllm act\nmodel: {{openai: '{vllm_server}'}}\nsteps:\n"
+        f"  - open: {(ROOT / 'examples' / 'demo_app' / 'index.html').as_uri()}\n"
+        "  - act: Click the Sign in button\n  - see: Wrong username or password\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    run_dir = next((tmp_path / "runs").iterdir())
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["model"].endswith("#tiny-qwen3vl") and meta["model_calls"] == 1
