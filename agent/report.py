@@ -30,6 +30,40 @@ def _pct(v: float, total: int | None) -> float:
     return round(100.0 * v / total, 3) if total else 0.0
 
 
+_MODEL_KEYS = (
+    "backend",
+    "reasked",
+    "thought",
+    "action_text",
+    "grid_point",
+    "pixel_point",
+    "grounding",
+    "thinking",
+)
+_CALL_KEYS = (
+    "kind",
+    "latency_ms",
+    "tokens_in",
+    "tokens_out",
+    "images",
+    "images_to_model",
+    "prompt_digest",
+    "finish_reason",
+    "raw",
+)
+
+
+def _model_view(model: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The step's model log with every key the template reads (older or partial logs lack some)."""
+    if not model:
+        return None
+    view = {k: model.get(k) for k in _MODEL_KEYS}
+    view["calls"] = [{k: c.get(k) for k in _CALL_KEYS} for c in model.get("calls", [])]
+    for c in view["calls"]:
+        c["images"], c["images_to_model"] = c["images"] or [], c["images_to_model"] or []
+    return view
+
+
 def render_report(run: RunData) -> str:
     """The report of ``run`` as an HTML string."""
     meta = run.meta
@@ -46,7 +80,13 @@ def render_report(run: RunData) -> str:
             x, y, bw, bh = s.box
             box = {"left": _pct(x, w), "top": _pct(y, h), "width": _pct(bw, w), "height": _pct(bh, h)}
         steps.append(
-            {"s": s, "marker": marker, "box": box, "timings": {k: f"{v:.0f}" for k, v in s.timings.items()}}
+            {
+                "s": s,
+                "marker": marker,
+                "box": box,
+                "model": _model_view(s.model),
+                "timings": {k: f"{v:.0f}" for k, v in s.timings.items()},
+            }
         )
     return _env.get_template("report.html.j2").render(
         meta=meta,
