@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -149,35 +150,41 @@ def test_missing_target_fails_with_candidates_and_frame(chromium, tmp_path):
     assert "Sign on" in (run_dir / "report.html").read_text()
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
+def _pids_with(marker: str) -> list[int]:
+    out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    out.append(int(entry.name))
+            except OSError:
                 continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
     return out
 
 
 def test_browser_killed_mid_run_leaves_a_complete_log(chromium, tmp_path):
+    from drivers import BrowserDriver
+
+    marker = f"--pp-test-victim-{os.getpid()}"  # an unknown switch Chromium ignores: it names this browser's processes
+
+    def victim_driver(task, opts):
+        return BrowserDriver.launch(headless=True, args=[marker])
+
     def kill_browser(rec):
         if rec.index == 2:
-            for pid in _descendants(os.getpid()):
-                try:
-                    if "chrom" in Path(f"/proc/{pid}/comm").read_text():
-                        os.kill(pid, signal.SIGKILL)
-                except (OSError, ProcessLookupError):
-                    pass
+            pids = _pids_with(marker)
+            assert pids, "the browser's processes were not found"
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             time.sleep(0.5)
 
-    res = run_task(EXAMPLES / "demo.yaml", RunOptions(output=tmp_path), on_step=kill_browser)
+    res = run_task(
+        EXAMPLES / "demo.yaml",
+        RunOptions(output=tmp_path),
+        on_step=kill_browser,
+        driver_factory=victim_driver,
+    )
     assert res.status == "error"
     run = read_run(res.run_dir)
     assert run.meta["status"] == "error" and "browser" in run.meta["error"]

@@ -114,3 +114,19 @@ def test_no_cuda_refuses_a_real_size_model_and_a_missing_model_says_where(tmp_pa
         LocalModel("qwen3-vl-2b")
     with pytest.raises(ModelError, match=r"cannot load the model '.*nope'.*pass its directory"):
         LocalModel(str(tmp_path / "nope"), allow_cpu=True)
+
+
+def test_image_budget_shrinks_what_the_model_sees_but_points_map_to_the_screenshot(tiny_scripted_dir):
+    from agent.qwen import parse_reply, reply_to_action
+
+    model = LocalModel(str(tiny_scripted_dir))  # default budget: longest_edge 1280·32·32 pixels
+    big = Image.new("RGB", (2560, 1440), "white")
+    reply = model.generate(act_prompt(COMPUTER_USE, "click Sign in", big))
+    assert reply.image_sizes == [(1504, 832)]  # 94×52 patches of 16 px: 1222 image tokens instead of 3600
+    action, _ = reply_to_action(parse_reply(reply.text), COMPUTER_USE, big.size, divisor=1000)
+    assert action.point == (673, 602)  # grid (263, 418) on the full 2560×1440 screenshot
+    wide = LocalModel(
+        str(tiny_scripted_dir),
+        profile=QwenProfile(image_size={"shortest_edge": 65536, "longest_edge": 16777216}),
+    )
+    assert wide.generate(act_prompt(COMPUTER_USE, "click", big)).image_sizes == [(2560, 1440)]
