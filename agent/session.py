@@ -132,21 +132,32 @@ class Agent:
 
         return self._step("open", url, {"url": url}, body, observe_first=False)
 
-    def click(self, target: str, *, nth: int | None = None) -> StepRecord:
-        """Click the element showing ``target`` (its text or accessible name)."""
+    def click(self, target: str | None = None, *, image: str | Path | None = None, nth: int | None = None) -> StepRecord:
+        """Click the element showing ``target`` (its text, accessible name, or a description the model
+        grounds), or the place where the picture ``image`` appears."""
+        if (target is None) == (image is None):
+            raise ValueError("click needs a target text or an image=, not both")
+        what = target if target is not None else str(image)
 
         def body(screen: Screen, rec: StepRecord) -> None:
-            loc = self._locate(screen, target, nth, rec)
-            point = self._hit(loc, target)
+            if image is not None:
+                t = self._clock()
+                loc = self.locator.image(screen, str(image), nth=nth)
+                rec.timings["locate"] = _ms(t, self._clock())
+                self._note_location(rec, loc)
+            else:
+                assert target is not None
+                loc = self._locate(screen, target, nth, rec)
+            point = self._hit(loc, what)
             self._act(rec, A.Click(at=point))
             if rec.effect == "none" and self.settings.retry_no_effect:
                 self._settle(rec, quiet_ms=300)
                 if rec.effect == "none":
-                    log.info("click on %r had no visible effect; clicking once more", target)
+                    log.info("click on %r had no visible effect; clicking once more", what)
                     rec.retried = True
-                    self._act(rec, A.Click(at=self._hit(loc, target)))
+                    self._act(rec, A.Click(at=self._hit(loc, what)))
 
-        return self._step("click", target, {"target": target, "nth": nth}, body)
+        return self._step("click", what, {"target": target, "image": str(image) if image else None, "nth": nth}, body)
 
     def type(
         self, text: str, *, into: str | None = None, nth: int | None = None, clear: bool = True

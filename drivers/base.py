@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
@@ -71,23 +71,46 @@ class UINode:
         return f'{self.role} "{label}" at ({x:.0f},{y:.0f} {w:.0f}x{h:.0f})'
 
 
-@dataclass
 class Screen:
     """One observation of the screen.
 
     ``scale`` is image pixels per driver input unit: 2.0 on a HiDPI page whose CSS pixels are half
-    the screenshot's. ``image_bytes`` holds the encoded frame as the driver produced it (PNG or
-    JPEG), so it can be stored without re-encoding.
+    the screenshot's. The frame is held as encoded bytes (``image_bytes``: PNG or JPEG, as the driver
+    produced it, so it can be stored without re-encoding) or as an image; each is made from the
+    other only when asked for.
     """
 
-    image_bytes: bytes
-    width: int
-    height: int
-    scale: float = 1.0
-    tree: list[UINode] | None = None
-    timestamp: float = field(default_factory=time.time)
-    format: str = "png"
-    _image: Image.Image | None = field(default=None, repr=False)
+    def __init__(
+        self,
+        image_bytes: bytes | None,
+        width: int,
+        height: int,
+        scale: float = 1.0,
+        tree: list[UINode] | None = None,
+        *,
+        format: str = "png",
+        image: Image.Image | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        self._bytes = image_bytes
+        self._image = image
+        self.width, self.height, self.scale, self.tree = width, height, scale, tree
+        self.format = format
+        self.timestamp = time.time() if timestamp is None else timestamp
+
+    @property
+    def image_bytes(self) -> bytes:
+        """The encoded frame (encoded on first use when the driver gave an image)."""
+        if self._bytes is None:
+            if self._image is None:
+                return b""
+            buf = io.BytesIO()
+            if self.format == "jpeg":
+                self._image.save(buf, format="JPEG", quality=85)
+            else:
+                self._image.save(buf, format="PNG", compress_level=1)
+            self._bytes = buf.getvalue()
+        return self._bytes
 
     @property
     def image(self) -> Image.Image:
@@ -100,12 +123,14 @@ class Screen:
 
     @classmethod
     def from_image(
-        cls, image: Image.Image, *, scale: float = 1.0, tree: list[UINode] | None = None
+        cls, image: Image.Image, *, scale: float = 1.0, tree: list[UINode] | None = None, format: str = "png"
     ) -> Screen:
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
         rgb = image.convert("RGB") if image.mode != "RGB" else image
-        return cls(buf.getvalue(), image.width, image.height, scale, tree, _image=rgb)
+        return cls(None, image.width, image.height, scale, tree, format=format, image=rgb)
+
+    def __repr__(self) -> str:
+        nodes = "no tree" if self.tree is None else f"{len(self.tree)} nodes"
+        return f"Screen({self.width}x{self.height}, scale={self.scale}, {nodes})"
 
 
 @runtime_checkable
