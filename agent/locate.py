@@ -87,10 +87,17 @@ class Locator:
         except FileNotFoundError as exc:
             raise LocateError(str(exc), target=str(path)) from None
         scales = (1.0,) if screen.scale == 1 else (1.0, screen.scale)
-        hits = sorted(find_template(screen.image, tpl, threshold=threshold, scales=scales), key=lambda m: (m.box[1], m.box[0]))
+        hits = sorted(
+            find_template(screen.image, tpl, threshold=threshold, scales=scales),
+            key=lambda m: (m.box[1], m.box[0]),
+        )
         if not hits:
             best = find_template(screen.image, tpl, threshold=0.0, scales=scales, limit=1)
-            near = [f"best match {best[0].score:.2f} at {best[0].box[:2]} (threshold {threshold})"] if best else []
+            near = (
+                [f"best match {best[0].score:.2f} at {best[0].box[:2]} (threshold {threshold})"]
+                if best
+                else []
+            )
             raise LocateError(f"the image {path} is not on screen", target=str(path), candidates=near)
         hit = _pick(hits, str(path), nth, [f"match {m.score:.2f} at {m.box}" for m in hits])
         return Located(hit.center, "template", Box(*hit.box), None, len(hits))

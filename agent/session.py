@@ -96,7 +96,8 @@ class Agent:
         """Finish the run directory (if any). ``status`` defaults to passed unless a step failed."""
         if self.recorder is not None and not self.recorder.finished:
             if status is None:
-                status = "failed" if any(s.outcome != "passed" for s in self.steps) else "passed"
+                outcomes = {s.outcome for s in self.steps}
+                status = "error" if "error" in outcomes else "failed" if outcomes - {"passed"} else "passed"
             self.recorder.finish(status, error=error)
 
     def __enter__(self) -> Agent:
@@ -132,7 +133,9 @@ class Agent:
 
         return self._step("open", url, {"url": url}, body, observe_first=False)
 
-    def click(self, target: str | None = None, *, image: str | Path | None = None, nth: int | None = None) -> StepRecord:
+    def click(
+        self, target: str | None = None, *, image: str | Path | None = None, nth: int | None = None
+    ) -> StepRecord:
         """Click the element showing ``target`` (its text, accessible name, or a description the model
         grounds), or the place where the picture ``image`` appears."""
         if (target is None) == (image is None):
@@ -157,7 +160,9 @@ class Agent:
                     rec.retried = True
                     self._act(rec, A.Click(at=self._hit(loc, what)))
 
-        return self._step("click", what, {"target": target, "image": str(image) if image else None, "nth": nth}, body)
+        return self._step(
+            "click", what, {"target": target, "image": str(image) if image else None, "nth": nth}, body
+        )
 
     def type(
         self, text: str, *, into: str | None = None, nth: int | None = None, clear: bool = True

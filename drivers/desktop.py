@@ -36,13 +36,48 @@ SCROLL_PX_PER_CLICK = 100
 """Screen pixels one wheel click stands for (Scroll actions are in pixels)."""
 
 _XDOTOOL_KEYS = {
-    "ctrl": "ctrl", "control": "ctrl", "alt": "alt", "option": "alt", "shift": "shift", "cmd": "super",
-    "command": "super", "meta": "super", "super": "super", "win": "super", "enter": "Return", "return": "Return",
-    "esc": "Escape", "escape": "Escape", "tab": "Tab", "backspace": "BackSpace", "delete": "Delete", "del": "Delete",
-    "space": "space", "insert": "Insert", "up": "Up", "down": "Down", "left": "Left", "right": "Right",
-    "arrowup": "Up", "arrowdown": "Down", "arrowleft": "Left", "arrowright": "Right", "pageup": "Prior",
-    "pagedown": "Next", "page_up": "Prior", "page_down": "Next", "home": "Home", "end": "End", "capslock": "Caps_Lock",
-    "+": "plus", "-": "minus", "=": "equal", ",": "comma", ".": "period", "/": "slash", ";": "semicolon",
+    "ctrl": "ctrl",
+    "control": "ctrl",
+    "alt": "alt",
+    "option": "alt",
+    "shift": "shift",
+    "cmd": "super",
+    "command": "super",
+    "meta": "super",
+    "super": "super",
+    "win": "super",
+    "enter": "Return",
+    "return": "Return",
+    "esc": "Escape",
+    "escape": "Escape",
+    "tab": "Tab",
+    "backspace": "BackSpace",
+    "delete": "Delete",
+    "del": "Delete",
+    "space": "space",
+    "insert": "Insert",
+    "up": "Up",
+    "down": "Down",
+    "left": "Left",
+    "right": "Right",
+    "arrowup": "Up",
+    "arrowdown": "Down",
+    "arrowleft": "Left",
+    "arrowright": "Right",
+    "pageup": "Prior",
+    "pagedown": "Next",
+    "page_up": "Prior",
+    "page_down": "Next",
+    "home": "Home",
+    "end": "End",
+    "capslock": "Caps_Lock",
+    "+": "plus",
+    "-": "minus",
+    "=": "equal",
+    ",": "comma",
+    ".": "period",
+    "/": "slash",
+    ";": "semicolon",
 }
 
 
@@ -66,8 +101,15 @@ class DesktopDriver:
     action_space = "computer_use"
     capabilities = frozenset({"screenshot", "keyboard", "mouse", "launch", "settle"})
 
-    def __init__(self, display: str, *, xvfb: VirtualDisplay | None = None, monitor: int = 1, scale: float = 1.0,
-                 frame_format: str = "jpeg") -> None:
+    def __init__(
+        self,
+        display: str,
+        *,
+        xvfb: VirtualDisplay | None = None,
+        monitor: int = 1,
+        scale: float = 1.0,
+        frame_format: str = "jpeg",
+    ) -> None:
         self.display = display
         self._xvfb = xvfb
         self.scale = scale
@@ -79,20 +121,44 @@ class DesktopDriver:
             import mss
             from Xlib import display as xdisplay
         except ImportError as exc:
-            raise DriverUnavailable("the desktop driver needs mss and python-xlib", install="pip install 'pixelpilot[desktop]'") from exc
+            raise DriverUnavailable(
+                "the desktop driver needs mss and python-xlib", install="pip install 'pixelpilot[desktop]'"
+            ) from exc
         self._xdotool_exe = shutil.which("xdotool")
         if not self._xdotool_exe:
-            raise DriverUnavailable("xdotool (keys and text input on X) is not installed", install=INSTALL_XVFB)
+            raise DriverUnavailable(
+                "xdotool (keys and text input on X) is not installed", install=INSTALL_XVFB
+            )
         try:
             self._x = xdisplay.Display(display)
             self._sct = mss.MSS(display=display)
         except Exception as exc:  # Xlib and mss raise their own families on a bad display
             raise DriverError(f"cannot open the X display {display}: {exc}") from exc
         monitors = self._sct.monitors
-        if not 0 <= monitor < len(monitors):
-            raise DriverError(f"monitor {monitor} does not exist on {display}; it has {len(monitors) - 1}: {monitors[1:]}")
+        if isinstance(monitor, int):
+            if not 1 <= monitor < len(monitors):
+                raise DriverError(
+                    f"monitor {monitor} does not exist on {display}; it has {len(monitors) - 1}: {monitors[1:]}"
+                )
+            self.monitor: dict[str, int] = {
+                k: int(monitors[monitor][k]) for k in ("left", "top", "width", "height")
+            }
+        else:
+            left, top, width, height = (int(v) for v in monitor)
+            root = monitors[0]
+            if (
+                left < 0
+                or top < 0
+                or width <= 0
+                or height <= 0
+                or left + width > root["width"]
+                or top + height > root["height"]
+            ):
+                raise DriverError(
+                    f"the region {tuple(monitor)} is not inside the {root['width']}x{root['height']} screen of {display}"
+                )
+            self.monitor = {"left": left, "top": top, "width": width, "height": height}
         self.monitor_index = monitor
-        self.monitor: dict[str, int] = dict(monitors[monitor])
 
     # -- lifecycle ---------------------------------------------------------------------------------
     @classmethod
@@ -103,11 +169,14 @@ class DesktopDriver:
         size: tuple[int, int] = (1280, 800),
         depth: int = 24,
         display: str | None = None,
-        monitor: int = 1,
+        monitor: int | Sequence[int] = 1,
         scale: float = 1.0,
         launch: Sequence[str] | None = None,
     ) -> DesktopDriver:
-        """A driver on a new private Xvfb (headless), or on ``display`` / ``$DISPLAY``."""
+        """A driver on a new private Xvfb (headless), or on ``display`` / ``$DISPLAY``.
+
+        ``monitor``: which monitor to capture (1 = the first, as mss numbers them), or a region
+        ``(left, top, width, height)`` of the screen; actions map into it."""
         xvfb = None
         if display is None:
             if headless:
@@ -116,7 +185,10 @@ class DesktopDriver:
             else:
                 display = os.environ.get("DISPLAY")
                 if not display:
-                    raise DriverUnavailable("no display: DISPLAY is not set", install="run headless (the default) to use a private Xvfb")
+                    raise DriverUnavailable(
+                        "no display: DISPLAY is not set",
+                        install="run headless (the default) to use a private Xvfb",
+                    )
         try:
             driver = cls(display, xvfb=xvfb, monitor=monitor, scale=scale)
         except BaseException:
@@ -127,14 +199,26 @@ class DesktopDriver:
             driver.launch(list(launch))
         return driver
 
-    def launch(self, cmd: Sequence[str], *, cwd: str | None = None, env: dict[str, str] | None = None,
-               wait_for_window: float = 10.0, expect_running: bool = True) -> subprocess.Popen[bytes]:
+    def launch(
+        self,
+        cmd: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        wait_for_window: float = 10.0,
+        expect_running: bool = True,
+    ) -> subprocess.Popen[bytes]:
         """Start a program on this display (only it sees DISPLAY) and wait until the screen shows it."""
         self._check()
         before = self._grab_hash()
         try:
-            proc = subprocess.Popen(list(cmd), cwd=cwd, env={**os.environ, **(env or {}), "DISPLAY": self.display},
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                list(cmd),
+                cwd=cwd,
+                env={**os.environ, **(env or {}), "DISPLAY": self.display},
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         except OSError as exc:
             raise DriverError(f"cannot launch {cmd[0]!r}: {exc.strerror}") from exc
         self._apps.append((list(cmd), proc, expect_running))
@@ -193,7 +277,9 @@ class DesktopDriver:
             raise
         except Exception as exc:  # Xlib/mss/OS errors all mean the display failed us
             self._check()  # a dead Xvfb or app explains it better
-            raise DriverError(f"X error while trying to {what} on {self.display}: {type(exc).__name__}: {exc}") from exc
+            raise DriverError(
+                f"X error while trying to {what} on {self.display}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     # -- observe -----------------------------------------------------------------------------------
     def _grab(self) -> Any:
@@ -209,7 +295,9 @@ class DesktopDriver:
         self._last_hash = zlib.crc32(raw)
         img = Image.frombuffer("RGBX", shot.size, raw, "raw", "BGRX", 0, 1).convert("RGB")
         if self.scale != 1:
-            img = img.resize((round(img.width * self.scale), round(img.height * self.scale)), Image.Resampling.BILINEAR)
+            img = img.resize(
+                (round(img.width * self.scale), round(img.height * self.scale)), Image.Resampling.BILINEAR
+            )
         return Screen.from_image(img, scale=self.scale, format=self.frame_format)
 
     def settle(self, *, timeout: float = 3.0, quiet_ms: float = 60) -> dict[str, Any]:
@@ -230,7 +318,10 @@ class DesktopDriver:
 
     # -- act ---------------------------------------------------------------------------------------
     def _xy(self, p: A.Point) -> tuple[int, int]:
-        return (self.monitor["left"] + round(p[0] / self.scale), self.monitor["top"] + round(p[1] / self.scale))
+        return (
+            self.monitor["left"] + round(p[0] / self.scale),
+            self.monitor["top"] + round(p[1] / self.scale),
+        )
 
     def _fake(self, kind: int, detail: int = 0, xy: tuple[int, int] | None = None) -> None:
         from Xlib.ext import xtest
@@ -273,7 +364,13 @@ class DesktopDriver:
 
     def _xdotool(self, *args: str) -> None:
         assert self._xdotool_exe is not None
-        res = subprocess.run([self._xdotool_exe, *args], env={**os.environ, "DISPLAY": self.display}, capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            [self._xdotool_exe, *args],
+            env={**os.environ, "DISPLAY": self.display},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if res.returncode != 0:
             raise DriverError(f"xdotool {args[0]} failed: {res.stderr.strip() or res.returncode}")
 

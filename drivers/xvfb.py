@@ -34,12 +34,25 @@ class VirtualDisplay:
     def start(self, timeout: float = 10.0) -> str:
         exe = os.environ.get("PIXELPILOT_XVFB") or shutil.which("Xvfb")
         if not exe or not Path(exe).is_file():
-            raise DriverUnavailable("Xvfb (the virtual X server for headless desktop runs) is not installed", install=INSTALL_XVFB)
+            raise DriverUnavailable(
+                "Xvfb (the virtual X server for headless desktop runs) is not installed", install=INSTALL_XVFB
+            )
         r, w = os.pipe()
         w_, h_ = self.size
         try:
             self._proc = subprocess.Popen(
-                [exe, "-displayfd", str(w), "-screen", "0", f"{w_}x{h_}x{self.depth}", "-nolisten", "tcp", "+extension", "RANDR"],
+                [
+                    exe,
+                    "-displayfd",
+                    str(w),
+                    "-screen",
+                    "0",
+                    f"{w_}x{h_}x{self.depth}",
+                    "-nolisten",
+                    "tcp",
+                    "+extension",
+                    "RANDR",
+                ],
                 pass_fds=(w,),
                 stdout=self._log,
                 stderr=subprocess.STDOUT,

@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         "--slowmo", type=float, default=None, help="milliseconds to wait between browser operations"
     )
     r.add_argument(
+        "--driver", choices=["browser", "desktop"], default=None, help="override the task file's driver"
+    )
+    r.add_argument(
         "--model",
         default=None,
         help="qwen3-vl-2b|4b|8b[-thinking], a hub id, a directory, or openai:<base_url>",
@@ -110,6 +113,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         slow_mo=args.slowmo,
         model=args.model,
         model_name=args.model_name,
+        driver=args.driver,
     )
     results: list[TaskResult] = []
     for path in args.tasks:

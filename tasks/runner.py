@@ -47,6 +47,8 @@ class RunOptions:
     slow_mo: float | None = None
     model: str | None = None
     """Overrides the task file's ``model:``."""
+    driver: str | None = None
+    """browser or desktop: overrides the task file's ``driver:`` kind (with that driver's defaults)."""
     model_name: str | None = None
 
 
@@ -87,7 +89,25 @@ def resolve_url(value: str, base: Path) -> str:
     return path.resolve().as_uri()
 
 
-def _make_driver(task: S.TaskFile, opts: RunOptions) -> Driver:
+def _make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
+    kind = opts.driver or task.driver_kind
+    if kind == "desktop":
+        from drivers.desktop import DesktopDriver
+
+        d = task.desktop
+        headless = (
+            not opts.headed if opts.headed is not None else (d.headless if d.headless is not None else True)
+        )
+        driver = DesktopDriver.start(
+            headless=headless, size=d.size, depth=d.depth, display=d.display, monitor=d.monitor, scale=d.scale
+        )
+        if d.launch:
+            try:
+                driver.launch(d.launch, cwd=str(base))
+            except BaseException:
+                driver.close()
+                raise
+        return driver
     from drivers.browser import BrowserDriver
 
     b = task.browser
@@ -121,7 +141,10 @@ def _run_step(agent: Agent, step: Any, base: Path, values: dict[str, Any]) -> No
             agent.open(resolve_url(step.open, base))
         case S.ClickStep():
             a = step.args
-            agent.click(a.text, nth=a.nth)
+            if a.image is not None:
+                agent.click(image=base / a.image, nth=a.nth)
+            else:
+                agent.click(a.text, nth=a.nth)
         case S.TypeStep():
             t = step.args
             agent.type(t.text, into=t.into, nth=t.nth, clear=t.clear)
@@ -186,7 +209,7 @@ def run_task(
         from agent.models import load_model
 
         model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1])
-    driver = (driver_factory or _make_driver)(task, opts)
+    driver = driver_factory(task, opts) if driver_factory else _make_driver(task, opts, task_path.parent)
     run = RunWriter(
         opts.output,
         slugify(name),

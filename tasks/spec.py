@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from agent.errors import ConfigError
 
@@ -31,10 +40,21 @@ class _Strict(BaseModel):
 
 # -- steps ----------------------------------------------------------------------------------------
 class ClickArgs(_Strict):
-    text: str = Field(min_length=1, description="visible text or accessible name of the element")
+    text: str | None = Field(
+        default=None, min_length=1, description="visible text, accessible name, or a description"
+    )
+    image: str | None = Field(
+        default=None, min_length=1, description="a picture to find on screen (path relative to the task file)"
+    )
     nth: int | None = Field(
         default=None, ge=1, description="which match, in reading order, when several match"
     )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ClickArgs:
+        if (self.text is None) == (self.image is None):
+            raise ValueError("give either text: or image:")
+        return self
 
 
 class TypeArgs(_Strict):
@@ -217,7 +237,25 @@ class BrowserSpec(_Strict):
     browser: BrowserOptions = BrowserOptions()
 
 
-DriverSpec = Literal["browser"] | BrowserSpec
+class DesktopOptions(_Strict):
+    headless: bool | None = Field(default=None, description="default: a private Xvfb unless --headed")
+    size: tuple[int, int] = (1280, 800)
+    depth: int = Field(default=24, ge=8, le=32)
+    display: str | None = Field(default=None, description="drive this X display instead of a private Xvfb")
+    monitor: int | tuple[int, int, int, int] = Field(
+        default=1, description="which monitor to capture (1 = the first), or [left, top, width, height]"
+    )
+    scale: float = Field(default=1.0, gt=0, le=4, description="screenshot pixels per screen pixel")
+    launch: list[str] | None = Field(
+        default=None, description="the application under test: [command, args...]"
+    )
+
+
+class DesktopSpec(_Strict):
+    desktop: DesktopOptions = DesktopOptions()
+
+
+DriverSpec = Literal["browser", "desktop"] | BrowserSpec | DesktopSpec
 
 
 class TaskSettings(_Strict):
@@ -248,6 +286,16 @@ class TaskFile(_Strict):
     @property
     def browser(self) -> BrowserOptions:
         return self.driver.browser if isinstance(self.driver, BrowserSpec) else BrowserOptions()
+
+    @property
+    def desktop(self) -> DesktopOptions:
+        return self.driver.desktop if isinstance(self.driver, DesktopSpec) else DesktopOptions()
+
+    @property
+    def driver_kind(self) -> str:
+        if isinstance(self.driver, str):
+            return self.driver
+        return "desktop" if isinstance(self.driver, DesktopSpec) else "browser"
 
 
 def task_schema() -> dict[str, Any]:
@@ -303,7 +351,11 @@ def _path(parts: list[Any]) -> str:
 
 
 _KNOWN_KEYS = sorted(
-    {f for m in (TaskFile, TaskSettings, BrowserOptions, *_STEP_MODELS.values()) for f in m.model_fields}
+    {
+        f
+        for m in (TaskFile, TaskSettings, BrowserOptions, DesktopOptions, *_STEP_MODELS.values())
+        for f in m.model_fields
+    }
     | {
         f
         for m in (ClickArgs, TypeArgs, ScrollArgs, WaitArgs, SelectArgs, GoalArgs, AskArgs, OpenAIModelSpec)
@@ -363,9 +415,9 @@ def load_task(path: str | os.PathLike[str]) -> TaskFile:
         return TaskFile.model_validate(data)
     except ValidationError as exc:
         errors = _useful(exc.errors(include_url=False))
-        # the most useful error first: an unknown key beats the union's "expected a string" noise
+        # the most useful error first: an unknown key, then the deepest (the union branch that got furthest)
         errors.sort(
-            key=lambda e: (e["type"] != "extra_forbidden", e["type"] != "unknown_step", len(e["loc"]))
+            key=lambda e: (e["type"] != "extra_forbidden", e["type"] != "unknown_step", -len(e["loc"]))
         )
         first = errors[0]
         line = _line_for(tuple(first["loc"]), lines, key=first["type"] == "extra_forbidden")

@@ -42,18 +42,29 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 
 def find_template(
-    image: Image.Image, template: Image.Image, *, threshold: float = 0.9, scales: Sequence[float] = (1.0,), limit: int = 20
+    image: Image.Image,
+    template: Image.Image,
+    *,
+    threshold: float = 0.9,
+    scales: Sequence[float] = (1.0,),
+    limit: int = 20,
 ) -> list[TemplateMatch]:
     """Places where ``template`` appears in ``image`` (grey-level normalised correlation ≥ ``threshold``),
     best first, overlapping hits merged."""
     try:
         import cv2
     except ImportError as exc:
-        raise DriverUnavailable("image targets need OpenCV", install="pip install opencv-python-headless") from exc
+        raise DriverUnavailable(
+            "image targets need OpenCV", install="pip install opencv-python-headless"
+        ) from exc
     hay = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2GRAY)
     found: list[TemplateMatch] = []
     for s in scales:
-        tpl = template if s == 1 else template.resize((max(1, round(template.width * s)), max(1, round(template.height * s))))
+        tpl = (
+            template
+            if s == 1
+            else template.resize((max(1, round(template.width * s)), max(1, round(template.height * s))))
+        )
         needle = cv2.cvtColor(np.asarray(tpl.convert("RGB")), cv2.COLOR_RGB2GRAY)
         th, tw = needle.shape
         if th > hay.shape[0] or tw > hay.shape[1]:

@@ -32,9 +32,13 @@ def main() -> None:
     top.pack(fill="x", padx=10, pady=8)
     entry = tk.Entry(top, font=font, width=22)
     entry.pack(side="left")
-    tk.Button(top, text="Submit", font=font, command=lambda: log("submit", text=entry.get())).pack(side="left", padx=8)
+    tk.Button(top, text="Submit", font=font, command=lambda: log("submit", text=entry.get())).pack(
+        side="left", padx=8
+    )
     enabled = tk.BooleanVar()
-    tk.Checkbutton(top, text="Enable", font=font, variable=enabled, command=lambda: log("check", value=enabled.get())).pack(side="left")
+    tk.Checkbutton(
+        top, text="Enable", font=font, variable=enabled, command=lambda: log("check", value=enabled.get())
+    ).pack(side="left")
 
     mid = tk.Frame(root)
     mid.pack(fill="both", expand=True, padx=10)
@@ -44,13 +48,20 @@ def main() -> None:
     listbox.pack(side="left", fill="y")
 
     def scrolled(_e: object = None) -> None:
-        root.after(50, lambda: log("list_scroll", first=round(listbox.yview()[0], 3), top=listbox.get(listbox.nearest(0))))
+        root.after(
+            50,
+            lambda: log(
+                "list_scroll", first=round(listbox.yview()[0], 3), top=listbox.get(listbox.nearest(0))
+            ),
+        )
 
     for seq in ("<Button-4>", "<Button-5>", "<MouseWheel>"):
         listbox.bind(seq, scrolled, add="+")
     listbox.bind("<Double-Button-1>", lambda e: log("list_open", item=listbox.get(listbox.nearest(e.y))))
 
-    canvas = tk.Canvas(mid, width=300, height=200, bg="#f4f4f4", highlightthickness=1, highlightbackground="#888")
+    canvas = tk.Canvas(
+        mid, width=300, height=200, bg="#f4f4f4", highlightthickness=1, highlightbackground="#888"
+    )
     canvas.pack(side="left", padx=10)
     canvas.create_text(150, 20, text="Canvas", font=font)
     drag: dict[str, tuple[int, int]] = {}
@@ -60,10 +71,16 @@ def main() -> None:
     menu.add_command(label="Rename", command=lambda: log("menu", item="Rename"))
     menu.add_command(label="Delete", command=lambda: log("menu", item="Delete"))
     canvas.bind("<Button-3>", lambda e: menu.tk_popup(e.x_root, e.y_root))
+    canvas.bind("<Button-2>", lambda e: log("middle", at=(e.x, e.y)))
+    canvas.bind("<Enter>", lambda e: log("pointer_enter", at=(e.x, e.y)))
+    entry.bind("<Triple-Button-1>", lambda e: log("triple", text=entry.get()))
 
     status = tk.Label(root, text="Ready", font=font)
     status.pack(pady=6)
-    root.bind_all("<Control-Shift-K>", lambda e: (log("combo", keys="ctrl+shift+k"), status.config(text="Combo pressed")))
+    root.bind_all(
+        "<Control-Shift-K>",
+        lambda e: (log("combo", keys="ctrl+shift+k"), status.config(text="Combo pressed")),
+    )
 
     if args.crash_after is not None:
         root.after(int(args.crash_after * 1000), root.destroy)  # then exits with code 3 below
