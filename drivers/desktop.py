@@ -293,7 +293,7 @@ class DesktopDriver:
             shot = self._grab()
         raw = shot.bgra
         self._last_hash = zlib.crc32(raw)
-        img = Image.frombuffer("RGBX", shot.size, raw, "raw", "BGRX", 0, 1).convert("RGB")
+        img = Image.frombuffer("RGB", shot.size, raw, "raw", "BGRX", 0, 1)  # decodes BGRX straight to RGB
         if self.scale != 1:
             img = img.resize(
                 (round(img.width * self.scale), round(img.height * self.scale)), Image.Resampling.BILINEAR
