@@ -57,6 +57,21 @@ def checks() -> list[Check]:
     out.append(
         Check("Xvfb (headless desktop)", bool(xvfb), xvfb or "", "sudo apt-get install -y xvfb xdotool")
     )
+    xdo = shutil.which("xdotool")
+    out.append(
+        Check(
+            "xdotool (desktop keys and text)",
+            bool(xdo),
+            _version([xdo, "--version"]) if xdo else "",
+            "sudo apt-get install -y xdotool",
+        )
+    )
+    has_desk = importlib.util.find_spec("mss") is not None and importlib.util.find_spec("Xlib") is not None
+    out.append(
+        Check(
+            "mss + python-xlib (desktop driver)", has_desk, "installed", "pip install 'pixelpilot[desktop]'"
+        )
+    )
     adb = shutil.which("adb")
     out.append(
         Check(
