@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -64,6 +65,7 @@ class UINode:
     interactive: bool = False
     options: tuple[str, ...] = ()
     """For a dropdown: the visible option labels."""
+    focused: bool = False
 
     def describe(self) -> str:
         label = self.name or self.text or self.placeholder
@@ -91,12 +93,28 @@ class Screen:
         format: str = "png",
         image: Image.Image | None = None,
         timestamp: float | None = None,
+        tree_loader: Callable[[], list[UINode]] | None = None,
     ) -> None:
         self._bytes = image_bytes
         self._image = image
-        self.width, self.height, self.scale, self.tree = width, height, scale, tree
+        self.width, self.height, self.scale = width, height, scale
+        self._tree = tree
+        self._tree_loader = tree_loader
         self.format = format
         self.timestamp = time.time() if timestamp is None else timestamp
+
+    @property
+    def tree(self) -> list[UINode] | None:
+        """The UI tree, or None where the driver has none. A driver may load it on first use
+        (``tree_loader``): dumping it can cost seconds on a phone."""
+        if self._tree is None and self._tree_loader is not None:
+            loader, self._tree_loader = self._tree_loader, None
+            self._tree = loader()
+        return self._tree
+
+    @tree.setter
+    def tree(self, value: list[UINode] | None) -> None:
+        self._tree, self._tree_loader = value, None
 
     @property
     def image_bytes(self) -> bytes:
@@ -129,7 +147,13 @@ class Screen:
         return cls(None, image.width, image.height, scale, tree, format=format, image=rgb)
 
     def __repr__(self) -> str:
-        nodes = "no tree" if self.tree is None else f"{len(self.tree)} nodes"
+        nodes = (
+            "tree not loaded"
+            if self._tree is None and self._tree_loader
+            else "no tree"
+            if self._tree is None
+            else f"{len(self._tree)} nodes"
+        )
         return f"Screen({self.width}x{self.height}, scale={self.scale}, {nodes})"
 
 

@@ -43,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
         "--slowmo", type=float, default=None, help="milliseconds to wait between browser operations"
     )
     r.add_argument(
-        "--driver", choices=["browser", "desktop"], default=None, help="override the task file's driver"
+        "--driver",
+        choices=["browser", "desktop", "android"],
+        default=None,
+        help="override the task file's driver",
     )
     r.add_argument(
         "--model",

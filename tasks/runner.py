@@ -48,7 +48,7 @@ class RunOptions:
     model: str | None = None
     """Overrides the task file's ``model:``."""
     driver: str | None = None
-    """browser or desktop: overrides the task file's ``driver:`` kind (with that driver's defaults)."""
+    """browser, desktop or android: overrides the task file's ``driver:`` kind (with that driver's defaults)."""
     model_name: str | None = None
 
 
@@ -91,6 +91,15 @@ def resolve_url(value: str, base: Path) -> str:
 
 def _make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
     kind = opts.driver or task.driver_kind
+    if kind == "android":
+        from drivers.android import AndroidDriver
+        from tools.actions import OpenApp
+
+        a = task.android
+        phone = AndroidDriver.connect(a.serial, host=a.host, port=a.port, scale=a.scale)
+        if a.open_app:
+            phone.perform(OpenApp(app=a.open_app))
+        return phone
     if kind == "desktop":
         from drivers.desktop import DesktopDriver
 

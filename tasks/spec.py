@@ -255,7 +255,23 @@ class DesktopSpec(_Strict):
     desktop: DesktopOptions = DesktopOptions()
 
 
-DriverSpec = Literal["browser", "desktop"] | BrowserSpec | DesktopSpec
+class AndroidOptions(_Strict):
+    serial: str | None = Field(default=None, description="default: $ANDROID_SERIAL, else the only device")
+    host: str | None = Field(
+        default=None, description="adb server host (default $ANDROID_ADB_SERVER_HOST or 127.0.0.1)"
+    )
+    port: int | None = Field(
+        default=None, description="adb server port (default $ANDROID_ADB_SERVER_PORT or 5037)"
+    )
+    scale: float = Field(default=1.0, gt=0, le=4, description="screenshot pixels per device pixel")
+    open_app: str | None = Field(default=None, description="package to open before the first step")
+
+
+class AndroidSpec(_Strict):
+    android: AndroidOptions = AndroidOptions()
+
+
+DriverSpec = Literal["browser", "desktop", "android"] | BrowserSpec | DesktopSpec | AndroidSpec
 
 
 class TaskSettings(_Strict):
@@ -292,10 +308,14 @@ class TaskFile(_Strict):
         return self.driver.desktop if isinstance(self.driver, DesktopSpec) else DesktopOptions()
 
     @property
+    def android(self) -> AndroidOptions:
+        return self.driver.android if isinstance(self.driver, AndroidSpec) else AndroidOptions()
+
+    @property
     def driver_kind(self) -> str:
         if isinstance(self.driver, str):
             return self.driver
-        return "desktop" if isinstance(self.driver, DesktopSpec) else "browser"
+        return {DesktopSpec: "desktop", AndroidSpec: "android"}.get(type(self.driver), "browser")
 
 
 def task_schema() -> dict[str, Any]:

@@ -33,8 +33,10 @@ def test_agent_exports():
 
 def test_drivers_exports():
     assert drivers.__all__ == [
+        "AndroidDriver",
         "Box",
         "BrowserDriver",
+        "DesktopDriver",
         "Driver",
         "ElementDriver",
         "FakeDriver",
