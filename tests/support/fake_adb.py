@@ -9,6 +9,7 @@ swipes scroll the list, Back and Home change screens.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import shlex
 import socketserver
@@ -420,10 +421,8 @@ class _Handler(socketserver.BaseRequestHandler):
         self.request.sendall(b"FAIL" + b"%04x" % len(data) + data)
 
     def handle(self) -> None:
-        try:
+        with contextlib.suppress(ConnectionError, OSError, ValueError):
             self._serve()
-        except (ConnectionError, OSError, ValueError):
-            pass
 
     def _device(self, serial: str | None) -> FakeDevice | None:
         devices = self.server.devices
