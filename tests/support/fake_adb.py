@@ -202,10 +202,10 @@ class FakeDevice:
             )
         w, h = self.size
         return (
-            "<?xml version='1.0' encoding='UTF-8' standalone='yes' ?><hierarchy rotation=\"%d\">"
+            f"<?xml version='1.0' encoding='UTF-8' standalone='yes' ?><hierarchy rotation=\"{self.rotation}\">"
             '<node index="0" text="" resource-id="" class="android.widget.FrameLayout" package="com.example" '
-            'content-desc="" bounds="[0,0][%d,%d]">%s</node></hierarchy>'
-        ) % (self.rotation, w, h, "".join(rows))
+            f'content-desc="" bounds="[0,0][{w},{h}]">{"".join(rows)}</node></hierarchy>'
+        )
 
     # -- input --------------------------------------------------------------------------------------
     def _go(self, screen: str) -> None:
