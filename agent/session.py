@@ -49,6 +49,8 @@ class AgentSettings:
     retry_no_effect: bool = True
     verify_typing: bool = True
     use_ocr: bool = True
+    max_steps: int = 15
+    """Default step budget of ``run``/``iter``."""
     use_model: Literal["fallback", "never", "only"] = "fallback"
     """When text targets go to the model: after the UI tree and OCR fail, never, or straight away."""
 
@@ -312,23 +314,27 @@ class Agent:
         self,
         goal: str,
         *,
-        max_steps: int = 15,
+        max_steps: int | None = None,
         max_seconds: float | None = None,
         max_model_calls: int | None = None,
     ) -> RunResult:
         """The goal loop: the model acts until it terminates, answers, or a budget runs out."""
-        return loop.run_goal(self, goal, Limits(max_steps, max_seconds, max_model_calls))
+        return loop.run_goal(
+            self, goal, Limits(max_steps or self.settings.max_steps, max_seconds, max_model_calls)
+        )
 
     def iter(
         self,
         goal: str,
         *,
-        max_steps: int = 15,
+        max_steps: int | None = None,
         max_seconds: float | None = None,
         max_model_calls: int | None = None,
     ):  # type: ignore[no-untyped-def]
         """The goal loop as a generator of steps; its return value is the RunResult."""
-        return loop.iter_goal(self, goal, Limits(max_steps, max_seconds, max_model_calls))
+        return loop.iter_goal(
+            self, goal, Limits(max_steps or self.settings.max_steps, max_seconds, max_model_calls)
+        )
 
     def ask(self, question: str) -> str:
         """Ask the model about the current screen; returns its answer."""

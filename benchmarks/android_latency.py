@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         rows["fake device renders its 1080×1920 PNG (not protocol)"] = timed(dev.render, args.reps)
         rows["screencap -p through adbutils (shell v1)"] = timed(d._screencap, args.reps)
         rows["observe() (screencap + decode, tree deferred)"] = timed(lambda: d.observe(), args.reps)
-        rows["tap: input tap (shell2 with exit code)"] = timed(lambda: d.perform(A.Click(at=(10, 1000))), args.reps)
+        rows["tap: input tap (shell2 with exit code)"] = timed(
+            lambda: d.perform(A.Click(at=(10, 1000))), args.reps
+        )
         rows["uiautomator dump + sync pull + parse"] = timed(d.ui_tree, args.reps)
     lines = [
         "# Android driver latency against the fake adb server",
@@ -55,9 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|",
     ]
     for k, v in rows.items():
-        lines.append(f"| {k} | {statistics.median(v):.2f} | {sorted(v)[int(0.9 * (len(v) - 1))]:.2f} | {len(v)} |")
-    net = statistics.median(rows["screencap -p through adbutils (shell v1)"]) - statistics.median(rows["fake device renders its 1080×1920 PNG (not protocol)"])
-    lines += ["", f"Protocol and client overhead of a screenshot, rendering subtracted: about {net:.1f} ms.", ""]
+        lines.append(
+            f"| {k} | {statistics.median(v):.2f} | {sorted(v)[int(0.9 * (len(v) - 1))]:.2f} | {len(v)} |"
+        )
+    net = statistics.median(rows["screencap -p through adbutils (shell v1)"]) - statistics.median(
+        rows["fake device renders its 1080×1920 PNG (not protocol)"]
+    )
+    lines += [
+        "",
+        f"Protocol and client overhead of a screenshot, rendering subtracted: about {net:.1f} ms.",
+        "",
+    ]
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

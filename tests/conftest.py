@@ -13,6 +13,8 @@ EXAMPLES = ROOT / "examples"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+pytest_plugins = ["pytester"]
+
 
 def _chromium() -> str | None:
     from agent.errors import DriverUnavailable
