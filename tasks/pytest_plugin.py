@@ -11,6 +11,7 @@ traceback. ``*.task.yaml`` files are collected as test items.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -29,10 +30,8 @@ _REPORT_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 def _add(group: Any, *names: str, **kwargs: Any) -> None:
     """Add an option unless another plugin (pytest-playwright) already defines it with that name."""
-    try:
+    with contextlib.suppress(ValueError):
         group.addoption(*names, **kwargs)
-    except ValueError:
-        pass
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
