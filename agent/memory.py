@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Outcome", "StepRecord"]
+__all__ = ["Outcome", "StepRecord", "step_table"]
 
 Outcome = Literal["passed", "failed", "error", "interrupted"]
 
@@ -52,3 +52,13 @@ class StepRecord(BaseModel):
     def summary(self) -> str:
         what = self.instruction or self.kind
         return f"{self.index:>3} {self.kind:<9} {what[:60]:<60} {self.outcome}"
+
+
+def step_table(steps: list[StepRecord]) -> str:
+    """The steps as a small text table (failure messages, JUnit)."""
+    rows = [f"  {'#':>3}  {'step':<9} {'target':<44} {'located':<9} {'outcome':<11} ms"]
+    for s in steps:
+        rows.append(
+            f"  {s.index:>3}  {s.kind:<9} {(s.instruction or '')[:44]:<44} {s.locator or '-':<9} {s.outcome:<11} {s.timings.get('total', 0):.0f}"
+        )
+    return "\n".join(rows)

@@ -7,11 +7,13 @@ no display, no device, no GPU), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -34,7 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", help="run YAML task files")
-    r.add_argument("tasks", nargs="+", type=Path, help="task files (*.yaml)")
+    r.add_argument("tasks", nargs="+", type=Path, help="task files (*.yaml), or folders of them")
+    r.add_argument(
+        "--workers",
+        "-j",
+        type=int,
+        default=1,
+        help="run this many task files in parallel (one process and driver each)",
+    )
+    r.add_argument("--shard", default=None, help="i/n: run the i-th of n deterministic shards (CI matrices)")
+    r.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
+    r.add_argument("--result-json", type=Path, default=None, help=argparse.SUPPRESS)
     r.add_argument(
         "--output", "-o", type=Path, default=Path("runs"), help="where run directories go (default: runs/)"
     )
@@ -109,7 +121,43 @@ class _Progress:
             self.console.print(f"      [red]{rec.error}[/]", highlight=False)
 
 
+def _write_result(
+    path: Path | None, res: TaskResult | None, *, status: str | None = None, error: str | None = None
+) -> None:
+    """The worker's answer to a batch run (``--result-json``)."""
+    if path is None:
+        return
+    from agent.memory import step_table
+
+    data = {
+        "status": status or (res.status if res else "error"),
+        "error": error if error is not None else (res.error if res else None),
+        "run_dir": str(res.run_dir) if res and res.run_dir else None,
+        "steps": [{"kind": s.kind, "outcome": s.outcome} for s in (res.steps if res else [])],
+        "step_table": step_table(res.steps) if res else "",
+    }
+    path.write_text(json.dumps(data))
+
+
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from .batch import collect_tasks, parse_shard, select_shard
+
+    try:
+        tasks = collect_tasks(args.tasks)
+        shard = parse_shard(args.shard) if args.shard else None
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return ExitCode.USAGE
+    selected = select_shard(tasks, shard)
+    batch = (
+        len(args.tasks) > 1
+        or any(Path(p).is_dir() for p in args.tasks)
+        or args.workers > 1
+        or shard
+        or args.junit
+    )
+    if batch:
+        return _cmd_batch(args, console, selected, total=len(tasks), shard=shard)
     opts = RunOptions(
         output=args.output,
         headed=args.headed or None,
@@ -118,31 +166,116 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         model_name=args.model_name,
         driver=args.driver,
     )
-    results: list[TaskResult] = []
-    for path in args.tasks:
-        progress = _Progress(console)
-        try:
-            res = run_task(path, opts, on_step=progress.step, on_start=progress.start)
-        except ConfigError as exc:
-            console.print(f"[red]error:[/] {exc}", highlight=False)
-            return ExitCode.USAGE
-        except DriverUnavailable as exc:
-            console.print(f"[red]environment:[/] {exc}", highlight=False)
-            return ExitCode.ENVIRONMENT
-        except ModelError as exc:
-            console.print(f"[red]model:[/] {exc}", highlight=False)
-            return ExitCode.ENVIRONMENT
-        results.append(res)
-        color = "green" if res.status == "passed" else "red"
-        console.print(
-            f"[{color}]{res.status.upper()}[/] {res.task} · report: {res.run_dir / 'report.html' if res.run_dir else '-'}",
-            highlight=False,
+    path = selected[0]
+    progress = _Progress(console)
+    try:
+        res = run_task(path, opts, on_step=progress.step, on_start=progress.start)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        _write_result(args.result_json, None, error=str(exc))
+        return ExitCode.USAGE
+    except (DriverUnavailable, ModelError) as exc:
+        label = "model" if isinstance(exc, ModelError) else "environment"
+        console.print(f"[red]{label}:[/] {exc}", highlight=False)
+        _write_result(args.result_json, None, error=str(exc))
+        return ExitCode.ENVIRONMENT
+    _write_result(args.result_json, res)
+    color = "green" if res.status == "passed" else "red"
+    console.print(
+        f"[{color}]{res.status.upper()}[/] {res.task} · report: {res.run_dir / 'report.html' if res.run_dir else '-'}",
+        highlight=False,
+    )
+    if res.error and res.status != "passed":
+        console.print(f"  [red]{res.error.splitlines()[0]}[/]", highlight=False)
+    return res.exit_code
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    if args.headed:
+        out.append("--headed")
+    for flag, value in (
+        ("--slowmo", args.slowmo),
+        ("--model", args.model),
+        ("--model-name", args.model_name),
+        ("--driver", args.driver),
+    ):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
+def _table(outcomes: list[Any], started: float, workers: int) -> Table:
+    done = [o for o in outcomes if o.status not in ("pending", "running")]
+    mean = sum(o.seconds for o in done) / len(done) if done else None
+    left = sum(o.status in ("pending", "running") for o in outcomes)
+    eta = f"{mean * left / max(1, workers):.0f} s" if mean is not None and left else ("—" if left else "0 s")
+    t = Table(
+        title=f"{len(done)}/{len(outcomes)} tasks · {time.monotonic() - started:.0f} s · ETA {eta}",
+        title_justify="left",
+    )
+    for col in ("task", "step", "status", "time"):
+        t.add_column(col)
+    style = {"passed": "green", "failed": "red", "error": "red", "running": "cyan", "pending": "dim"}
+    for o in outcomes:
+        step = (
+            f"{o.steps_done}/{o.steps_total}"
+            if o.steps_total
+            else (str(o.steps_done) if o.steps_done else "")
         )
-        if res.error and res.status != "passed":
-            console.print(f"  [red]{res.error.splitlines()[0]}[/]", highlight=False)
-        if res.status == "interrupted":
-            return ExitCode.INTERRUPTED
-    return max((r.exit_code for r in results), default=ExitCode.PASSED)
+        t.add_row(
+            str(o.path.name),
+            step,
+            f"[{style.get(o.status, '')}]{o.status}[/]",
+            f"{o.seconds:.1f} s" if o.started else "",
+        )
+    return t
+
+
+def _cmd_batch(
+    args: argparse.Namespace,
+    console: Console,
+    tasks: list[Path],
+    *,
+    total: int,
+    shard: tuple[int, int] | None,
+) -> int:
+    from rich.live import Live
+
+    from .batch import run_batch, write_junit
+
+    where = f" (shard {shard[0]}/{shard[1]} of {total})" if shard else ""
+    console.print(f"[bold]▶ {len(tasks)} task file(s){where} · {args.workers} worker(s) → {args.output}[/]")
+    started = time.monotonic()
+    with Live(
+        _table([], started, args.workers),
+        console=console,
+        refresh_per_second=4,
+        transient=not console.is_terminal,
+    ) as live:
+        result = run_batch(
+            tasks,
+            output=args.output,
+            workers=args.workers,
+            extra_args=_passthrough(args),
+            on_update=lambda outs: live.update(_table(outs, started, args.workers)),
+        )
+    if not console.is_terminal:
+        console.print(_table(result.outcomes, started, args.workers))
+    for o in result.outcomes:
+        if o.status != "passed":
+            console.print(
+                f"[red]{o.status.upper()}[/] {o.path}: {(o.error or '').splitlines()[0] if o.error else ''}",
+                highlight=False,
+            )
+            if o.run_dir:
+                console.print(f"  report: {o.run_dir / 'report.html'}", highlight=False)
+    if args.junit:
+        write_junit(result, args.junit)
+        console.print(f"JUnit: {args.junit}")
+    passed = sum(o.status == "passed" for o in result.outcomes)
+    console.print(f"{passed} passed, {len(result.outcomes) - passed} failed", highlight=False)
+    return result.exit_code
 
 
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:

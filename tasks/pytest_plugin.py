@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from agent.errors import PixelPilotError
-from agent.memory import StepRecord
+from agent.memory import step_table
 
 _RUN_KEY = pytest.StashKey["_TestRun"]()
 _REPORT_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -170,17 +170,6 @@ def _finish(item: pytest.Item, run: _TestRun, config: pytest.Config) -> None:
                 shutil.move(str(child), target)
         if run.run_dir is not None:
             shutil.rmtree(run.run_dir, ignore_errors=True)
-
-
-def step_table(steps: list[StepRecord]) -> str:
-    """The steps of a test as a small text table."""
-    rows = [f"  {'#':>3}  {'step':<9} {'target':<44} {'located':<9} {'outcome':<11} ms"]
-    for s in steps:
-        target = (s.instruction or "")[:44]
-        rows.append(
-            f"  {s.index:>3}  {s.kind:<9} {target:<44} {s.locator or '-':<9} {s.outcome:<11} {s.timings.get('total', 0):.0f}"
-        )
-    return "\n".join(rows)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,0 +1,33 @@
+from pathlib import Path
+
+import pytest
+
+from agent.errors import ConfigError
+from tasks.batch import collect_tasks, parse_shard, select_shard
+
+
+def test_shards_partition_the_sorted_tasks(tmp_path):
+    for name in ["b.yaml", "a.yaml", "sub/c.yml", "sub/d.yaml", "e.yaml", "f.yaml", "g.yaml", "notes.txt"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("steps: []\n")
+    tasks = collect_tasks([tmp_path, tmp_path / "a.yaml"])  # a folder and a file in it: collected once
+    assert [t.name for t in tasks] == ["a.yaml", "b.yaml", "e.yaml", "f.yaml", "g.yaml", "c.yml", "d.yaml"]
+    for n in (1, 2, 3, 7, 10):
+        shards = [select_shard(tasks, (i, n)) for i in range(1, n + 1)]
+        flat = [t for s in shards for t in s]
+        assert sorted(flat) == sorted(tasks) and len(flat) == len(
+            set(flat)
+        )  # the union is the whole set, no task twice
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert select_shard(tasks, (2, 3)) == select_shard(list(tasks), (2, 3))  # deterministic
+
+
+@pytest.mark.parametrize("bad", ["0/3", "4/3", "2", "a/b", "1/0"])
+def test_bad_shards(bad):
+    with pytest.raises(ConfigError, match="--shard takes i/n"):
+        parse_shard(bad)
+
+
+def test_missing_path():
+    with pytest.raises(ConfigError, match="no such task file or folder"):
+        collect_tasks([Path("/nonexistent/tasks")])
