@@ -30,6 +30,8 @@ class StepRecord(BaseModel):
     screen: tuple[int, int] | None = None
     scale: float = 1.0
     action: dict[str, Any] | None = None
+    actions: list[dict[str, Any]] = Field(default_factory=list)
+    """Every action the step performed, in order (replay re-executes them)."""
     point: tuple[int, int] | None = None
     box: list[float] | None = None
     locator: str | None = None

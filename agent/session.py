@@ -128,6 +128,7 @@ class Agent:
             res: Any = self.driver.goto(url, timeout=self.settings.nav_timeout)
             rec.timings["act"] = _ms(t, self._clock())
             rec.action = {"action": "open", "url": url}
+            rec.actions.append(rec.action)
             if res is not None and not getattr(res, "ok", True):
                 rec.result = {"status": getattr(res, "status", None)}
                 raise StepFailed(f"could not open {url}: {res.error}")
@@ -244,6 +245,7 @@ class Agent:
                 self.driver.select_option(node, label)
                 rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, self._clock())
                 rec.action = {"action": "select", "option": label, "at": list(node.box.center)}
+                rec.actions.append(rec.action)
                 self._settle(rec)
                 if self.settings.verify_typing:
                     self._verify_field(rec, node, label, field or option)
@@ -484,7 +486,8 @@ class Agent:
         t = self._clock()
         self.driver.perform(action)
         rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, self._clock())
-        rec.action = action.model_dump()
+        rec.action = action.model_dump(mode="json")
+        rec.actions.append(rec.action)
         if action.point is not None:
             rec.point = action.point
         self._settle(rec)

@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--image", type=Path, help="a frame to draw the point on")
     pr.add_argument("--out", type=Path, help="where to write the marked frame (with --image)")
 
+    from .replay_cmd import add_parser as add_replay
+
+    add_replay(sub)
+
     rep = sub.add_parser("report", help="(re)write and locate the HTML report of a run directory")
     rep.add_argument("run_dir", type=Path)
 
@@ -327,6 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args, console)
+        if args.command == "replay":
+            from .replay_cmd import cmd_replay
+
+            return cmd_replay(args, console)
         if args.command == "report":
             return _cmd_report(args, console)
         if args.command == "parse-reply":

@@ -1,0 +1,232 @@
+"""Replay a recorded run without the model.
+
+Each recorded step's actions are re-executed on a fresh driver, after checking that the screen looks
+like the recorded frame: a structural similarity (SSIM) over the whole frame, and over the region the
+step acted on (a changed button label barely moves the global score). The first divergence stops the
+replay with a side-by-side picture; with ``heal`` the model is asked for that step only (its target
+grounded again, or its instruction acted on) and the replay goes on. The replay is itself a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from drivers.base import Driver, Screen
+from tools.actions import parse_action
+
+from .errors import PixelPilotError, StepFailed
+from .memory import StepRecord
+from .runlog import RunData, read_run
+
+__all__ = ["ReplayResult", "replay_run", "similarity"]
+
+log = logging.getLogger(__name__)
+
+NO_UI_EFFECT = {"ask", "check", "locate"}
+"""Steps that only looked: replay skips them (their results are in the recorded run)."""
+
+
+def similarity(a: Image.Image, b: Image.Image, *, width: int = 320) -> float:
+    """Mean SSIM of two images in grey, both scaled to ``width`` pixels wide (1.0 = identical)."""
+    import cv2
+
+    h = max(8, round(a.height * width / max(a.width, 1)))
+    x = np.asarray(a.convert("L").resize((width, h), Image.Resampling.BILINEAR), dtype=np.float64)
+    y = np.asarray(b.convert("L").resize((width, h), Image.Resampling.BILINEAR), dtype=np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    blur = lambda m: cv2.GaussianBlur(m, (7, 7), 1.5)  # noqa: E731
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    ssim = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(ssim.mean())
+
+
+@dataclass
+class Divergence:
+    step: int
+    kind: str
+    instruction: str
+    global_score: float
+    local_score: float | None
+    picture: Path | None
+
+
+@dataclass
+class ReplayResult:
+    status: str
+    """passed (every step matched), healed (divergences fixed by the model), diverged, failed."""
+    steps: list[StepRecord] = field(default_factory=list)
+    divergences: list[Divergence] = field(default_factory=list)
+    model_calls: int = 0
+    run_dir: Path | None = None
+    reason: str = ""
+
+
+def _region(step: StepRecord, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The part of the frame the step acted on: its element's box, else a patch around its point."""
+    w, h = size
+    if step.box:
+        x, y, bw, bh = step.box
+        pad = 6
+        box = (x - pad, y - pad, x + bw + pad, y + bh + pad)
+    elif step.point:
+        px, py = step.point
+        box = (px - 60, py - 30, px + 60, py + 30)
+    else:
+        return None
+    x0, y0, x1, y1 = (
+        max(0, round(box[0])),
+        max(0, round(box[1])),
+        min(w, round(box[2])),
+        min(h, round(box[3])),
+    )
+    return (x0, y0, x1, y1) if x1 - x0 >= 8 and y1 - y0 >= 8 else None
+
+
+def _side_by_side(
+    recorded: Image.Image, current: Image.Image, region: tuple[int, int, int, int] | None, out: Path
+) -> Path:
+    w, h = recorded.size
+    current = current.resize((w, h)) if current.size != (w, h) else current
+    pic = Image.new("RGB", (w * 2 + 10, h + 40), "white")
+    pic.paste(recorded, (0, 40))
+    pic.paste(current, (w + 10, 40))
+    d = ImageDraw.Draw(pic)
+    d.text((10, 12), "recorded", fill="black")
+    d.text((w + 20, 12), "now", fill="black")
+    if region:
+        for dx in (0, w + 10):
+            d.rectangle(
+                [region[0] + dx, region[1] + 40, region[2] + dx, region[3] + 40],
+                outline=(255, 45, 85),
+                width=4,
+            )
+    pic.save(out)
+    return out
+
+
+def _compare(
+    recorded: Image.Image, current: Image.Image, step: StepRecord
+) -> tuple[float, float | None, Any]:
+    if current.size != recorded.size:
+        current = current.resize(recorded.size)
+    g = similarity(recorded, current)
+    region = _region(step, recorded.size)
+    local = None
+    if region is not None:
+        local = similarity(
+            recorded.crop(region), current.crop(region), width=max(16, min(160, region[2] - region[0]))
+        )
+    return g, local, region
+
+
+def replay_run(
+    run_dir: str | Path,
+    agent: Any,
+    *,
+    threshold: float = 0.85,
+    local_threshold: float = 0.80,
+    heal: bool = False,
+) -> ReplayResult:
+    """Replay ``run_dir`` through ``agent`` (an :class:`agent.Agent` on a fresh driver; give it a model
+    and ``heal=True`` to fix diverged steps)."""
+    original: RunData = read_run(run_dir)
+    driver: Driver = agent.driver
+    calls_before = agent.model_calls
+    result = ReplayResult("passed", run_dir=agent.recorder.path if agent.recorder else None)
+    pictures = result.run_dir or Path(run_dir)
+    for step in original.steps:
+        if step.outcome != "passed" or step.kind in NO_UI_EFFECT:
+            continue
+        diverged: Divergence | None = None
+        if step.frame and step.kind not in ("open",):
+            recorded = Image.open(Path(run_dir) / step.frame).convert("RGB")
+            current: Screen = driver.observe(tree=False)
+            g, local, region = _compare(recorded, current.image, step)
+            if g < threshold or (local is not None and local < local_threshold):
+                pic = _side_by_side(
+                    recorded, current.image, region, pictures / f"divergence-{step.index}.png"
+                )
+                diverged = Divergence(
+                    step.index,
+                    step.kind,
+                    step.instruction,
+                    round(g, 4),
+                    None if local is None else round(local, 4),
+                    pic,
+                )
+        try:
+            if diverged is not None:
+                result.divergences.append(diverged)
+                if not heal:
+                    result.status = "diverged"
+                    result.reason = (
+                        f"step {step.index} ({step.kind} {step.instruction!r}) no longer matches the recording: "
+                        f"similarity {diverged.global_score:.3f} overall, {diverged.local_score} where it acted"
+                    )
+                    break
+                _heal(agent, step)
+                result.status = "healed"
+            else:
+                _redo(agent, step)
+        except PixelPilotError as exc:
+            result.status, result.reason = (
+                "failed",
+                f"step {step.index} ({step.kind} {step.instruction!r}) failed: {exc}",
+            )
+            break
+    result.steps = list(agent.steps)
+    result.model_calls = agent.model_calls - calls_before
+    if result.status == "healed":
+        result.reason = f"{len(result.divergences)} step(s) healed with {result.model_calls} model call(s)"
+    return result
+
+
+def _redo(agent: Any, step: StepRecord) -> None:
+    """Re-execute a recorded step without the model."""
+    p = step.params
+    if step.kind == "open":
+        agent.open(p["url"])
+    elif step.kind == "select":
+        agent.select(p["option"], field=p.get("field"))
+    elif step.kind == "see":
+        agent.see(p["text"])
+    elif step.kind == "wait_for":
+        agent.wait_for(p["text"], timeout=p.get("timeout"))
+    else:
+        actions = step.actions or ([step.action] if step.action else [])
+
+        def body(_: Screen, rec: StepRecord) -> None:
+            for a in actions:
+                if a.get("action") in ("answer", "terminate"):
+                    continue
+                agent._act(rec, parse_action(a))
+            rec.locator = "replay"
+
+        agent._step(step.kind, step.instruction, {**p, "replayed_from": step.index}, body)
+
+
+def _heal(agent: Any, step: StepRecord) -> None:
+    """The model decides this one step again."""
+    if agent.model is None:
+        raise StepFailed("cannot heal without a model (--model)")
+    p = step.params
+    if step.kind == "click" and p.get("target"):
+        from .session import AgentSettings
+
+        saved = agent.settings
+        agent.settings = AgentSettings(**{**saved.__dict__, "use_model": "only"})
+        try:
+            agent.click(p["target"], nth=p.get("nth"))
+        finally:
+            agent.settings = saved
+    elif step.kind == "type" and p.get("into"):
+        agent.type(p["text"], into=p["into"])
+    else:
+        agent.act(p.get("goal") or p.get("instruction") or step.instruction)
