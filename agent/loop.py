@@ -128,6 +128,11 @@ def decide(agent: Agent, screen: Screen, prompt: Prompt, rec: StepRecord) -> tup
             parsed, space, size, divisor=profile.divisor(space.name), scroll_unit=profile.scroll_unit
         )
 
+    rec.locator = "model"
+    if agent.cache is not None:
+        hit = agent.cache.lookup(rec.kind, rec.params, screen, whole_screen=True)
+        if hit is not None and hit.step.action is not None:
+            return _from_cache(hit, rec)
     parsed = parse_reply(call_model(agent, prompt, rec).text)
     try:
         action, facts = convert(parsed)
@@ -144,6 +149,26 @@ def decide(agent: Agent, screen: Screen, prompt: Prompt, rec: StepRecord) -> tup
         thinking=parsed.thinking,
         **facts,
     )
+    return action, parsed
+
+
+def _from_cache(hit: Any, rec: StepRecord) -> tuple[A.Action, ParsedReply]:
+    """A decision taken from the cache (verified on screen): no model call."""
+    old = hit.step.model or {}
+    action = A.parse_action(hit.step.action)
+    raw = str(old.get("raw", ""))
+    parsed = parse_reply(raw) if raw else ParsedReply(raw="", call=None, calls=0)
+    rec.locator = "cache"
+    rec.model = {
+        "backend": "cache",
+        "calls": [],
+        "raw": raw,
+        "action_text": old.get("action_text"),
+        "thought": old.get("thought"),
+        "from_run": str(hit.source_run),
+        "from_step": hit.step.index,
+        "score": hit.score,
+    }
     return action, parsed
 
 

@@ -26,6 +26,7 @@ from tools import actions as A
 from tools.ocr import normalize
 
 from . import loop
+from .cache import StepCache
 from .errors import CheckFailed, DriverError, LocateError, PixelPilotError, StepFailed
 from .locate import Located, Locator, text_on_screen
 from .loop import Limits, RunResult, Verdict
@@ -64,6 +65,7 @@ class Agent:
         driver: Driver,
         *,
         model: VisionModel | str | None = None,
+        cache: StepCache | None = None,
         settings: AgentSettings | None = None,
         output: str | Path | None = None,
         recorder: RunWriter | None = None,
@@ -80,6 +82,7 @@ class Agent:
             model = load_model(model)
         self.model: VisionModel | None = model
         self.model_calls = 0
+        self.cache = cache
         self.settings = settings or AgentSettings()
         self.locator = locator or Locator(use_ocr=self.settings.use_ocr)
         if recorder is None and output is not None:
@@ -427,6 +430,15 @@ class Agent:
     def _locate(self, screen: Screen, target: str, nth: int | None, rec: StepRecord) -> Located:
         t = self._clock()
         mode = self.settings.use_model if self.model is not None else "never"
+        hit = self.cache.lookup(rec.kind, rec.params, screen) if self.cache is not None else None
+        if hit is not None and hit.point is not None:
+            rec.timings["locate"] = _ms(t, self._clock())
+            rec.result = {
+                "cache": {"from_run": str(hit.source_run), "step": hit.step.index, "score": hit.score}
+            }
+            loc = Located(hit.point, "cache", hit.box, None)
+            self._note_location(rec, loc)
+            return loc
         if mode == "only":
             loc = loop.ground(self, screen, target, rec)
         else:

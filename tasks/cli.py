@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--shard", default=None, help="i/n: run the i-th of n deterministic shards (CI matrices)")
     r.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
+    r.add_argument(
+        "--cache",
+        action="store_true",
+        default=None,
+        help="reuse the last passing run's verified targets and decisions",
+    )
     r.add_argument("--result-json", type=Path, default=None, help=argparse.SUPPRESS)
     r.add_argument(
         "--output", "-o", type=Path, default=Path("runs"), help="where run directories go (default: runs/)"
@@ -169,6 +175,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         model=args.model,
         model_name=args.model_name,
         driver=args.driver,
+        cache=args.cache,
     )
     path = selected[0]
     progress = _Progress(console)
@@ -196,6 +203,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
     out: list[str] = []
+    if args.cache:
+        out.append("--cache")
     if args.headed:
         out.append("--headed")
     for flag, value in (

@@ -47,6 +47,8 @@ class RunOptions:
     slow_mo: float | None = None
     model: str | None = None
     """Overrides the task file's ``model:``."""
+    cache: bool | None = None
+    """Overrides the task file's ``cache:``."""
     driver: str | None = None
     """browser, desktop or android: overrides the task file's ``driver:`` kind (with that driver's defaults)."""
     model_name: str | None = None
@@ -237,7 +239,17 @@ def run_task(
         settle_timeout=task.settings.settle_timeout,
         nav_timeout=task.settings.nav_timeout,
     )
-    agent = Agent(driver, model=model, settings=settings, recorder=run, task=name, on_step=on_step)
+    cache = None
+    if opts.cache if opts.cache is not None else task.cache:
+        from agent.cache import StepCache, last_passing_run
+
+        previous = last_passing_run(opts.output, name)
+        if previous is not None:
+            cache = StepCache(previous)
+            run.update(cache_from=str(previous))
+    agent = Agent(
+        driver, model=model, cache=cache, settings=settings, recorder=run, task=name, on_step=on_step
+    )
     status, error = "passed", None
     values: dict[str, Any] = {}
     try:

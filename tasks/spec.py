@@ -297,6 +297,10 @@ class TaskFile(_Strict):
         description="qwen3-vl-2b|4b|8b[-thinking], a hub id, a local directory, openai:<base_url>, or {openai: url, name: model}",
     )
     settings: TaskSettings = TaskSettings()
+    cache: bool = Field(
+        default=False,
+        description="resolve steps from the last passing run, after checking the screen still matches",
+    )
     steps: list[Step] = Field(min_length=1)
 
     @property

@@ -1,0 +1,113 @@
+"""The verified cache: a re-run of a model-driven task makes zero model calls when the UI is unchanged,
+and exactly the needed calls when one element moved."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from agent.models import ScriptedModel
+from agent.qwen import pixels_to_grid
+from drivers import BrowserDriver
+from tasks import RunOptions, run_task
+
+from ..conftest import EXAMPLES
+
+pytestmark = pytest.mark.browser
+
+
+def click(point) -> str:
+    grid = list(pixels_to_grid(point, (1280, 800)))
+    return (
+        '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": %s}}\n</tool_call>'
+        % json.dumps(grid)
+    )
+
+
+def typed(text: str) -> str:
+    return (
+        '<tool_call>\n{"name": "computer_use", "arguments": {"action": "type", "text": "%s"}}\n</tool_call>'
+        % text
+    )
+
+
+DONE = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "success"}}\n</tool_call>'
+
+
+def positions(url: str) -> dict[str, tuple[int, int]]:
+    with BrowserDriver.launch() as d:
+        d.goto(url)
+        return {n.name: n.box.center for n in d.observe().tree if n.interactive}
+
+
+@pytest.fixture
+def app(chromium, tmp_path):
+    shutil.copytree(EXAMPLES / "demo_app", tmp_path / "demo_app")
+    task = tmp_path / "login.yaml"
+    task.write_text(
+        "name: login\ncache: true\nmodel: scripted\nsteps:\n  - open: demo_app/index.html\n"
+        "  - goal: Log in as alice with password wonderland\n  - see: Welcome, alice\n"
+    )
+    return tmp_path, task
+
+
+def run(task, output, replies):
+    model = ScriptedModel(replies)
+    res = run_task(task, RunOptions(output=output), model_factory=lambda *_: model)
+    return res, model
+
+
+def test_rerun_uses_the_cache_and_falls_back_only_where_the_ui_changed(app):
+    folder, task = app
+    url = (folder / "demo_app" / "index.html").as_uri()
+    p = positions(url)
+    script = [
+        click(p["Username"]),
+        typed("alice"),
+        click(p["Password"]),
+        typed("wonderland"),
+        click(p["Sign in"]),
+        DONE,
+    ]
+    out = folder / "runs"
+
+    cold, m1 = run(task, out, script)
+    assert cold.status == "passed" and m1.calls == 6
+
+    warm, m2 = run(task, out, [])  # no replies at all: any model call would fail the run
+    assert warm.status == "passed" and m2.calls == 0
+    goal_steps = [s for s in warm.steps if s.kind == "goal"]
+    assert len(goal_steps) == 6 and {s.locator for s in goal_steps} == {"cache"}
+    meta = json.loads((warm.run_dir / "run.json").read_text())
+    assert meta["cache_from"] == str(cold.run_dir) and meta["model_calls"] == 0
+    assert "cache" in (warm.run_dir / "report.html").read_text()
+
+    page = folder / "demo_app" / "index.html"
+    page.write_text(
+        page.read_text().replace(
+            '<button class="primary" id="signin">',
+            '<button class="primary" id="signin" style="margin-left:300px">',
+        )
+    )
+    moved = positions(url)["Sign in"]
+    assert moved[0] > p["Sign in"][0] + 200
+    third, m3 = run(task, out, [click(moved)])
+    assert third.status == "passed" and m3.calls == 1  # only the click on the moved button asked the model
+    sources = [s.locator for s in third.steps if s.kind == "goal"]
+    assert sources == ["cache", "cache", "cache", "cache", "model", "cache"]
+
+
+def test_scripted_targets_come_from_the_cache_after_checking_the_screen(chromium, tmp_path):
+    shutil.copytree(EXAMPLES / "demo_app", tmp_path / "demo_app")
+    task = tmp_path / "demo.yaml"
+    task.write_text(
+        (EXAMPLES / "demo.yaml").read_text().replace("driver: browser", "driver: browser\ncache: true")
+    )
+    first = run_task(task, RunOptions(output=tmp_path / "runs"))
+    second = run_task(task, RunOptions(output=tmp_path / "runs"))
+    assert first.status == second.status == "passed"
+    clicks = [s for s in second.steps if s.kind == "click"]
+    assert clicks and all(s.locator == "cache" for s in clicks)
+    assert all(s.locator == "ui-tree" for s in first.steps if s.kind == "click")
