@@ -218,13 +218,27 @@ class BrowserDriver:
                     "height": vp["height"],
                     "scale": self.scale,
                 }
-            shot = self._cdp.send("Page.captureScreenshot", params)
+            shot = self._capture(params)
             data = base64.b64decode(shot["data"])
             nodes = self._read_tree() if tree else None
         if not data:
             raise DriverError("the browser returned an empty screenshot")
         w, h = round(vp["width"] * self.scale), round(vp["height"] * self.scale)
         return Screen(data, w, h, self.scale, nodes, format=self.frame_format)
+
+    def _capture(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CDP screenshot; retried briefly, since Chromium refuses one while a new document's first
+        frame is not composited yet ("Unable to capture screenshot")."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        for attempt in range(5):
+            try:
+                return dict(self._cdp.send("Page.captureScreenshot", params))
+            except PlaywrightError as exc:
+                if "Unable to capture screenshot" not in exc.message or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def ui_tree(self) -> list[UINode]:
         with self._boundary("read the page's elements"):

@@ -20,17 +20,11 @@ pytestmark = pytest.mark.browser
 
 def click(point) -> str:
     grid = list(pixels_to_grid(point, (1280, 800)))
-    return (
-        '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": %s}}\n</tool_call>'
-        % json.dumps(grid)
-    )
+    return f'<tool_call>\n{{"name": "computer_use", "arguments": {{"action": "left_click", "coordinate": {json.dumps(grid)}}}}}\n</tool_call>'
 
 
 def typed(text: str) -> str:
-    return (
-        '<tool_call>\n{"name": "computer_use", "arguments": {"action": "type", "text": "%s"}}\n</tool_call>'
-        % text
-    )
+    return f'<tool_call>\n{{"name": "computer_use", "arguments": {{"action": "type", "text": "{text}"}}}}\n</tool_call>'
 
 
 DONE = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "success"}}\n</tool_call>'
