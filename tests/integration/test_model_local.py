@@ -83,7 +83,7 @@ def test_local_backend_scripted_tiny_model_clicks_the_right_element(
     with Agent(browser, model=model, output=tmp_path, task="tiny") as agent:
         rec = agent.act("Click the Sign in button")
         # the real path: processor → generate → decode → parse → grid → pixels → a real click in Chromium
-        assert rec.point == (337, 334) and rec.locator is None
+        assert rec.point == (337, 334) and rec.locator == "model"
         assert browser.page.text_content("#login-error") == "Wrong username or password"
         assert rec.model["grid_point"] == list(SIGN_IN_GRID) and rec.model["calls"][0]["tokens_out"] == 5
         # as a goal: the same click on an unchanged screen a third time trips the loop guard
