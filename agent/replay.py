@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from drivers.base import Driver, Screen
 from tools.actions import parse_action
@@ -98,8 +98,12 @@ def _side_by_side(
     pic.paste(recorded, (0, 40))
     pic.paste(current, (w + 10, 40))
     d = ImageDraw.Draw(pic)
-    d.text((10, 12), "recorded", fill="black")
-    d.text((w + 20, 12), "now", fill="black")
+    try:
+        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.truetype("DejaVuSans-Bold.ttf", 24)
+    except OSError:
+        font = ImageFont.load_default(size=24)
+    d.text((10, 6), "recorded", fill="black", font=font)
+    d.text((w + 20, 6), "now", fill=(207, 34, 46), font=font)
     if region:
         for dx in (0, w + 10):
             d.rectangle(
