@@ -16,18 +16,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _timing import timed  # noqa: E402
+
 from drivers.android import AndroidDriver  # noqa: E402
 from tests.support.fake_adb import FakeAdbServer, FakeDevice  # noqa: E402
 from tools import actions as A  # noqa: E402
-
-
-def timed(fn, reps):  # type: ignore[no-untyped-def]
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _timing import p90, timed  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 from agent import Agent
 from drivers.desktop import DesktopDriver
@@ -23,15 +23,6 @@ from tools import actions as A
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "tests" / "apps" / "tk_app.py"
-
-
-def timed(fn: Callable[[], object], reps: int) -> list[float]:
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,9 +76,6 @@ def write(args: argparse.Namespace, rows: dict[str, list[float]], phases: dict[s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    def p90(v: list[float]) -> float:
-        return sorted(v)[int(0.9 * (len(v) - 1))]
 
     lines = [
         "# Desktop driver latency on Xvfb",
