@@ -20,6 +20,7 @@ from drivers.base import Box, Screen
 
 from .memory import StepRecord
 from .runlog import read_run
+from .similarity import acted_region, similarity
 
 __all__ = ["CacheHit", "StepCache", "last_passing_run"]
 
@@ -91,8 +92,6 @@ class StepCache:
         self, kind: str, params: dict[str, Any], screen: Screen, *, whole_screen: bool = False
     ) -> CacheHit | None:
         """The cached step for this one, if the screen still matches it where it acted."""
-        from .replay import _region, similarity
-
         probe = StepRecord(index=-1, kind=kind, params=params)
         cached = self._next(_key(probe))
         if cached is None or (not cached.point and not cached.box and not whole_screen):
@@ -107,7 +106,7 @@ class StepCache:
                 self.misses += 1
                 log.info("cache miss for %s: the screen changed (%.3f)", kind, score)
                 return None
-        region = _region(cached, old.size)
+        region = acted_region(cached, old.size)
         if region is not None:
             local = similarity(
                 old.crop(region), now.crop(region), width=max(16, min(160, region[2] - region[0]))

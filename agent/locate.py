@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -42,14 +43,15 @@ class Locator:
 
     use_ocr: bool = True
     ocr_engine: Callable[[], OcrEngine] = OcrEngine.shared
-    _ocr_cache: dict[int, list[OcrText]] = field(default_factory=dict, repr=False)
+    _ocr_cache: weakref.WeakKeyDictionary[Screen, list[OcrText]] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False
+    )
 
     def ocr(self, screen: Screen) -> list[OcrText]:
-        key = id(screen)
-        if key not in self._ocr_cache:
-            self._ocr_cache.clear()
-            self._ocr_cache[key] = self.ocr_engine().read(screen.image)
-        return self._ocr_cache[key]
+        """OCR of ``screen``, read once per frame (kept only while the frame is alive)."""
+        if screen not in self._ocr_cache:
+            self._ocr_cache[screen] = self.ocr_engine().read(screen.image)
+        return self._ocr_cache[screen]
 
     # -- text targets ------------------------------------------------------------------------------
     def text(self, screen: Screen, target: str, *, nth: int | None = None) -> Located:

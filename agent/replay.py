@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from drivers.base import Driver, Screen
@@ -23,28 +22,14 @@ from tools.actions import parse_action
 from .errors import PixelPilotError, StepFailed
 from .memory import StepRecord
 from .runlog import RunData, read_run
+from .similarity import acted_region, similarity
 
-__all__ = ["ReplayResult", "replay_run", "similarity"]
+__all__ = ["ReplayResult", "replay_run", "similarity"]  # similarity re-exported for callers of replay
 
 log = logging.getLogger(__name__)
 
 NO_UI_EFFECT = {"ask", "check", "locate"}
 """Steps that only looked: replay skips them (their results are in the recorded run)."""
-
-
-def similarity(a: Image.Image, b: Image.Image, *, width: int = 320) -> float:
-    """Mean SSIM of two images in grey, both scaled to ``width`` pixels wide (1.0 = identical)."""
-    import cv2
-
-    h = max(8, round(a.height * width / max(a.width, 1)))
-    x = np.asarray(a.convert("L").resize((width, h), Image.Resampling.BILINEAR), dtype=np.float64)
-    y = np.asarray(b.convert("L").resize((width, h), Image.Resampling.BILINEAR), dtype=np.float64)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    blur = lambda m: cv2.GaussianBlur(m, (7, 7), 1.5)  # noqa: E731
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    ssim = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
-    return float(ssim.mean())
 
 
 @dataclass
@@ -66,27 +51,6 @@ class ReplayResult:
     model_calls: int = 0
     run_dir: Path | None = None
     reason: str = ""
-
-
-def _region(step: StepRecord, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """The part of the frame the step acted on: its element's box, else a patch around its point."""
-    w, h = size
-    if step.box:
-        x, y, bw, bh = step.box
-        pad = 6
-        box = (x - pad, y - pad, x + bw + pad, y + bh + pad)
-    elif step.point:
-        px, py = step.point
-        box = (px - 60, py - 30, px + 60, py + 30)
-    else:
-        return None
-    x0, y0, x1, y1 = (
-        max(0, round(box[0])),
-        max(0, round(box[1])),
-        min(w, round(box[2])),
-        min(h, round(box[3])),
-    )
-    return (x0, y0, x1, y1) if x1 - x0 >= 8 and y1 - y0 >= 8 else None
 
 
 def _side_by_side(
@@ -121,7 +85,7 @@ def _compare(
     if current.size != recorded.size:
         current = current.resize(recorded.size)
     g = similarity(recorded, current)
-    region = _region(step, recorded.size)
+    region = acted_region(step, recorded.size)
     local = None
     if region is not None:
         local = similarity(

@@ -533,11 +533,8 @@ class Agent:
             raise StepFailed(f"typed into {label!r}, but the field holds {value!r} instead of {expected!r}")
 
 
-class _NoScreen(Screen):
-    pass
-
-
-_NO_SCREEN = _NoScreen(b"", 0, 0)
+_NO_SCREEN = Screen(None, 0, 0)
+"""Given to steps that run before their first observation (open)."""
 
 
 def _ms(start: float, end: float) -> float:

@@ -13,7 +13,7 @@ from agent.replay import replay_run
 from agent.runlog import RunWriter, read_run, slugify
 from agent.session import Agent
 
-from .runner import ExitCode, RunOptions, _make_driver
+from .runner import ExitCode, RunOptions, make_driver
 from .spec import TaskFile, load_task
 
 __all__ = ["add_parser", "cmd_replay"]
@@ -62,10 +62,8 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
             if not spec:
                 console.print("[red]error:[/] --heal needs a model: --model ...", highlight=False)
                 return ExitCode.USAGE
-            model = load_model(
-                spec.split("#")[0] if spec.startswith("openai:") else spec, model_name=args.model_name
-            )
-        driver = _make_driver(task, RunOptions(output=args.output, headed=args.headed or None), base)
+            model = load_model(spec, model_name=args.model_name)
+        driver = make_driver(task, RunOptions(output=args.output, headed=args.headed or None), base)
     except ConfigError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         return ExitCode.USAGE

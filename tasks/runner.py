@@ -25,7 +25,7 @@ from drivers.base import Driver
 
 from . import spec as S
 
-__all__ = ["ExitCode", "RunOptions", "TaskResult", "resolve_url", "run_task"]
+__all__ = ["ExitCode", "RunOptions", "TaskResult", "make_driver", "resolve_url", "run_task"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ def resolve_url(value: str, base: Path) -> str:
     return path.resolve().as_uri()
 
 
-def _make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
+def make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
+    """The driver a task file asks for (options over the file's own), apps launched from ``base``."""
     kind = opts.driver or task.driver_kind
     if kind == "android":
         from drivers.android import AndroidDriver
@@ -220,7 +221,7 @@ def run_task(
         from agent.models import load_model
 
         model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1])
-    driver = driver_factory(task, opts) if driver_factory else _make_driver(task, opts, task_path.parent)
+    driver = driver_factory(task, opts) if driver_factory else make_driver(task, opts, task_path.parent)
     run = RunWriter(
         opts.output,
         slugify(name),

@@ -19,7 +19,8 @@ def load_model(spec: str, *, model_name: str | None = None, **options: Any) -> V
 
         url = spec.removeprefix("openai:")
         if "#" in url:
-            url, _, model_name = url.partition("#")
+            url, _, embedded = url.partition("#")
+            model_name = model_name or embedded
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"openai models need a base URL: openai:http://host:8000/v1 (got {spec!r})")
         return OpenAIModel(url, model_name, **options)
