@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+import cv2
+import numpy as np
 
 from drivers.base import Box, Screen
 
@@ -25,6 +27,13 @@ from .similarity import acted_region, similarity
 __all__ = ["CacheHit", "StepCache", "last_passing_run"]
 
 log = logging.getLogger(__name__)
+
+
+def _load_grey(path: Path) -> np.ndarray:
+    array = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    if array is None:
+        raise ValueError(f"{path} is not a picture")
+    return array
 
 
 def last_passing_run(output: str | Path, task: str) -> Path | None:
@@ -76,46 +85,80 @@ class StepCache:
             if s.outcome == "passed" and s.frame:
                 self._entries.setdefault(_key(s), []).append(s)
         self._used: dict[tuple[str, str], int] = {}
+        self._frames: dict[str, Future[np.ndarray]] = {}
+        # decode the recorded frames in the background, in the order the re-run will need them
+        pool = ThreadPoolExecutor(1, thread_name_prefix="pixelpilot-cache")
+        for entries in self._entries.values():
+            for s in entries:
+                rel = str(s.frame)
+                if rel not in self._frames:
+                    self._frames[rel] = pool.submit(_load_grey, self.run_dir / rel)
+        pool.shutdown(wait=False)
         self.hits = 0
         self.misses = 0
 
     def _next(self, key: tuple[str, str]) -> StepRecord | None:
         entries = self._entries.get(key, [])
         i = self._used.get(key, 0)
-        self._used[key] = i + 1
         return entries[i] if i < len(entries) else None
 
-    def _frame(self, step: StepRecord) -> Image.Image:
-        return Image.open(self.run_dir / str(step.frame)).convert("RGB")
+    def _frame(self, step: StepRecord) -> np.ndarray:
+        rel = str(step.frame)
+        if rel not in self._frames:
+            done: Future[np.ndarray] = Future()
+            try:
+                done.set_result(_load_grey(self.run_dir / rel))
+            except (OSError, ValueError) as exc:
+                done.set_exception(exc)
+            self._frames[rel] = done
+        return self._frames[rel].result()
 
     def lookup(
         self, kind: str, params: dict[str, Any], screen: Screen, *, whole_screen: bool = False
     ) -> CacheHit | None:
-        """The cached step for this one, if the screen still matches it where it acted."""
-        probe = StepRecord(index=-1, kind=kind, params=params)
-        cached = self._next(_key(probe))
+        """The cached step for this one, if the screen still matches it where it acted; the entry is
+        used up either way (a miss makes the live path decide, and the new run becomes the cache)."""
+        hit = self.peek(kind, params, screen, whole_screen=whole_screen)
+        self.advance(kind, params, hit=hit is not None)
+        return hit
+
+    def peek(
+        self, kind: str, params: dict[str, Any], screen: Screen, *, whole_screen: bool = False
+    ) -> CacheHit | None:
+        """Like ``lookup`` without using the entry up: to look again after the screen settles."""
+        cached = self._next(_key(StepRecord(index=-1, kind=kind, params=params)))
         if cached is None or (not cached.point and not cached.box and not whole_screen):
-            self.misses += 1
             return None
-        old = self._frame(cached)
-        now = screen.image if screen.image.size == old.size else screen.image.resize(old.size)
+        try:
+            old = self._frame(cached)
+        except (OSError, ValueError) as exc:
+            log.info("cache entry unusable: %s", exc)
+            return None
+        now = screen.grey
+        if now.shape != old.shape:
+            now = cv2.resize(now, (old.shape[1], old.shape[0]), interpolation=cv2.INTER_AREA)
         score = 1.0
         if whole_screen:
             score = similarity(old, now)
             if score < self.global_threshold:
-                self.misses += 1
                 log.info("cache miss for %s: the screen changed (%.3f)", kind, score)
                 return None
-        region = acted_region(cached, old.size)
+        region = acted_region(cached, (old.shape[1], old.shape[0]))
         if region is not None:
-            local = similarity(
-                old.crop(region), now.crop(region), width=max(16, min(160, region[2] - region[0]))
-            )
+            x0, y0, x1, y1 = region
+            local = similarity(old[y0:y1, x0:x1], now[y0:y1, x0:x1], width=max(16, min(160, x1 - x0)))
             score = min(score, local)
             if local < self.local_threshold:
-                self.misses += 1
                 log.info("cache miss for %s: the element changed or moved (%.3f)", kind, local)
                 return None
-        self.hits += 1
         box = Box(*cached.box) if cached.box else None
         return CacheHit(cached, cached.point, box, round(score, 4), self.run_dir)
+
+    def advance(self, kind: str, params: dict[str, Any], *, hit: bool) -> None:
+        """Use up the entry for this step and count it as a hit or a miss."""
+        key = _key(StepRecord(index=-1, kind=kind, params=params))
+        self._used[key] = self._used.get(key, 0) + 1
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1

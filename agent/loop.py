@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -117,8 +117,12 @@ def call_model(agent: Agent, prompt: Prompt, rec: StepRecord) -> Reply:
     return reply
 
 
-def decide(agent: Agent, screen: Screen, prompt: Prompt, rec: StepRecord) -> tuple[A.Action, ParsedReply]:
-    """Ask for the next tool call; an unusable reply goes back once with the error."""
+def decide(
+    agent: Agent, screen: Screen, make_prompt: Callable[[Screen], Prompt], rec: StepRecord
+) -> tuple[A.Action, ParsedReply, Screen]:
+    """The next tool call, from the cache (verified on screen) or the model; an unusable reply goes
+    back once with the error. Returns the screen it was decided on (a fresher one when the cache
+    check had to wait for the screen to settle)."""
     space = space_of(agent)
     profile = _require_model(agent).profile
     size = (screen.width, screen.height)
@@ -130,9 +134,10 @@ def decide(agent: Agent, screen: Screen, prompt: Prompt, rec: StepRecord) -> tup
 
     rec.locator = "model"
     if agent.cache is not None:
-        hit = agent.cache.lookup(rec.kind, rec.params, screen, whole_screen=True)
+        hit, screen = agent._cache_lookup(rec, screen, whole_screen=True)
         if hit is not None and hit.step.action is not None:
-            return _from_cache(hit, rec)
+            return (*_from_cache(hit, rec), screen)
+    prompt = make_prompt(screen)
     parsed = parse_reply(call_model(agent, prompt, rec).text)
     try:
         action, facts = convert(parsed)
@@ -149,7 +154,7 @@ def decide(agent: Agent, screen: Screen, prompt: Prompt, rec: StepRecord) -> tup
         thinking=parsed.thinking,
         **facts,
     )
-    return action, parsed
+    return action, parsed, screen
 
 
 def _from_cache(hit: Any, rec: StepRecord) -> tuple[A.Action, ParsedReply]:
@@ -183,13 +188,13 @@ def act(agent: Agent, instruction: str) -> StepRecord:
     """One model-decided step from a bare instruction (the cookbook's prompt)."""
 
     def body(screen: Screen, rec: StepRecord) -> None:
-        action, _ = decide(agent, screen, act_prompt(space_of(agent), instruction, screen.image), rec)
+        action, _, _ = decide(agent, screen, lambda s: act_prompt(space_of(agent), instruction, s.image), rec)
         if isinstance(action, A.Answer | A.Terminate):
             _finish(rec, action)
         else:
             agent._act(rec, action)
 
-    return agent._step("act", instruction, {"instruction": instruction}, body)
+    return agent._step("act", instruction, {"instruction": instruction}, body, cache_aware=True)
 
 
 def _narrate(parsed: ParsedReply, action: A.Action) -> str:
@@ -226,8 +231,9 @@ def iter_goal(agent: Agent, goal: str, limits: Limits) -> Generator[StepRecord, 
 
         def body(screen: Screen, rec: StepRecord, outcome: dict[str, Any] = outcome) -> None:
             nonlocal last, repeats
-            prompt = loop_prompt(space, goal, history, screen.image, model.profile)
-            action, parsed = decide(agent, screen, prompt, rec)
+            action, parsed, screen = decide(
+                agent, screen, lambda s: loop_prompt(space, goal, history, s.image, model.profile), rec
+            )
             outcome.update(action=action, parsed=parsed, screen=screen)
             if isinstance(action, A.Answer | A.Terminate):
                 _finish(rec, action)
@@ -242,7 +248,9 @@ def iter_goal(agent: Agent, goal: str, limits: Limits) -> Generator[StepRecord, 
             agent._act(rec, action)
 
         try:
-            rec = agent._step("goal", f"{goal} · step {n + 1}", {"goal": goal, "step": n + 1}, body)
+            rec = agent._step(
+                "goal", f"{goal} · step {n + 1}", {"goal": goal, "step": n + 1}, body, cache_aware=True
+            )
         except ModelOutputError as exc:
             steps.append(agent.steps[-1])
             yield agent.steps[-1]
@@ -261,7 +269,7 @@ def iter_goal(agent: Agent, goal: str, limits: Limits) -> Generator[StepRecord, 
             return result(status, f"the model ended the task: {action.status}")
         if isinstance(action, A.Answer):
             return result("passed", "the model answered", action.text)
-        history.append(HistoryItem(outcome["screen"].image, parsed.raw, _narrate(parsed, action)))
+        history.append(HistoryItem(outcome["screen"], parsed.raw, _narrate(parsed, action)))
     return result("budget", f"{limits.max_steps} steps without finishing (max_steps)")
 
 

@@ -38,7 +38,8 @@ class StepRecord(BaseModel):
     """Which locator answered: ui-tree, ocr, template, model, cache."""
     target: str | None = None
     effect: str | None = None
-    """changed, none (no visible effect), or unknown."""
+    """changed, none (no visible effect), unknown, or deferred (an action from the cache: the next
+    step waits for the screen to settle, when it does not already match)."""
     retried: bool = False
     outcome: Outcome = "passed"
     error: str | None = None

@@ -26,7 +26,7 @@ from tools import actions as A
 from tools.ocr import normalize
 
 from . import loop
-from .cache import StepCache
+from .cache import CacheHit, StepCache
 from .errors import CheckFailed, DriverError, LocateError, PixelPilotError, StepFailed
 from .locate import Located, Locator, text_on_screen
 from .loop import Limits, RunResult, Verdict
@@ -95,10 +95,15 @@ class Agent:
         self.steps: list[StepRecord] = []
         self.on_step = on_step
         self._clock, self._sleep = clock, sleep
+        self._unsettled = False
+        """An action taken from the cache did not wait for the screen to settle: the next step's
+        check against the cache does (only when the screen does not match yet), or settles first."""
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def close(self, status: str | None = None, *, error: str | None = None) -> None:
         """Finish the run directory (if any). ``status`` defaults to passed unless a step failed."""
+        if self._unsettled:
+            self._catch_up(None)
         if self.recorder is not None and not self.recorder.finished:
             if status is None:
                 outcomes = {s.outcome for s in self.steps}
@@ -167,7 +172,11 @@ class Agent:
                     self._act(rec, A.Click(at=self._hit(loc, what)))
 
         return self._step(
-            "click", what, {"target": target, "image": str(image) if image else None, "nth": nth}, body
+            "click",
+            what,
+            {"target": target, "image": str(image) if image else None, "nth": nth},
+            body,
+            cache_aware=target is not None,
         )
 
     def type(
@@ -227,6 +236,7 @@ class Agent:
             f"{direction} {amount or ''}".strip(),
             {"direction": direction, "amount": amount, "target": target},
             body,
+            cache_aware=target is not None,
         )
 
     def select(self, option: str, *, field: str | None = None) -> StepRecord:
@@ -307,7 +317,7 @@ class Agent:
         def body(screen: Screen, rec: StepRecord) -> None:
             found.append(self._locate(screen, target, nth, rec))
 
-        self._step("locate", target, {"target": target, "nth": nth}, body)
+        self._step("locate", target, {"target": target, "nth": nth}, body, cache_aware=True)
         return found[0]
 
     # -- model-decided steps -------------------------------------------------------------------------
@@ -370,10 +380,15 @@ class Agent:
         body: Callable[[Screen, StepRecord], None],
         *,
         observe_first: bool = True,
+        cache_aware: bool = False,
     ) -> StepRecord:
+        """One recorded step. ``cache_aware`` steps look their decision up in the cache first
+        (through ``_cache_lookup``), which settles the screen itself when it has to."""
         rec = StepRecord(index=len(self.steps), kind=kind, instruction=instruction, params=params)
         start = self._clock()
         try:
+            if self._unsettled and not (cache_aware and self.cache is not None):
+                self._catch_up(rec)
             screen = self._observe(rec) if observe_first else _NO_SCREEN
             body(screen, rec)
             if not observe_first:
@@ -430,7 +445,7 @@ class Agent:
     def _locate(self, screen: Screen, target: str, nth: int | None, rec: StepRecord) -> Located:
         t = self._clock()
         mode = self.settings.use_model if self.model is not None else "never"
-        hit = self.cache.lookup(rec.kind, rec.params, screen) if self.cache is not None else None
+        hit, screen = self._cache_lookup(rec, screen) if self.cache is not None else (None, screen)
         if hit is not None and hit.point is not None:
             rec.timings["locate"] = _ms(t, self._clock())
             rec.result = {
@@ -452,6 +467,30 @@ class Agent:
         rec.timings["locate"] = _ms(t, self._clock())
         self._note_location(rec, loc)
         return loc
+
+    def _cache_lookup(
+        self, rec: StepRecord, screen: Screen, *, whole_screen: bool = False
+    ) -> tuple[CacheHit | None, Screen]:
+        """The cached decision for this step if the screen still matches it, and the screen it was
+        checked on. After an action from the cache that did not wait to settle, a mismatch first waits
+        for the screen to settle and looks again on a fresh frame (which becomes the step's frame)."""
+        assert self.cache is not None
+        hit = self.cache.peek(rec.kind, rec.params, screen, whole_screen=whole_screen)
+        if hit is None and self._unsettled:
+            self._catch_up(rec)
+            screen = self._observe(rec)
+            hit = self.cache.peek(rec.kind, rec.params, screen, whole_screen=whole_screen)
+        self.cache.advance(rec.kind, rec.params, hit=hit is not None)
+        return hit, screen
+
+    def _catch_up(self, rec: StepRecord | None) -> None:
+        """Settle after an earlier action from the cache."""
+        self._unsettled = False
+        if isinstance(self.driver, Settling):
+            t = self._clock()
+            self.driver.settle(timeout=self.settings.settle_timeout)
+            if rec is not None:
+                rec.timings["settle"] = rec.timings.get("settle", 0) + _ms(t, self._clock())
 
     def _note_location(self, rec: StepRecord, loc: Located) -> None:
         rec.locator, rec.target = loc.source, (loc.node.describe() if loc.node else None)
@@ -502,6 +541,10 @@ class Agent:
         rec.actions.append(rec.action)
         if action.point is not None:
             rec.point = action.point
+        if rec.locator == "cache" and self.cache is not None and isinstance(self.driver, Settling):
+            # verified against the cache before acting; the next step checks (and settles) lazily
+            self._unsettled, rec.effect = True, "deferred"
+            return
         self._settle(rec)
 
     def _settle(self, rec: StepRecord, *, quiet_ms: float | None = None) -> None:

@@ -7,16 +7,31 @@ from PIL import Image
 
 from .memory import StepRecord
 
-__all__ = ["acted_region", "similarity"]
+__all__ = ["acted_region", "grey", "similarity"]
+
+Frame = Image.Image | np.ndarray
+"""A PIL image, or a greyscale (H, W) uint8 array as ``Screen.grey`` and ``grey`` give."""
 
 
-def similarity(a: Image.Image, b: Image.Image, *, width: int = 320) -> float:
-    """Mean SSIM of two images in grey, both scaled to ``width`` pixels wide (1.0 = identical)."""
+def grey(frame: Frame) -> np.ndarray:
+    """The frame as a greyscale uint8 array."""
+    if isinstance(frame, np.ndarray):
+        if frame.ndim == 2:
+            return frame
+        import cv2
+
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    return np.asarray(frame.convert("L"))
+
+
+def similarity(a: Frame, b: Frame, *, width: int = 320) -> float:
+    """Mean SSIM of two frames in grey, both scaled to ``width`` pixels wide (1.0 = identical)."""
     import cv2
 
-    h = max(8, round(a.height * width / max(a.width, 1)))
-    x = np.asarray(a.convert("L").resize((width, h), Image.Resampling.BILINEAR), dtype=np.float64)
-    y = np.asarray(b.convert("L").resize((width, h), Image.Resampling.BILINEAR), dtype=np.float64)
+    ga, gb = grey(a), grey(b)
+    h = max(8, round(ga.shape[0] * width / max(ga.shape[1], 1)))
+    x = cv2.resize(ga, (width, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    y = cv2.resize(gb, (width, h), interpolation=cv2.INTER_AREA).astype(np.float32)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     blur = lambda m: cv2.GaussianBlur(m, (7, 7), 1.5)  # noqa: E731
     mx, my = blur(x), blur(y)

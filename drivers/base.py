@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 from PIL import Image
 
 from tools.actions import Action, Point
@@ -97,6 +98,7 @@ class Screen:
     ) -> None:
         self._bytes = image_bytes
         self._image = image
+        self._grey: np.ndarray | None = None
         self.width, self.height, self.scale = width, height, scale
         self._tree = tree
         self._tree_loader = tree_loader
@@ -134,10 +136,22 @@ class Screen:
     def image(self) -> Image.Image:
         """The frame as an RGB PIL image (decoded on first use)."""
         if self._image is None:
-            img = Image.open(io.BytesIO(self.image_bytes))
-            img.load()
-            self._image = img.convert("RGB") if img.mode != "RGB" else img
+            array = _decode(self.image_bytes, grey=False)
+            if array is not None:
+                self._image = Image.fromarray(array)
+            else:
+                img = Image.open(io.BytesIO(self.image_bytes))
+                img.load()
+                self._image = img.convert("RGB") if img.mode != "RGB" else img
         return self._image
+
+    @property
+    def grey(self) -> np.ndarray:
+        """The frame as a greyscale (H, W) uint8 array, for comparing frames (decoded on first use)."""
+        if self._grey is None:
+            array = None if self._image is not None else _decode(self.image_bytes, grey=True)
+            self._grey = array if array is not None else np.asarray(self.image.convert("L"))
+        return self._grey
 
     @classmethod
     def from_image(
@@ -155,6 +169,18 @@ class Screen:
             else f"{len(self._tree)} nodes"
         )
         return f"Screen({self.width}x{self.height}, scale={self.scale}, {nodes})"
+
+
+def _decode(data: bytes, *, grey: bool) -> np.ndarray | None:
+    """Decode PNG/JPEG bytes with OpenCV (several times faster than PIL here): RGB or grey."""
+    if not data:
+        return None
+    import cv2
+
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+    if array is None:
+        return None
+    return array if grey else cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
 
 
 @runtime_checkable

@@ -220,11 +220,14 @@ class BrowserDriver:
                 }
             shot = self._capture(params)
             data = base64.b64decode(shot["data"])
-            nodes = self._read_tree() if tree else None
         if not data:
             raise DriverError("the browser returned an empty screenshot")
         w, h = round(vp["width"] * self.scale), round(vp["height"] * self.scale)
-        return Screen(data, w, h, self.scale, nodes, format=self.frame_format)
+        # the element tree is read when a step first asks for it (a step decided from the cache or by
+        # the model never does): reading it costs ~6 ms a frame
+        return Screen(
+            data, w, h, self.scale, format=self.frame_format, tree_loader=self.ui_tree if tree else None
+        )
 
     def _capture(self, params: dict[str, Any]) -> dict[str, Any]:
         """CDP screenshot; retried briefly, since Chromium refuses one while a new document's first

@@ -46,11 +46,18 @@ Message = dict[str, Any]
 
 @dataclass(frozen=True)
 class HistoryItem:
-    """One earlier step of the goal loop: the screenshot it saw, the model's raw reply, its narration."""
+    """One earlier step of the goal loop: the screenshot it saw, the model's raw reply, its narration.
 
-    image: Image.Image
+    ``frame`` is the image, or anything with an ``image`` attribute that gives it (a Screen, which
+    decodes only when a prompt puts the frame in: most of the history is sent as text)."""
+
+    frame: Image.Image | Any
     reply: str
     narration: str
+
+    @property
+    def image(self) -> Image.Image:
+        return self.frame if isinstance(self.frame, Image.Image) else self.frame.image
 
 
 @dataclass(frozen=True)

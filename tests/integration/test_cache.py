@@ -105,3 +105,34 @@ def test_scripted_targets_come_from_the_cache_after_checking_the_screen(chromium
     clicks = [s for s in second.steps if s.kind == "click"]
     assert clicks and all(s.locator == "cache" for s in clicks)
     assert all(s.locator == "ui-tree" for s in first.steps if s.kind == "click")
+
+
+def test_cached_actions_do_not_wait_but_a_busy_page_is_waited_for_before_the_next_check(app):
+    """An action from the cache does not wait for the page to settle; when the next frame does not
+    match yet (the app shows "Signing in..." for ~300 ms before the inbox), the step waits for the
+    page to settle, looks again, and still needs no model call. Its recorded frame is the settled one."""
+    folder, task = app
+    page = folder / "demo_app" / "index.html"
+    html = page.read_text()
+    head = 'if (u === "alice" && p === "wonderland") {'
+    assert head in html and html.count('      show("inbox");\n') == 1
+    busy = (
+        ' let n = 0; const busy = setInterval(() => { $("login-error").textContent = "Signing in"'
+        ' + ".".repeat(n % 4); if (++n < 30) return; clearInterval(busy);'
+    )
+    page.write_text(
+        html.replace(head, head + busy, 1).replace('      show("inbox");\n', '      show("inbox"); }, 10);\n')
+    )
+    p = positions((folder / "demo_app" / "index.html").as_uri())
+    script = [click(p["Username"]), typed("alice"), click(p["Password"]), typed("wonderland")]
+    out = folder / "runs"
+    cold, m1 = run(task, out, [*script, click(p["Sign in"]), DONE])
+    assert cold.status == "passed" and m1.calls == 6, cold.reason
+
+    warm, m2 = run(task, out, [])
+    assert warm.status == "passed" and m2.calls == 0, warm.reason
+    goal = [s for s in warm.steps if s.kind == "goal"]
+    assert [s.effect for s in goal[:5]] == ["deferred"] * 5
+    last = goal[-1]  # terminate: first saw "Signing in...", then waited for the inbox
+    assert last.timings.get("settle", 0) >= 200
+    assert last.frame == [s for s in cold.steps if s.kind == "goal"][-1].frame
