@@ -136,3 +136,38 @@ def test_yaml_task_files_are_test_items(pytester: pytest.Pytester, chromium):
     assert "task 'broken' failed: no element with the text 'Sign on'" in out
     assert "click     Sign on" in out and "report:" in out
     assert "Traceback" not in out
+
+
+@pytest.mark.browser
+def test_runs_in_parallel_with_pytest_xdist(pytester: pytest.Pytester, chromium):
+    """``pytest -n 2``: each worker has its own browser; failures keep their own run directory."""
+    pytest.importorskip("xdist")
+    demo = (EXAMPLES / "demo_app" / "index.html").as_uri()
+    pytester.makepyfile(f"""
+        import os
+
+        def test_login(agent):
+            agent.open("{demo}")
+            agent.type("alice", into="Username")
+            agent.type("wonderland", into="Password")
+            agent.click("Sign in")
+            agent.see("Welcome, alice")
+            assert os.environ.get("PYTEST_XDIST_WORKER")
+
+        def test_wrong_password(agent):
+            agent.open("{demo}")
+            agent.type("alice", into="Username")
+            agent.click("Sign in")
+            agent.see("Welcome, alice")
+    """)
+    pytester.makefile(".task.yaml", title=f"steps:\n  - open: {demo}\n  - see: Sign in to Acme\n")
+    pytester.makefile(".task.yaml", broken=f"steps:\n  - open: {demo}\n  - click: Sign on\n")
+    res = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=2, failed=2)
+    out = res.stdout.str()
+    assert "'Welcome, alice' is not visible" in out and "no element with the text 'Sign on'" in out
+    kept = sorted(p.name for p in (pytester.path / "test-results").iterdir())
+    assert len(kept) == 2 and any("wrong_password" in k for k in kept) and any("broken" in k for k in kept)
+    for k in kept:  # each failure's own run: report and steps
+        assert len(list((pytester.path / "test-results" / k).rglob("report.html"))) == 1
+        assert len(list((pytester.path / "test-results" / k).rglob("steps.jsonl"))) == 1
