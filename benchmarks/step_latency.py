@@ -22,20 +22,46 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
+DEVICE = "cuda"
+
+
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if DEVICE == "cuda" else 0.0
+
+
+def reset_peak() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
 IMAGE_PAD, VISION_START, VISION_END, IM_START, IM_END = 151655, 151652, 151653, 151644, 151645
 
 
 def build(size: str) -> torch.nn.Module:
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-    cfg = Qwen3VLConfig.from_dict(json.loads((HERE / "configs" / f"qwen3-vl-{size}.json").read_text()))
+    if size == "tiny":  # a CPU smoke run of this script: the tests' tiny architecture
+        sys.path.insert(0, str(HERE.parent))
+        from tests.support.tiny_qwen import config
+
+        cfg = config(tied=True)
+    else:
+        cfg = Qwen3VLConfig.from_dict(json.loads((HERE / "configs" / f"qwen3-vl-{size}.json").read_text()))
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = Qwen3VLForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16)
+    with torch.device(DEVICE):
+        model = Qwen3VLForConditionalGeneration._from_config(
+            cfg, dtype=torch.bfloat16 if DEVICE == "cuda" else torch.float32
+        )
     return model.eval()
 
 
@@ -60,12 +86,14 @@ def inputs(
             tail,
             torch.tensor([IM_END, IM_START, 77091, 198]),
         ]
-    )[None].cuda()
+    )[None].to(DEVICE)
     out = {
         "input_ids": ids,
         "attention_mask": torch.ones_like(ids),
-        "pixel_values": torch.randn(gh * gw, 3 * 2 * 16 * 16, generator=g).to("cuda", torch.bfloat16),
-        "image_grid_thw": torch.tensor([[1, gh, gw]], device="cuda"),
+        "pixel_values": torch.randn(gh * gw, 3 * 2 * 16 * 16, generator=g).to(
+            DEVICE, next(model.parameters()).dtype
+        ),
+        "image_grid_thw": torch.tensor([[1, gh, gw]], device=DEVICE),
     }
     if "mm_token_type_ids" in inspect.signature(model.forward).parameters:
         out["mm_token_type_ids"] = (ids == IMAGE_PAD).long()
@@ -89,39 +117,113 @@ class ForceTokens:
 def timed(fn, reps: int) -> tuple[list[float], object]:  # type: ignore[no-untyped-def]
     times, result = [], None
     for _ in range(reps):
-        torch.cuda.synchronize()
+        sync()
         t = time.perf_counter()
         result = fn()
-        torch.cuda.synchronize()
+        sync()
         times.append((time.perf_counter() - t) * 1000)
     return times, result
 
 
-def run_size(size: str, reps: int, new_tokens: int, screen: tuple[int, int]) -> list[dict[str, object]]:
+CALL = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [512, 384]}}\n</tool_call>'
+THOUGHT = "Action: Click the Sign in button to log in as alice.\n"
+
+
+def offline_processor(device: str):  # type: ignore[no-untyped-def]
+    """The offline Qwen3-VL processor of the tests (real special-token ids, byte-level text: one token
+    per character of ordinary text, so a tool call is ~90 tokens where Qwen's tokenizer makes ~40)."""
+    import tempfile
+
+    sys.path.insert(0, str(HERE.parent))
+    from agent.models.local import load_processor
+    from tests.support.tiny_qwen import build_tokenizer, write_processor_files
+
+    d = Path(tempfile.mkdtemp(prefix="pp-proc-"))
+    build_tokenizer(d, [])
+    write_processor_files(d)
+    return load_processor(str(d))
+
+
+def _run_size(
+    size: str,
+    reps: int,
+    screen: tuple[int, int],
+    thought: bool,
+    paths: list[str],
+    model: torch.nn.Module,
+    processor,  # type: ignore[no-untyped-def]
+) -> list[dict[str, object]]:
+    from PIL import Image
     from transformers import LogitsProcessorList
 
-    model = build(size)
+    from agent.models.engine import Engine
+    from agent.qwen.constrain import tool_call_grammar
+    from tools.spaces import get_space
+
     x = inputs(model, screen=screen)
-    n_in = int(x["input_ids"].shape[1])
-    script = torch.randint(1000, 150000, (new_tokens,), generator=torch.Generator().manual_seed(2)).tolist()
+    ids = x["input_ids"][0].tolist()
+    n_in = len(ids)
+    tok = processor.tokenizer
+    script = tok.encode((THOUGHT if thought else "") + CALL, add_special_tokens=False) + [IM_END]
+    n_out = len(script)
+    w, h = screen
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for _ in range(reps + 3)]
+    engine = Engine(model, processor, max_len=4096)
+    rh, rw = engine.image_size(w, h, {"longest_edge": 16777216, "shortest_edge": 65536})
+    pv, _ = engine.pixels(pictures[0], rh, rw)
+    x["pixel_values"] = pv
     common = {
         "do_sample": False,
         "pad_token_id": 151643,
         "logits_processor": LogitsProcessorList([ForceTokens(n_in, script)]),
     }
     rows = []
-    reference = None
+    label = f"{'thought + ' if thought else ''}tool call"
+
+    def row(
+        path: str,
+        pre50: float,
+        step: list[float],
+        per_token: float,
+        warm: float,
+        out_tokens: int,
+        same: bool,
+        **extra: object,
+    ) -> None:
+        rows.append(
+            {
+                "size": size,
+                "screen": f"{w}x{h}",
+                "output": label,
+                "path": path,
+                "tokens_in": n_in,
+                "tokens_out": out_tokens,
+                "prefill_ms": round(pre50, 1),
+                "ms_per_token": round(per_token, 2),
+                "step_ms_p50": round(statistics.median(step), 1),
+                "step_ms_p90": round(sorted(step)[int(0.9 * (len(step) - 1))], 1),
+                "warmup_s": round(warm, 1),
+                "peak_gib": round(peak_gib(), 2),
+                "same_text": same,
+                **extra,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+
     for path, extra in (
         ("generate (dynamic cache)", {}),
         ("generate (static cache, compiled)", {"cache_implementation": "static"}),
     ):
-        torch.cuda.reset_peak_memory_stats()
-        torch.cuda.synchronize()
+        if ("plain" if not extra else "static") not in paths:
+            continue
+        reset_peak()
+        sync()
         t0 = time.perf_counter()
         with torch.inference_mode():
-            model.generate(**x, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **common, **extra)
-            model.generate(**x, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **common, **extra)
-        torch.cuda.synchronize()
+            for _ in range(2):
+                model.generate(**x, max_new_tokens=n_out, min_new_tokens=n_out, **common, **extra)
+        sync()
         warm = time.perf_counter() - t0
         with torch.inference_mode():
             pre, _ = timed(
@@ -132,50 +234,115 @@ def run_size(size: str, reps: int, new_tokens: int, screen: tuple[int, int]) -> 
             )
             step, out = timed(
                 lambda extra=extra: model.generate(
-                    **x, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **common, **extra
+                    **x, max_new_tokens=n_out, min_new_tokens=n_out, **common, **extra
                 ),
                 reps,
             )
         tokens = out[0, n_in:].tolist()  # type: ignore[index]
-        if reference is None:
-            reference = tokens
         p50, pre50 = statistics.median(step), statistics.median(pre)
-        rows.append(
-            {
-                "size": size,
-                "screen": f"{screen[0]}x{screen[1]}",
-                "path": path,
-                "tokens_in": n_in,
-                "tokens_out": len(tokens),
-                "prefill_ms": round(pre50, 1),
-                "ms_per_token": round((p50 - pre50) / max(1, len(tokens) - 1), 2),
-                "step_ms_p50": round(p50, 1),
-                "step_ms_p90": round(sorted(step)[int(0.9 * (len(step) - 1))], 1),
-                "warmup_s": round(warm, 1),
-                "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                "same_tokens_as_first_path": tokens == reference == script,
+        row(path, pre50, step, (p50 - pre50) / max(1, n_out - 1), warm, len(tokens), tokens == script)
+
+    if "engine" in paths:
+        grammar = tool_call_grammar(get_space("computer_use"))
+        image_at = ids.index(IMAGE_PAD)
+        n_img = ids.count(IMAGE_PAD)
+
+        def prep(k: int) -> dict[str, object]:
+            owner = [None] * n_in
+            for i in range(image_at, image_at + n_img):
+                owner[i] = f"picture-{k}"  # a new screenshot every step
+            return {
+                "ids": ids,
+                "owner": owner,
+                "images": [pictures[k]],
+                "grids": [(1, rh // 16, rw // 16, rh, rw)],
             }
+
+        reset_peak()
+        sync()
+        t0 = time.perf_counter()
+        engine.warm_up()
+        for k in range(2):
+            engine.generate_prepared(prep(k), max_new_tokens=n_out, grammar=grammar, forced=script)
+        sync()
+        warm = time.perf_counter() - t0
+        step, pre, dec, passes = [], [], [], []
+        for k in range(reps):
+            sync()
+            t = time.perf_counter()
+            o = engine.generate_prepared(prep(k + 2), max_new_tokens=n_out, grammar=grammar, forced=script)
+            sync()
+            step.append((time.perf_counter() - t) * 1000)
+            pre.append(o.timings["prefill"])
+            dec.append(o.timings["decode"])
+            passes.append(o.forward_passes)
+        text = tok.decode(o.tokens, skip_special_tokens=True)
+        want = tok.decode(script, skip_special_tokens=True)
+        row(
+            "engine" + (" (int8)" if "int8" in paths else ""),
+            statistics.median(pre),
+            step,
+            statistics.median(dec) / max(1, statistics.median(passes) - 1),
+            warm,
+            len(o.tokens),
+            text == want,
+            reused_prompt_tokens=o.reused,
+            forward_passes=int(statistics.median(passes)),
+            jumped_tokens=o.jumped,
+            cuda_graphs=engine.graphs_on,
+            graph_error=engine.graph_error,
         )
-        print(json.dumps(rows[-1]), flush=True)
     torch.cuda.empty_cache()
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
+    global DEVICE
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", default=["2b", "4b"])
     ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--new-tokens", type=int, default=48)
-    ap.add_argument(
-        "--screens", nargs="+", default=["1280x800"], help="WxH screenshots (1280x800: 1000 image tokens)"
-    )
+    ap.add_argument("--screens", nargs="+", default=["1280x800"], help="WxH (1280x800: 1000 image tokens)")
+    ap.add_argument("--paths", nargs="+", default=["plain", "static", "engine"])
+    ap.add_argument("--thoughts", action="store_true", help="also the reply with a thought line first")
+    ap.add_argument("--thought-paths", nargs="+", default=["plain", "engine"])
+    ap.add_argument("--int8", action="store_true", help="then the engine with int8 weights (first screen)")
+    ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     import transformers
 
-    device = torch.cuda.get_device_name(0)
+    DEVICE = args.device
+    sys.path.insert(0, str(HERE.parent))
+    device = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
     screens = [tuple(int(v) for v in sc.lower().split("x")) for sc in args.screens]
-    rows = [r for s in args.sizes for sc in screens for r in run_size(s, args.reps, args.new_tokens, sc)]  # type: ignore[arg-type]
+    processor = offline_processor(DEVICE)
+    rows: list[dict[str, object]] = []
+
+    def run_size(*a: object) -> list[dict[str, object]]:  # one failing combination does not lose the rest
+        try:
+            return _run_size(*a)  # type: ignore[arg-type]
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            return []
+
+    for size in args.sizes:
+        model = build(size)
+        for sc in screens:
+            rows += run_size(size, args.reps, sc, False, args.paths, model, processor)  # type: ignore[arg-type]
+            if args.thoughts:
+                rows += run_size(size, args.reps, sc, True, args.thought_paths, model, processor)  # type: ignore[arg-type]
+        if args.int8:
+            from agent.models.quant import quantize_int8
+
+            quantize_int8(model)
+            if DEVICE == "cuda":
+                torch.cuda.empty_cache()
+            rows += run_size(size, args.reps, screens[0], False, ["engine", "int8"], model, processor)  # type: ignore[arg-type]
+        del model
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
     meta = {
         "device": device,
         "torch": torch.__version__,
@@ -184,15 +351,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "step_latency.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    head = "| size | screen | path | tokens in/out | prefill ms | ms/token | step ms p50 | p90 | warm-up s | peak GiB | same tokens |"
+    head = "| size | screen | output | path | tokens in/out | prefill ms | ms/token (engine: per pass) | step ms p50 | p90 | warm-up s | peak GiB | same text |"
     print(
         f"\n{device} · torch {torch.__version__} · transformers {transformers.__version__}\n\n{head}\n|"
-        + "---|" * 11
+        + "---|" * 12
     )
     for r in rows:
         print(
-            f"| {r['size']} | {r['screen']} | {r['path']} | {r['tokens_in']}/{r['tokens_out']} | {r['prefill_ms']} | {r['ms_per_token']} | "
-            f"{r['step_ms_p50']} | {r['step_ms_p90']} | {r['warmup_s']} | {r['peak_gib']} | {r['same_tokens_as_first_path']} |"
+            f"| {r['size']} | {r['screen']} | {r['output']} | {r['path']} | {r['tokens_in']}/{r['tokens_out']} | {r['prefill_ms']} | {r['ms_per_token']} | "
+            f"{r['step_ms_p50']} | {r['step_ms_p90']} | {r['warmup_s']} | {r['peak_gib']} | {r['same_text']} |"
         )
     return 0
 

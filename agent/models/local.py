@@ -71,7 +71,13 @@ class LocalModel:
         device: str | None = None,
         dtype: str | None = None,
         allow_cpu: bool = False,
+        engine: bool | None = None,
+        constrain: bool = True,
+        quantize: str | None = None,
     ) -> None:
+        """``engine``: the fast path (``agent.models.engine``); default on with CUDA unless
+        ``PIXELPILOT_ENGINE=0``. ``constrain``: with the engine, tool-call replies follow the action
+        grammar (needs ``xgrammar``). ``quantize="int8"``: weight-only int8 linear layers (CUDA)."""
         try:
             import torch
             import transformers  # noqa: F401
@@ -117,10 +123,71 @@ class LocalModel:
                 "and pass its directory as the model"
             ) from None
         self._torch = torch
+        if quantize is not None:
+            from .quant import quantize_int8
+
+            if quantize != "int8":
+                raise ModelError(f"quantize: {quantize!r} is not supported (int8 is)")
+            quantize_int8(self.model)
+        if engine is None:
+            engine = self.device.startswith("cuda") and os.environ.get("PIXELPILOT_ENGINE", "1") != "0"
+        self.constrain = constrain
+        self.engine = None
+        if engine:
+            from .engine import Engine
+
+            self.engine = Engine(self.model, self.processor)
+
+    def _grammar(self, prompt: Prompt) -> str | None:
+        if not self.constrain or prompt.space is None or prompt.kind not in ("act", "loop"):
+            return None
+        try:
+            import xgrammar  # noqa: F401
+        except ImportError:
+            log.warning("constrained decoding needs xgrammar (pip install xgrammar); decoding unconstrained")
+            self.constrain = False
+            return None
+        from tools.spaces import get_space
+
+        from ..qwen.constrain import tool_call_grammar
+
+        return tool_call_grammar(get_space(prompt.space))  # type: ignore[arg-type]
+
+    def _engine_generate(self, prompt: Prompt, max_new_tokens: int | None) -> Reply:
+        assert self.engine is not None
+        out = self.engine.generate(
+            prompt.messages,
+            tools=prompt.tools,
+            size=dict(self.profile.image_size),
+            max_new_tokens=max_new_tokens or self.profile.max_new_tokens,
+            grammar=self._grammar(prompt),
+        )
+        grids = self.engine.last_grids
+        return Reply(
+            text=out.text,
+            tokens_in=out.tokens_in,
+            tokens_out=len(out.tokens),
+            timings={
+                "preprocess": out.timings["preprocess"],
+                "generate": out.timings["prefill"] + out.timings["decode"],
+                "total": out.timings["total"],
+            },
+            image_sizes=[(w, h) for (_, _, _, h, w) in grids],
+            finish_reason=out.finish_reason,
+            extra={
+                "engine": {
+                    "reused_tokens": out.reused,
+                    "jumped_tokens": out.jumped,
+                    "passes": out.forward_passes,
+                }
+            },
+        )
 
     def generate(self, prompt: Prompt, *, max_new_tokens: int | None = None) -> Reply:
         torch = self._torch
         s = self.profile.sampling
+        if self.engine is not None and not s.do_sample:
+            return self._engine_generate(prompt, max_new_tokens)
         t0 = time.perf_counter()
         inputs = self.processor.apply_chat_template(
             prompt.messages,

@@ -66,6 +66,8 @@ class Prompt:
     messages: list[Message]
     tools: list[dict[str, Any]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    space: str | None = None
+    """The action space whose tool call the reply must hold (act and loop prompts)."""
 
     @property
     def images(self) -> list[Image.Image]:
@@ -161,6 +163,7 @@ def act_prompt(space: ActionSpace, instruction: str, image: Image.Image) -> Prom
                 {"role": "system", "content": [_t(_text("mobile_use.system.txt"))]},
                 {"role": "user", "content": [_t(user), _i(image)]},
             ],
+            space=space.name,
         )
     return Prompt(
         "act",
@@ -169,6 +172,7 @@ def act_prompt(space: ActionSpace, instruction: str, image: Image.Image) -> Prom
             {"role": "user", "content": [_t(instruction), _i(image)]},
         ],
         tools=[space.schema()],
+        space=space.name,
     )
 
 
@@ -190,6 +194,7 @@ def loop_prompt(
                 {"role": "user", "content": [_t(user), _i(image)]},
             ],
             meta={"history_text": len(history), "history_images": 0},
+            space=space.name,
         )
     n = max(profile.history_images, 0)
     recent = list(history[-n:]) if n else []
@@ -207,7 +212,12 @@ def loop_prompt(
             messages.append({"role": "user", "content": content})
             messages.append({"role": "assistant", "content": [_t(h.reply)]})
         messages.append({"role": "user", "content": [_i(image)]})
-    return Prompt("loop", messages, meta={"history_text": len(older), "history_images": len(recent)})
+    return Prompt(
+        "loop",
+        messages,
+        meta={"history_text": len(older), "history_images": len(recent)},
+        space=space.name,
+    )
 
 
 def grounding_prompt(target: str, image: Image.Image, *, kind: str = "point") -> Prompt:

@@ -1,0 +1,177 @@
+"""The fast engine on the CPU, with tiny Qwen3-VLs: it must give what ``generate`` gives (constraints
+off, fp32, greedy), reuse what the cache holds, and with constraints on make every reply a valid tool
+call. Speed is measured on the GPU (benchmarks/step_latency.py); this guards correctness in CI."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image, ImageDraw
+
+from agent.models.local import LocalModel
+from agent.qwen.constrain import tool_call_grammar
+from agent.qwen.parse import parse_reply, reply_to_action
+from agent.qwen.profile import QwenProfile
+from agent.qwen.prompts import HistoryItem, act_prompt, loop_prompt
+from tools.spaces import get_space
+
+from ..conftest import SIGN_IN_SCRIPT
+
+torch = pytest.importorskip("torch")
+
+
+def screen(seed: int, size=(640, 400)) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    for _ in range(6):
+        x, y = (int(v) for v in torch.randint(0, min(size) - 60, (2,), generator=g))
+        c = tuple(int(v) for v in torch.randint(0, 255, (3,), generator=g))
+        d.rectangle((x, y, x + 80, y + 40), fill=c)
+    return img
+
+
+@pytest.fixture(scope="module")
+def random_model(tiny_random_dir):
+    """The tiny random model with an untied random lm_head, so greedy decoding wanders over the vocab
+    (with tied weights it repeats one token, which would prove little)."""
+    m = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=True, constrain=False)
+    torch.manual_seed(3)
+    head = torch.nn.Linear(m.model.lm_head.in_features, m.model.lm_head.out_features, bias=False)
+    torch.nn.init.normal_(head.weight, std=0.5)
+    m.model.lm_head = head
+    m.engine.head = head
+    return m
+
+
+def reference(m: LocalModel, prompt, n: int) -> list[int]:
+    inputs = m.processor.apply_chat_template(
+        prompt.messages,
+        tools=prompt.tools,
+        tokenize=True,
+        add_generation_prompt=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"size": dict(m.profile.image_size)},
+    )
+    with torch.inference_mode():
+        out = m.model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+    return out[0, inputs["input_ids"].shape[1] :].tolist()
+
+
+def test_engine_inputs_equal_the_processors(random_model):
+    m, eng = random_model, random_model.engine
+    prompt = loop_prompt(get_space("computer_use"), "Log in", [], screen(1), m.profile)
+    inputs = m.processor.apply_chat_template(
+        prompt.messages,
+        tools=prompt.tools,
+        tokenize=True,
+        add_generation_prompt=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"size": dict(m.profile.image_size)},
+    )
+    prep = eng.prepare(prompt.messages, prompt.tools, dict(m.profile.image_size))
+    assert prep["ids"] == inputs["input_ids"][0].tolist()
+    _, gh, gw, h, w = prep["grids"][0]
+    assert [1, gh, gw] == inputs["image_grid_thw"][0].tolist()
+    pixels, _ = eng.pixels(prompt.images[0], h, w)
+    diff = (pixels.float() - inputs["pixel_values"]).abs()
+    # GPU-style bicubic resize vs PIL's: the same picture, a few edge pixels off by a few levels
+    assert diff.mean() < 1e-3 and diff.max() < 0.15 and (diff > 0.02).float().mean() < 0.01
+    positions, _ = eng.rope_positions(prep["ids"], prep["grids"])
+    ids = inputs["input_ids"]
+    ref = m.model.model.get_rope_index(
+        ids, (ids == 151655).int(), inputs["image_grid_thw"], None, attention_mask=inputs["attention_mask"]
+    )[0]
+    assert torch.equal(positions, ref[:, 0])
+
+
+def test_engine_equals_generate_token_for_token_and_reuses_the_prefix(random_model):
+    m, eng = random_model, random_model.engine
+    space = get_space("computer_use")
+    first = loop_prompt(space, "Open the inbox", [], screen(2), m.profile)
+    want = reference(m, first, 24)
+    assert len(set(want)) > 5  # the reply wanders: a real comparison
+    out = eng.generate(first.messages, tools=first.tools, size=dict(m.profile.image_size), max_new_tokens=24)
+    assert out.tokens == want
+
+    # the next step: same system prompt, a history turn and a new screenshot
+    second = loop_prompt(
+        space, "Open the inbox", [HistoryItem(screen(2), out.text, "clicked")], screen(3), m.profile
+    )
+    want2 = reference(m, second, 24)
+    out2 = eng.generate(
+        second.messages, tools=second.tools, size=dict(m.profile.image_size), max_new_tokens=24
+    )
+    assert out2.tokens == want2
+    system_tokens = len(m.processor.tokenizer.encode(second.messages[0]["content"][0]["text"]))
+    assert out2.reused >= system_tokens  # the system prompt and tools were not computed again
+
+    # a different instruction diverges early: still exact
+    other = act_prompt(space, "Click Sign in", screen(4))
+    assert eng.generate(
+        other.messages, tools=other.tools, size=dict(m.profile.image_size), max_new_tokens=16
+    ).tokens == reference(m, other, 16)
+
+
+@pytest.mark.parametrize("space_name", ["computer_use", "mobile_use"])
+def test_constrained_replies_always_parse_into_a_valid_action(random_model, space_name):
+    m, eng = random_model, random_model.engine
+    space = get_space(space_name)
+    profile = QwenProfile()
+    kinds = set()
+    for seed in range(4):
+        with torch.no_grad():  # a different random head each time: different replies
+            torch.manual_seed(100 + seed)
+            torch.nn.init.normal_(eng.head.weight, std=0.5)
+        prompt = loop_prompt(space, "Do the task", [], screen(10 + seed), profile)
+        out = eng.generate(
+            prompt.messages,
+            tools=prompt.tools,
+            size=dict(m.profile.image_size),
+            max_new_tokens=64,
+            grammar=tool_call_grammar(space),
+        )
+        assert out.finish_reason == "stop", out.text
+        parsed = parse_reply(out.text)
+        action, _ = reply_to_action(parsed, space, (640, 400), divisor=space.grid)
+        kinds.add(action.action)
+        assert out.jumped > 0 and out.forward_passes < len(out.tokens)  # jump-forward saved passes
+    assert kinds  # every reply became an action
+
+
+def test_local_backend_with_the_engine_gives_the_scripted_reply(tiny_scripted_dir):
+    """LocalModel routes through the engine (constraints off here: the scripted weights only know
+    their own tokenization) and returns the same reply as without it."""
+    img = screen(5, (1280, 800))
+    prompt = act_prompt(get_space("computer_use"), "Sign in", img)
+    plain = LocalModel(str(tiny_scripted_dir), allow_cpu=True, engine=False).generate(prompt)
+    fast_model = LocalModel(str(tiny_scripted_dir), allow_cpu=True, engine=True, constrain=False)
+    fast = fast_model.generate(prompt)
+    assert fast.text == plain.text == SIGN_IN_SCRIPT.replace("<tool_call>", "<tool_call>")
+    assert fast.image_sizes == plain.image_sizes and fast.tokens_in == plain.tokens_in
+    again = fast_model.generate(prompt)
+    assert again.text == plain.text and again.extra["engine"]["reused_tokens"] == again.tokens_in - 1
+
+
+def test_int8_weights_agree_with_full_precision(tiny_random_dir):
+    from agent.models.quant import quantize_int8
+
+    full = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
+    q = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
+    assert quantize_int8(q.model) == 2 * 7  # q, k, v, o, gate, up, down in both layers
+    prompt = act_prompt(get_space("computer_use"), "Sign in", screen(6))
+    inputs = full.processor.apply_chat_template(
+        prompt.messages,
+        tools=prompt.tools,
+        tokenize=True,
+        add_generation_prompt=True,
+        return_dict=True,
+        return_tensors="pt",
+    )
+    with torch.inference_mode():
+        a = full.model(**inputs).logits[0, -64:]
+        b = q.model(**inputs).logits[0, -64:]
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    assert cos.min() > 0.99
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean() >= 0.9
