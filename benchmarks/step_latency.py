@@ -35,12 +35,21 @@ def sync() -> None:
 
 
 def peak_gib() -> float:
-    return torch.cuda.max_memory_allocated() / 2**30 if DEVICE == "cuda" else 0.0
+    return torch.cuda.max_memory_allocated() / 2**30 - BASE[0] if DEVICE == "cuda" else 0.0
+
+
+BASE = [0.0]
 
 
 def reset_peak() -> None:
+    """Peaks are reported as the model's weights plus what the path itself allocated beyond what was
+    already held (compiled graphs of an earlier path stay allocated)."""
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
+        BASE[0] = torch.cuda.memory_allocated() / 2**30 - WEIGHTS[0]
+
+
+WEIGHTS = [0.0]
 
 
 IMAGE_PAD, VISION_START, VISION_END, IM_START, IM_END = 151655, 151652, 151653, 151644, 151645
@@ -267,6 +276,7 @@ def _run_size(
         sync()
         warm = time.perf_counter() - t0
         step, pre, dec, passes = [], [], [], []
+        engine.stats = {"mask_ms": 0.0, "pass_ms": 0.0}
         for k in range(reps):
             sync()
             t = time.perf_counter()
@@ -276,6 +286,12 @@ def _run_size(
             pre.append(o.timings["prefill"])
             dec.append(o.timings["decode"])
             passes.append(o.forward_passes)
+        stats = dict(engine.stats)
+        engine.profiling = True  # one more step, waiting on each pass: where the decode time goes
+        engine.stats = {"mask_ms": 0.0, "pass_ms": 0.0}
+        engine.generate_prepared(prep(1), max_new_tokens=n_out, grammar=grammar, forced=script)
+        engine.profiling = False
+        profile = {k: round(v, 1) for k, v in engine.stats.items()}
         text = tok.decode(o.tokens, skip_special_tokens=True)
         want = tok.decode(script, skip_special_tokens=True)
         row(
@@ -290,6 +306,8 @@ def _run_size(
             forward_passes=int(statistics.median(passes)),
             jumped_tokens=o.jumped,
             cuda_graphs=engine.graphs_on,
+            grammar_ms_per_step=round(stats["mask_ms"] / reps, 2),
+            one_step_profile=profile,
             graph_error=engine.graph_error,
         )
     torch.cuda.empty_cache()
@@ -329,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for size in args.sizes:
         model = build(size)
+        WEIGHTS[0] = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
         for sc in screens:
             rows += run_size(size, args.reps, sc, False, args.paths, model, processor)  # type: ignore[arg-type]
             if args.thoughts:
@@ -337,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
             from agent.models.quant import quantize_int8
 
             quantize_int8(model)
+            WEIGHTS[0] = (
+                sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**30
+            )
             if DEVICE == "cuda":
                 torch.cuda.empty_cache()
             rows += run_size(size, args.reps, screens[0], False, ["engine", "int8"], model, processor)  # type: ignore[arg-type]

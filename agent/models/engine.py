@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Engine", "EngineOutput"]
 
-CHUNKS = (1, 2, 4, 8, 16, 32)
+CHUNKS = (1, 2, 4, 8, 16, 32, 64)
 """Chunk lengths with a captured graph: decode (1) and jump-forward runs (padded up to these)."""
 
 
@@ -126,6 +126,9 @@ class Engine:
         self._std = torch.tensor(std, device=self.device).view(3, 1, 1)
         self.warmup_s = 0.0
         self.graph_error: str | None = None
+        self.profiling = False
+        """Benchmarks: wait for each forward pass to time it (``stats``)."""
+        self.stats: dict[str, float] = {"mask_ms": 0.0, "pass_ms": 0.0}
         self.last_grids: list[tuple[int, int, int, int, int]] = []
 
     # -- inputs --------------------------------------------------------------------------------------
@@ -391,7 +394,15 @@ class Engine:
         pool = next(iter(self._graphs.values()))["graph"].pool() if self._graphs else None
         with torch.cuda.graph(graph, pool=pool):
             logits = step()
-        self._graphs[size] = {"graph": graph, "ids": ids, "start": start, "pos": pos, "logits": logits}
+        # every tensor the graph reads must outlive it: the graph holds addresses, not references
+        self._graphs[size] = {
+            "graph": graph,
+            "ids": ids,
+            "start": start,
+            "pos": pos,
+            "logits": logits,
+            "keep": (offs, cols),
+        }
         self.warmup_s += time.perf_counter() - t0
         return self._graphs[size]
 
@@ -458,6 +469,9 @@ class Engine:
                 from ..qwen.constrain import RESERVE
 
                 bitmask = xgr.allocate_token_bitmask(1, self._xgr_tokenizer.vocab_size)
+                on_device = bitmask.to(self.device)
+                if self.device.type == "cuda":
+                    bitmask = bitmask.pin_memory()
                 # a budget that always fits a whole call after the free text
                 max_new_tokens = max(max_new_tokens, RESERVE + 16)
                 in_call = False
@@ -467,14 +481,18 @@ class Engine:
                     if matcher.is_terminated():
                         finish = "stop"
                         break
+                    tm = time.perf_counter()
                     matcher.fill_next_token_bitmask(bitmask)
-                    xgr.apply_token_bitmask_inplace(logits, bitmask.to(logits.device))
+                    on_device.copy_(bitmask, non_blocking=True)
+                    xgr.apply_token_bitmask_inplace(logits, on_device)
+                    self.stats["mask_ms"] += (time.perf_counter() - tm) * 1000
+                best = int(torch.argmax(logits[-1]))  # waits for the GPU
                 if forced is not None and len(out) < len(forced):
-                    token = forced[len(out)]
+                    token = forced[len(out)]  # benchmarks: same work, chosen tokens
                 elif not in_call and len(out) >= max_new_tokens - RESERVE and _allowed(bitmask, call_id):
                     token = call_id  # free text ran long: the call starts now, while it still fits
                 else:
-                    token = int(torch.argmax(logits[-1]))
+                    token = best
                 if matcher is not None and token == call_id:
                     in_call = True
                 out.append(token)
@@ -504,7 +522,11 @@ class Engine:
                         jumped += len(extra)
                 while run:  # feed in chunks the graphs know
                     piece, run = run[: CHUNKS[-1]], run[CHUNKS[-1] :]
+                    tc = time.perf_counter()
                     logits = self._chunk(piece)
+                    if self.profiling and self.device.type == "cuda":
+                        torch.cuda.synchronize()
+                        self.stats["pass_ms"] += (time.perf_counter() - tc) * 1000
                     passes += 1
             torch.cuda.synchronize() if self.device.type == "cuda" else None
             t3 = time.perf_counter()

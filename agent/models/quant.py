@@ -1,8 +1,8 @@
 """Weight-only int8 for the language model's linear layers: half the weight memory of bf16.
 
 Each ``nn.Linear`` of the text decoder becomes :class:`Int8Linear`: int8 weights with one scale per
-output row (symmetric, absmax / 127), multiplied with PyTorch's ``_weight_int8pack_mm`` (the activations
-stay in the model's dtype). The vision tower and ``lm_head`` stay as they are.
+output row (symmetric, absmax / 127), dequantised one layer at a time for the
+matmul (the activations stay in the model's dtype): it saves memory, not time. The vision tower and ``lm_head`` stay as they are.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ def _module() -> Any:
             self.in_features, self.out_features = linear.in_features, linear.out_features
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            shape = x.shape
-            y = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]), self.weight_int8, self.scale)
-            y = y.reshape(*shape[:-1], self.out_features)
-            return y + self.bias if self.bias is not None else y
+            # dequantise this layer's weight for the matmul: only one layer's bf16 copy exists at a
+            # time. (torch._weight_int8pack_mm was measured 25x slower than bf16 on an H100.)
+            w = self.weight_int8.to(x.dtype) * self.scale[:, None]
+            return torch.nn.functional.linear(x, w, self.bias)
 
     return Int8Linear
 
