@@ -270,7 +270,7 @@ def _run_size(
         reset_peak()
         sync()
         t0 = time.perf_counter()
-        engine.warm_up()
+        engine.warm_up(n_in)
         for k in range(2):
             engine.generate_prepared(prep(k), max_new_tokens=n_out, grammar=grammar, forced=script)
         sync()

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 __all__ = ["Engine", "EngineOutput"]
 
 CHUNKS = (1, 2, 4, 8, 16, 32, 64)
+VIEW_STEP = 512
+"""Graphs attend over the cache in steps of this many positions."""
 """Chunk lengths with a captured graph: decode (1) and jump-forward runs (padded up to these)."""
 
 
@@ -330,7 +332,12 @@ class Engine:
         if start + q > self.max_len:
             raise ValueError("the reply outgrew the engine's cache")
         size = next((c for c in CHUNKS if c >= q), None)
-        g = self._graph(size) if size is not None and self.graphs_on else None
+        g = None
+        if size is not None and self.graphs_on:
+            # attend over a bucket of the cache, not all of it: the keys and values copied per layer
+            # (sdpa with a mask expands grouped heads) grow with the length attended
+            view = min(self.max_len, -(-(start + size) // VIEW_STEP) * VIEW_STEP)
+            g = self._graph(size, view)
         if g is None:
             ids = torch.tensor(tokens, device=self.device)[None]
             pos = torch.arange(self._next_pos, self._next_pos + q)[None].expand(3, -1)
@@ -347,29 +354,30 @@ class Engine:
         self._next_pos += q
         return logits
 
-    def _graph(self, size: int) -> dict[str, Any] | None:
-        if size in self._graphs:
-            return self._graphs[size]
+    def _graph(self, size: int, view: int) -> dict[str, Any] | None:
+        if (size, view) in self._graphs:
+            return self._graphs[(size, view)]
         try:
-            return self._capture(size)
+            with self.torch.inference_mode():  # no autograd history may hold the warm-up's tensors
+                return self._capture(size, view)
         except Exception as exc:  # a model whose forward cannot be captured still runs, eagerly
             log.warning("CUDA graph capture failed (%s); decoding without graphs", exc)
             self.graphs_on = False
             self.graph_error = f"{type(exc).__name__}: {exc}"
             return None
 
-    def _capture(self, size: int) -> dict[str, Any]:
+    def _capture(self, size: int, view: int) -> dict[str, Any]:
         torch = self.torch
         t0 = time.perf_counter()
         ids = torch.zeros(size, dtype=torch.long, device=self.device)
         start = torch.zeros((), dtype=torch.long, device=self.device)
         pos = torch.zeros((), dtype=torch.long, device=self.device)
         offs = torch.arange(size, device=self.device)
-        cols = torch.arange(self.max_len, device=self.device)
+        cols = torch.arange(view, device=self.device)
 
         def step() -> Any:
             self.kv.index[:size].copy_(start + offs)
-            self.kv.view = None
+            self.kv.view = view
             mask = (cols[None, :] <= (start + offs)[:, None])[None, None]
             p = (pos + offs)[None, None, :].expand(3, 1, size)
             out = self.lm(
@@ -395,7 +403,7 @@ class Engine:
         with torch.cuda.graph(graph, pool=pool):
             logits = step()
         # every tensor the graph reads must outlive it: the graph holds addresses, not references
-        self._graphs[size] = {
+        self._graphs[(size, view)] = {
             "graph": graph,
             "ids": ids,
             "start": start,
@@ -404,7 +412,7 @@ class Engine:
             "keep": (offs, cols),
         }
         self.warmup_s += time.perf_counter() - t0
-        return self._graphs[size]
+        return self._graphs[(size, view)]
 
     # -- generation ----------------------------------------------------------------------------------
     def _matcher(self, grammar: str | None) -> Any:
@@ -548,15 +556,20 @@ class Engine:
             jumped=jumped,
         )
 
-    def warm_up(self) -> float:
-        """Capture the decode graphs now (a step would capture them on first use)."""
-        if self.graphs_on:
-            t = time.perf_counter()
+    def warm_up(self, prompt_tokens: int = 1600) -> float:
+        """Capture the graphs a step with a prompt of about ``prompt_tokens`` uses (a step captures
+        what it needs on first use anyway)."""
+        if not self.graphs_on:
+            return 0.0
+        t = time.perf_counter()
+        held, self._held = self._held, [(0, None)] * prompt_tokens
+        views = {min(self.max_len, -(-(prompt_tokens + c) // VIEW_STEP) * VIEW_STEP) for c in (1, 64, 256)}
+        for view in sorted(views):
             for size in CHUNKS:
-                self._graph(size)
-            self._held = []  # the warm-up wrote junk after whatever was held
-            return time.perf_counter() - t
-        return 0.0
+                self._graph(size, view)
+        self._held = []  # the warm-up wrote junk where it pretended to be: nothing is held now
+        del held
+        return time.perf_counter() - t
 
 
 def _allowed(bitmask: Any, token: int) -> bool:

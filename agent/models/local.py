@@ -137,6 +137,7 @@ class LocalModel:
             from .engine import Engine
 
             self.engine = Engine(self.model, self.processor)
+            self.engine.warm_up()  # capture the decode graphs now, not in the first step
 
     def _grammar(self, prompt: Prompt) -> str | None:
         if not self.constrain or prompt.space is None or prompt.kind not in ("act", "loop"):
