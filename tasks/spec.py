@@ -285,6 +285,28 @@ class OpenAIModelSpec(_Strict):
     name: str | None = Field(default=None, description="served model name (default: the only one)")
 
 
+class LocalModelSpec(_Strict):
+    local: str = Field(description="qwen3-vl-2b|4b|8b[-thinking], a hub id or a local directory")
+    engine: bool | None = Field(
+        default=None,
+        description="the fast engine (default: on with CUDA; false to debug with plain generate)",
+    )
+    constrain: bool = Field(default=True, description="tool calls follow the action grammar (needs xgrammar)")
+    quantize: Literal["int8"] | None = Field(default=None, description="int8: weight-only, less GPU memory")
+
+
+def _model_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "LocalModelSpec" if "local" in value else "OpenAIModelSpec"
+    return type(value).__name__
+
+
+ModelSpec = Annotated[
+    Annotated[OpenAIModelSpec, Tag("OpenAIModelSpec")] | Annotated[LocalModelSpec, Tag("LocalModelSpec")],
+    Discriminator(_model_kind),
+]
+
+
 class TaskFile(_Strict):
     """A pixelpilot task file."""
 
@@ -292,9 +314,10 @@ class TaskFile(_Strict):
     name: str | None = None
     description: str | None = None
     driver: DriverSpec = "browser"
-    model: str | OpenAIModelSpec | None = Field(
+    model: str | ModelSpec | None = Field(
         default=None,
-        description="qwen3-vl-2b|4b|8b[-thinking], a hub id, a local directory, openai:<base_url>, or {openai: url, name: model}",
+        description="qwen3-vl-2b|4b|8b[-thinking], a hub id, a local directory, openai:<base_url>, "
+        "{openai: url, name: model}, or {local: name, engine: bool, constrain: bool, quantize: int8}",
     )
     settings: TaskSettings = TaskSettings()
     cache: bool = Field(
@@ -382,7 +405,17 @@ _KNOWN_KEYS = sorted(
     }
     | {
         f
-        for m in (ClickArgs, TypeArgs, ScrollArgs, WaitArgs, SelectArgs, GoalArgs, AskArgs, OpenAIModelSpec)
+        for m in (
+            ClickArgs,
+            TypeArgs,
+            ScrollArgs,
+            WaitArgs,
+            SelectArgs,
+            GoalArgs,
+            AskArgs,
+            OpenAIModelSpec,
+            LocalModelSpec,
+        )
         for f in m.model_fields
     }
 )

@@ -14,7 +14,7 @@ from agent.qwen.profile import QwenProfile
 from agent.qwen.prompts import HistoryItem, act_prompt, loop_prompt
 from tools.spaces import get_space
 
-from ..conftest import SIGN_IN_SCRIPT
+from ..conftest import SIGN_IN_SCRIPT, _need
 
 torch = pytest.importorskip("torch")
 
@@ -116,6 +116,7 @@ def test_engine_equals_generate_token_for_token_and_reuses_the_prefix(random_mod
 
 @pytest.mark.parametrize("space_name", ["computer_use", "mobile_use"])
 def test_constrained_replies_always_parse_into_a_valid_action(random_model, space_name):
+    _need("xgrammar", "bash scripts/install.sh (pip install --no-deps xgrammar apache-tvm-ffi)")
     m, eng = random_model, random_model.engine
     space = get_space(space_name)
     profile = QwenProfile()

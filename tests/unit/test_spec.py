@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, ModelError
 from tasks import spec as S
 from tasks.cli import main
 
@@ -129,3 +129,29 @@ def test_schema_command_prints_the_json_schema(capsys):
     text = json.dumps(schema)
     for verb in S.STEP_VERBS:
         assert f'"{verb}"' in text
+
+
+def test_local_model_options_reach_the_loader_and_bad_ones_name_the_line(tmp_path, monkeypatch):
+    import agent.models as models
+    from tasks import RunOptions, run_task
+
+    seen = {}
+
+    def fake_load(spec, *, model_name=None, **options):
+        seen.update(spec=spec, **options)
+        raise ModelError("stop here: loading is all this test checks")
+
+    monkeypatch.setattr(models, "load_model", fake_load)
+    good = write(
+        tmp_path, "model:\n  local: qwen3-vl-2b\n  quantize: int8\n  engine: false\nsteps:\n  - goal: x\n"
+    )
+    with pytest.raises(ModelError):
+        run_task(good, RunOptions(output=tmp_path / "runs"))
+    assert seen == {"spec": "qwen3-vl-2b", "engine": False, "constrain": True, "quantize": "int8"}
+
+    bad = write(tmp_path, "model:\n  local: qwen3-vl-2b\n  quantize: int4\nsteps:\n  - goal: x\n")
+    with pytest.raises(ConfigError) as err:
+        S.load_task(bad)
+    assert (
+        "task.yaml:3" in str(err.value) and "model.quantize" in str(err.value) and "'int8'" in str(err.value)
+    )
