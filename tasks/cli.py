@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         help="reuse the last passing run's verified targets and decisions",
     )
     r.add_argument("--result-json", type=Path, default=None, help=argparse.SUPPRESS)
+    r.add_argument("--run-dir-file", type=Path, default=None, help=argparse.SUPPRESS)
     r.add_argument(
         "--output", "-o", type=Path, default=Path("runs"), help="where run directories go (default: runs/)"
     )
@@ -74,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--model-name", default=None, help="with openai:<url>: the served model (default: the only one)"
     )
+
+    ui = sub.add_parser("ui", help="the web console: runs, live runs, the model playground")
+    ui.add_argument("--runs", type=Path, default=Path("runs"), help="the runs folder (default: runs/)")
+    ui.add_argument("--port", type=int, default=7860)
+    ui.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1; any other needs --token")
+    ui.add_argument("--token", default=None, help="required for non-loopback hosts (or PIXELPILOT_UI_TOKEN)")
+    ui.add_argument(
+        "--tasks", type=Path, default=Path("."), help="where the task files to launch are (default: .)"
+    )
+    ui.add_argument("--model", default=None, help="the playground's model (and the default for launches)")
 
     pr = sub.add_parser(
         "parse-reply", help="parse a model reply from stdin and show the action in grid and pixels"
@@ -180,7 +191,13 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     path = selected[0]
     progress = _Progress(console)
     try:
-        res = run_task(path, opts, on_step=progress.step, on_start=progress.start)
+
+        def started(task: object, run_dir: Path) -> None:
+            progress.start(task, run_dir)
+            if args.run_dir_file is not None:  # for the console: where this run is being written
+                args.run_dir_file.write_text(str(run_dir.resolve()))
+
+        res = run_task(path, opts, on_step=progress.step, on_start=started)
     except ConfigError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         _write_result(args.result_json, None, error=str(exc))
@@ -331,6 +348,30 @@ def _cmd_doctor(console: Console) -> int:
     return ExitCode.ENVIRONMENT if missing_required else ExitCode.PASSED
 
 
+def _cmd_ui(args: argparse.Namespace, console: Console) -> int:
+    from .console import serve
+
+    def ready(url: str) -> None:
+        console.print(
+            f"[bold]pixelpilot console[/] on [link={url}]{url}[/]  [dim]runs: {args.runs} · Ctrl-C stops[/]"
+        )
+
+    try:
+        serve(
+            args.runs,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            tasks=args.tasks,
+            model=args.model,
+            on_ready=ready,
+        )
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return ExitCode.USAGE
+    return ExitCode.PASSED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=False, highlight=False)
@@ -350,10 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .parse_reply import cmd_parse_reply
 
             return cmd_parse_reply(args, console)
-        if args.command == "parse-reply":
-            from .parse_reply import cmd_parse_reply
-
-            return cmd_parse_reply(args, console)
+        if args.command == "ui":
+            return _cmd_ui(args, console)
         if args.command == "schema":
             return _cmd_schema(console)
         if args.command == "doctor":
