@@ -261,13 +261,19 @@ def test_runs_page_lists_filters_sorts_and_opens_a_report(site, browser):
     assert page.url.endswith(f"/runs/{site['ids'][1]}/") and "Sign out" in page.content()
 
 
-@pytest.mark.browser
-def test_live_page_streams_the_demo_task_to_the_end(site, browser):
+def start(browser, site, task: str):  # type: ignore[no-untyped-def]
+    """Open the live page, pick ``task`` and press Start."""
     page = browser.page
     page.goto(site["url"] + "/live")
     page.wait_for_function("document.querySelectorAll('#task option').length > 0")
-    page.select_option("#task", "demo.yaml")
+    page.select_option("#task", task)
     page.click("#start")
+    return page
+
+
+@pytest.mark.browser
+def test_live_page_streams_the_demo_task_to_the_end(site, browser):
+    page = start(browser, site, "demo.yaml")
     page.wait_for_selector("body[data-state=passed]", timeout=90_000)
     rows = page.locator("#steps tbody tr")
     assert rows.count() == 19 and "passed" in rows.nth(18).inner_text()
@@ -278,11 +284,7 @@ def test_live_page_streams_the_demo_task_to_the_end(site, browser):
 
 @pytest.mark.browser
 def test_stop_mid_run_leaves_a_complete_log(site, browser):
-    page = browser.page
-    page.goto(site["url"] + "/live")
-    page.wait_for_function("document.querySelectorAll('#task option').length > 0")
-    page.select_option("#task", "slow.yaml")
-    page.click("#start")
+    page = start(browser, site, "slow.yaml")
     page.wait_for_function("document.querySelectorAll('#steps tbody tr').length >= 1", timeout=60_000)
     page.click("#stop")
     page.wait_for_selector("body[data-state=interrupted]", timeout=60_000)
