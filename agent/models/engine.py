@@ -112,8 +112,9 @@ class Engine:
         self.device, self.dtype = p.device, p.dtype
         heads = int(getattr(tcfg, "num_key_value_heads", tcfg.num_attention_heads))
         dim = int(getattr(tcfg, "head_dim", None) or tcfg.hidden_size // tcfg.num_attention_heads)
+        self._kv_shape = (int(tcfg.num_hidden_layers), heads, dim)
         self.max_len = max_len
-        self.kv = _KV(int(tcfg.num_hidden_layers), heads, dim, max_len, self.dtype, self.device)
+        self.kv = _KV(*self._kv_shape, max_len, self.dtype, self.device)
         self.graphs_on = self.device.type == "cuda" if graphs is None else graphs
         self._graphs: dict[int, Any] = {}
         # what the cache holds: token ids and, per position, the digest of the image it belongs to
@@ -276,8 +277,8 @@ class Engine:
         """Compute what the cache does not hold yet; returns the last position's logits."""
         torch = self.torch
         ids, owner, grids = prep["ids"], prep["owner"], prep["grids"]
-        if len(ids) + 8 > self.max_len:
-            raise ValueError(f"the prompt has {len(ids)} tokens; the engine holds {self.max_len}")
+        if len(ids) + self.reply_room > self.max_len:
+            self._grow(len(ids) + self.reply_room)
         pos3, _ = self.rope_positions(ids, grids)
         common = 0
         for (a, da), b, db in zip(self._held, ids, owner, strict=False):
@@ -323,6 +324,21 @@ class Engine:
         self._held = list(zip(ids, owner, strict=True))
         self._next_pos = int(pos3[:, -1].max()) + 1
         return logits, common, {"images_ms": (t_pre - t0) * 1000}
+
+    reply_room = 1024
+    """Positions kept free after the prompt for the reply."""
+
+    def _grow(self, need: int) -> None:
+        """A longer prompt than the cache holds: a bigger cache (and new graphs, captured on use)."""
+        new = -(-need // 4096) * 4096
+        log.info("engine cache grows from %d to %d positions", self.max_len, new)
+        self._graphs.clear()
+        self.kv = None  # type: ignore[assignment]
+        if self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
+        self.max_len = new
+        self.kv = _KV(*self._kv_shape, new, self.dtype, self.device)
+        self._held = []
 
     def _chunk(self, tokens: list[int]) -> Any:
         """Append ``tokens`` (text) after what the cache holds; returns the last token's logits."""

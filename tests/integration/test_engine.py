@@ -176,3 +176,15 @@ def test_int8_weights_agree_with_full_precision(tiny_random_dir):
     cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
     assert cos.min() > 0.99
     assert (a.argmax(-1) == b.argmax(-1)).float().mean() >= 0.9
+
+
+def test_a_prompt_longer_than_the_cache_grows_it_and_stays_exact(random_model):
+    from agent.models.engine import Engine
+
+    m = random_model
+    eng = Engine(m.model, m.processor, max_len=1024)
+    prompt = loop_prompt(get_space("computer_use"), "Open the inbox", [], screen(7), m.profile)
+    out = eng.generate(
+        prompt.messages, tools=prompt.tools, size=dict(m.profile.image_size), max_new_tokens=12
+    )
+    assert eng.max_len >= out.tokens_in + 12 and out.tokens == reference(m, prompt, 12)
