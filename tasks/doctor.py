@@ -102,4 +102,10 @@ def checks() -> list[Check]:
         )
     has_tf = importlib.util.find_spec("transformers") is not None
     out.append(Check("transformers (local model)", has_tf, "installed", "pip install 'pixelpilot[local]'"))
+    has_xgr = importlib.util.find_spec("xgrammar") is not None
+    out.append(
+        Check("xgrammar (constrained tool calls)", has_xgr, "installed", "pip install 'pixelpilot[engine]'")
+    )
+    has_ui = all(importlib.util.find_spec(m) is not None for m in ("fastapi", "uvicorn", "multipart"))
+    out.append(Check("web console (pixelpilot ui)", has_ui, "installed", "pip install 'pixelpilot[ui]'"))
     return out
