@@ -544,6 +544,22 @@ class Engine:
                         out += extra
                         run += extra
                         jumped += len(extra)
+                    if matcher.is_completed() and len(out) < max_new_tokens:
+                        # the call is complete and only the end can follow: append it, skip the pass
+                        # whose logits would only have chosen it
+                        matcher.fill_next_token_bitmask(bitmask)
+                        stops = [t for t in self._eos if _allowed(bitmask, t)]
+                        if stops and _only(bitmask, stops):
+                            end = (
+                                forced[len(out)]
+                                if forced is not None and len(out) < len(forced)
+                                else stops[0]
+                            )
+                            out.append(end)
+                            matcher.accept_token(end)
+                            jumped += 1
+                            finish = "stop"
+                            break
                 while run:  # feed in chunks the graphs know
                     piece, run = run[: CHUNKS[-1]], run[CHUNKS[-1] :]
                     tc = time.perf_counter()
@@ -590,3 +606,13 @@ class Engine:
 
 def _allowed(bitmask: Any, token: int) -> bool:
     return bool((int(bitmask[0, token // 32]) >> (token % 32)) & 1)
+
+
+def _only(bitmask: Any, tokens: list[int]) -> bool:
+    """Whether the bitmask allows exactly ``tokens``."""
+    import torch
+
+    bits = bitmask[0].clone()
+    for t in tokens:
+        bits[t // 32] &= ~(1 << (t % 32))
+    return not bool(torch.any(bits != 0))
