@@ -31,12 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     plot(rows, args.out / f"{args.name}.png", meta["device"])
     lines = [
-        "| size | screen | reply | path | tokens in/out | prefill ms | ms/token (engine: ms/pass) | passes | step ms p50 | p90 | warm-up s | peak GiB | same text |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | size | screen | reply | path | tokens in/out | prefill ms | ms/token (engine: ms/pass) | passes | step ms p50 | p90 | warm-up s | peak GiB | same text |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['size']} | {r['screen']} | {r['output']} | {r['path']} | {r['tokens_in']}/{r['tokens_out']} | {r['prefill_ms']} | "
+            f"| {r.get('run', '')} | {r['size']} | {r['screen']} | {r['output']} | {r['path']} | {r['tokens_in']}/{r['tokens_out']} | {r['prefill_ms']} | "
             f"{r['ms_per_token']} | {r.get('forward_passes', r['tokens_out'])} | **{r['step_ms_p50']}** | {r['step_ms_p90']} | {r['warmup_s']} | {r['peak_gib']} | {r['same_text']} |"
         )
     print("\n".join(lines))
