@@ -313,3 +313,12 @@ def test_playground_page_draws_the_models_point(site, browser, tmp_path):
     k = img["width"] / 1280
     cx, cy = mk["x"] + mk["width"] / 2, mk["y"] + mk["height"] / 2
     assert abs(cx - (img["x"] + 337 * k)) < 3 and abs(cy - (img["y"] + 334 * k)) < 3
+
+
+@pytest.mark.browser
+def test_screenshot_api_takes_a_browser_frame_of_a_page(site):
+    page = (site["tasks"] / "demo_app" / "index.html").as_uri()
+    r = api(site, "POST", "/api/screenshot", json={"driver": "browser", "url": page})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(r.content)).size == (1280, 800)
+    assert api(site, "POST", "/api/screenshot", json={"driver": "phone"}).status_code == 422
