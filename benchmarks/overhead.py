@@ -147,8 +147,9 @@ def write(args: argparse.Namespace, times: dict[str, list[float]], phases: dict[
     lines += [
         "",
         "Playwright's script takes no screenshots and checks nothing after its actions beyond its own actionability",
-        "waits; pixelpilot takes a screenshot and reads the UI tree before every step (`observe`), waits until the page",
-        "is still after each action (`settle`), and reads typed fields back (`verify`).",
+        "waits; pixelpilot takes a screenshot before every step (`observe`), reads the UI tree when a step looks for an",
+        "element (`locate`), waits until the page is still after each action (`settle`), and reads typed fields back",
+        "(`verify`).",
         "",
         "![overhead](overhead.png)",
         "",
