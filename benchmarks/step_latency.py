@@ -251,6 +251,9 @@ def _run_size(
         p50, pre50 = statistics.median(step), statistics.median(pre)
         row(path, pre50, step, (p50 - pre50) / max(1, n_out - 1), warm, len(tokens), tokens == script)
 
+    if "engine-unfused" in paths:
+        paths = [*paths, "engine"]
+        engine.fuse = False
     if "engine" in paths:
         grammar = tool_call_grammar(get_space("computer_use"))
         image_at = ids.index(IMAGE_PAD)
@@ -295,7 +298,7 @@ def _run_size(
         text = tok.decode(o.tokens, skip_special_tokens=True)
         want = tok.decode(script, skip_special_tokens=True)
         row(
-            "engine" + (" (int8)" if "int8" in paths else ""),
+            "engine" + (" (int8)" if "int8" in paths else "") + ("" if engine.fuse else " (unfused)"),
             statistics.median(pre),
             step,
             statistics.median(dec) / max(1, statistics.median(passes) - 1),

@@ -93,8 +93,13 @@ class Engine:
         *,
         max_len: int = 8192,
         graphs: bool | None = None,
+        fuse: bool | None = None,
     ) -> None:
+        import os
+
         import torch
+
+        from .fused import available
 
         self.torch = torch
         self.model, self.processor = model, processor
@@ -116,6 +121,10 @@ class Engine:
         self.max_len = max_len
         self.kv = _KV(*self._kv_shape, max_len, self.dtype, self.device)
         self.graphs_on = self.device.type == "cuda" if graphs is None else graphs
+        if fuse is None:
+            fuse = available() and os.environ.get("PIXELPILOT_ENGINE_FUSE", "1") != "0"
+        self.fuse = fuse
+        """Fused norm/rotary/activation kernels (torch.compile, CUDA) while the engine runs."""
         self._graphs: dict[int, Any] = {}
         # what the cache holds: token ids and, per position, the digest of the image it belongs to
         self._held: list[tuple[int, str | None]] = []
@@ -325,6 +334,13 @@ class Engine:
         self._next_pos = int(pos3[:, -1].max()) + 1
         return logits, common, {"images_ms": (t_pre - t0) * 1000}
 
+    def _fused(self) -> Any:
+        import contextlib
+
+        from .fused import fused_modules
+
+        return fused_modules(self.model) if self.fuse else contextlib.nullcontext()
+
     reply_room = 1024
     """Positions kept free after the prompt for the reply."""
 
@@ -374,7 +390,10 @@ class Engine:
         if (size, view) in self._graphs:
             return self._graphs[(size, view)]
         try:
-            with self.torch.inference_mode():  # no autograd history may hold the warm-up's tensors
+            with (
+                self.torch.inference_mode(),
+                self._fused(),
+            ):  # no autograd history may hold the warm-up's tensors
                 return self._capture(size, view)
         except Exception as exc:  # a model whose forward cannot be captured still runs, eagerly
             log.warning("CUDA graph capture failed (%s); decoding without graphs", exc)
@@ -477,7 +496,7 @@ class Engine:
         """``generate`` for inputs made by ``prepare`` (or laid out the same way by a benchmark)."""
         torch = self.torch
         t0 = started if started is not None else time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), self._fused():
             self.last_grids = prep["grids"]
             t1 = time.perf_counter()
             logits, reused, info = self._prefill(prep)

@@ -188,3 +188,26 @@ def test_a_prompt_longer_than_the_cache_grows_it_and_stays_exact(random_model):
         prompt.messages, tools=prompt.tools, size=dict(m.profile.image_size), max_new_tokens=12
     )
     assert eng.max_len >= out.tokens_in + 12 and out.tokens == reference(m, prompt, 12)
+
+
+def test_fused_kernels_give_the_models_logits_and_are_swapped_back(tiny_random_dir):
+    """The engine's fused norm/rotary/activation functions (torch.compile; on the GPU through Triton)
+    compute what transformers' modules compute, and leave them as they were afterwards."""
+    from agent.models.fused import fused_modules
+
+    m = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
+    prompt = act_prompt(get_space("computer_use"), "Sign in", screen(8))
+    inputs = m.processor.apply_chat_template(
+        prompt.messages,
+        tools=prompt.tools,
+        tokenize=True,
+        add_generation_prompt=True,
+        return_dict=True,
+        return_tensors="pt",
+    )
+    with torch.inference_mode():
+        before = m.model(**inputs).logits[0, -8:]
+        with fused_modules(m.model):
+            fused = m.model(**inputs).logits[0, -8:]
+        after = m.model(**inputs).logits[0, -8:]
+    assert torch.allclose(before, fused, atol=1e-5) and torch.equal(before, after)
