@@ -1,7 +1,7 @@
 """Fewer, larger GPU kernels for the engine's decoder: the RMS norms, the rotary embedding and the
 MLP's activation product, each compiled once by ``torch.compile`` (Inductor → Triton) with dynamic
-shapes, and swapped into the transformers modules only while the engine runs (plain ``generate`` on
-the same model is left as transformers wrote it).
+shapes, and swapped into the transformers modules only while the engine captures its decode graphs (plain
+``generate`` on the same model, and the engine's eager prefill, use transformers' own).
 
 Per decoder layer this turns ~50 small kernels into ~25; the weight-bound matrix products are
 untouched. The functions compute what transformers' do (fp32 norm statistics, the same rotary
