@@ -6,8 +6,9 @@ What it does that ``generate`` does not:
   compared with what the cache holds (token ids, and each image's content), and only the part after
   the longest common prefix is computed. The system prompt with its tools schema is computed once per
   process; history turns stay in the cache when the prompt grows by appending.
-* **Decoding replayed from CUDA graphs** (one per chunk length), captured once: no Python or kernel
-  launch cost per layer, no ``torch.compile`` warm-up.
+* **Decoding replayed from CUDA graphs** (one per chunk length and cache bucket), captured once: no
+  Python or launch cost per layer; inside them the norms, rotary and SwiGLU run as fused kernels
+  (``agent.models.fused``: three small functions compiled once, not the whole model).
 * **Constrained decoding with jump-forward** (xgrammar, ``agent.qwen.constrain``): the reply can only
   be free text followed by one valid tool call; where the grammar allows a single continuation
   (``{"name": "computer_use", "arguments": {"action": "``), those tokens are appended in one forward
@@ -124,7 +125,7 @@ class Engine:
         if fuse is None:
             fuse = available() and os.environ.get("PIXELPILOT_ENGINE_FUSE", "1") != "0"
         self.fuse = fuse
-        """Fused norm/rotary/activation kernels (torch.compile, CUDA) while the engine runs."""
+        """Fused norm/rotary/activation kernels (torch.compile, CUDA) in the decode graphs."""
         self._graphs: dict[int, Any] = {}
         # what the cache holds: token ids and, per position, the digest of the image it belongs to
         self._held: list[tuple[int, str | None]] = []
