@@ -322,3 +322,35 @@ def test_screenshot_api_takes_a_browser_frame_of_a_page(site):
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(r.content)).size == (1280, 800)
     assert api(site, "POST", "/api/screenshot", json={"driver": "phone"}).status_code == 422
+
+
+@pytest.mark.browser
+def test_jobs_api_lifecycle_streams_the_models_raw_reply(site, tiny_scripted_dir):
+    """A model-driven task launched over the API: the events carry each step with its raw reply and
+    frame, then the end; the job and its run are listed afterwards."""
+    (site["tasks"] / "model.yaml").write_text(
+        f"name: model-task\nmodel: {tiny_scripted_dir}\nsteps:\n  - open: demo_app/index.html\n"
+        "  - goal: {goal: Sign in, max_steps: 1}\n"
+    )
+    job = api(site, "POST", "/api/jobs", json={"task_file": "model.yaml"})
+    assert job.status_code == 201
+    job_id = job.json()["id"]
+    events = []
+    with httpx.stream("GET", f"{site['url']}/api/jobs/{job_id}/events", timeout=120) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+                if events[-1]["type"] == "end":
+                    break
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("step") == 2
+    goal = [e for e in events if e["type"] == "step"][1]
+    assert goal["kind"] == "goal" and "<tool_call>" in goal["raw"] and goal["point"] == [337, 334]
+    assert api(site, "GET", goal["frame"]).status_code == 200
+    run_id = events[0]["run_id"]
+    assert api(site, "GET", f"/api/jobs/{job_id}").json()["run_id"] == run_id
+    assert job_id in {j["id"] for j in api(site, "GET", "/api/jobs").json()["jobs"]}
+    listed = api(site, "GET", "/api/runs?q=model-task").json()["runs"]
+    assert [x["id"] for x in listed] == [run_id] and listed[0]["model"]
+    assert api(site, "GET", f"/runs/{run_id}/steps.jsonl").text.count("\n") == 2
