@@ -39,11 +39,20 @@ TASK_SUFFIXES = (".yaml", ".yml")
 
 
 def collect_tasks(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Task files named, and every *.yaml / *.yml under the folders named, sorted and de-duplicated."""
+    """Task files named, and every *.yaml / *.yml under the folders named (not inside hidden folders
+    such as .venv, nor node_modules), sorted and de-duplicated."""
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += [f for f in p.rglob("*") if f.is_file() and f.suffix in TASK_SUFFIXES]
+            found += [
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and f.suffix in TASK_SUFFIXES
+                and not any(
+                    part.startswith(".") or part == "node_modules" for part in f.relative_to(p).parts[:-1]
+                )
+            ]
         elif p.is_file():
             found.append(p)
         else:

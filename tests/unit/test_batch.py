@@ -31,3 +31,10 @@ def test_bad_shards(bad):
 def test_missing_path():
     with pytest.raises(ConfigError, match="no such task file or folder"):
         collect_tasks([Path("/nonexistent/tasks")])
+
+
+def test_folders_skip_hidden_folders_and_node_modules(tmp_path):
+    for rel in ("a.yaml", "sub/b.yml", ".venv/lib/x.yaml", "node_modules/pkg/y.yaml", "sub/.cache/z.yaml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("steps: []\n")
+    assert [p.relative_to(tmp_path).as_posix() for p in collect_tasks([tmp_path])] == ["a.yaml", "sub/b.yml"]
