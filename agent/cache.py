@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from drivers.base import Box, Screen
+from drivers.base import Box, Screen, decode_frame
 
 from .memory import StepRecord
 from .runlog import read_run
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def _load_grey(path: Path) -> np.ndarray:
-    array = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    array = decode_frame(path.read_bytes(), grey=True)
     if array is None:
         raise ValueError(f"{path} is not a picture")
     return array
@@ -103,15 +102,8 @@ class StepCache:
         return entries[i] if i < len(entries) else None
 
     def _frame(self, step: StepRecord) -> np.ndarray:
-        rel = str(step.frame)
-        if rel not in self._frames:
-            done: Future[np.ndarray] = Future()
-            try:
-                done.set_result(_load_grey(self.run_dir / rel))
-            except (OSError, ValueError) as exc:
-                done.set_exception(exc)
-            self._frames[rel] = done
-        return self._frames[rel].result()
+        """The step's recorded frame in grey (every entry's was queued for decoding at load)."""
+        return self._frames[str(step.frame)].result()
 
     def lookup(
         self, kind: str, params: dict[str, Any], screen: Screen, *, whole_screen: bool = False
@@ -136,6 +128,8 @@ class StepCache:
             return None
         now = screen.grey
         if now.shape != old.shape:
+            import cv2
+
             now = cv2.resize(now, (old.shape[1], old.shape[0]), interpolation=cv2.INTER_AREA)
         score = 1.0
         if whole_screen:

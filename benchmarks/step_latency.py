@@ -179,8 +179,8 @@ def _run_size(
     rng = np.random.default_rng(0)
     pictures = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for _ in range(reps + 3)]
     engine = Engine(model, processor, max_len=4096)
-    rh, rw = engine.image_size(w, h, {"longest_edge": 16777216, "shortest_edge": 65536})
-    pv, _ = engine.pixels(pictures[0], rh, rw)
+    rh, rw = engine.inputs.image_size(w, h, {"longest_edge": 16777216, "shortest_edge": 65536})
+    pv, _ = engine.inputs.pixels(pictures[0], rh, rw)
     x["pixel_values"] = pv
     common = {
         "do_sample": False,

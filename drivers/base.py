@@ -27,6 +27,7 @@ __all__ = [
     "Screen",
     "Settling",
     "UINode",
+    "decode_frame",
 ]
 
 
@@ -136,7 +137,7 @@ class Screen:
     def image(self) -> Image.Image:
         """The frame as an RGB PIL image (decoded on first use)."""
         if self._image is None:
-            array = _decode(self.image_bytes, grey=False)
+            array = decode_frame(self.image_bytes, grey=False)
             if array is not None:
                 self._image = Image.fromarray(array)
             else:
@@ -149,7 +150,7 @@ class Screen:
     def grey(self) -> np.ndarray:
         """The frame as a greyscale (H, W) uint8 array, for comparing frames (decoded on first use)."""
         if self._grey is None:
-            array = None if self._image is not None else _decode(self.image_bytes, grey=True)
+            array = None if self._image is not None else decode_frame(self.image_bytes, grey=True)
             self._grey = array if array is not None else np.asarray(self.image.convert("L"))
         return self._grey
 
@@ -171,7 +172,7 @@ class Screen:
         return f"Screen({self.width}x{self.height}, scale={self.scale}, {nodes})"
 
 
-def _decode(data: bytes, *, grey: bool) -> np.ndarray | None:
+def decode_frame(data: bytes, *, grey: bool) -> np.ndarray | None:
     """Decode PNG/JPEG bytes with OpenCV (several times faster than PIL here): RGB or grey."""
     if not data:
         return None

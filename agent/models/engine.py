@@ -23,13 +23,13 @@ checks this on the tiny model). Switch it off with ``LocalModel(..., engine=Fals
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from .engine_inputs import Grid, PromptInputs
+from .grammar import Grammars, ReplyMatcher
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +106,12 @@ class Engine:
         self.model, self.processor = model, processor
         self.tokenizer = processor.tokenizer
         inner = model.model
-        self.lm, self.visual, self.head = inner.language_model, inner.visual, model.lm_head
-        cfg = model.config
-        tcfg = cfg.text_config
-        self.image_token = int(cfg.image_token_id)
-        self.vision_start = int(cfg.vision_start_token_id)
-        self.merge = int(cfg.vision_config.spatial_merge_size)
-        self.patch = int(cfg.vision_config.patch_size)
-        self.temporal = int(cfg.vision_config.temporal_patch_size)
+        self.lm, self.head = inner.language_model, model.lm_head
+        tcfg = model.config.text_config
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
+        self.inputs = PromptInputs(model.config, processor, self.device, self.dtype)
+        self.image_token = self.inputs.image_token
         heads = int(getattr(tcfg, "num_key_value_heads", tcfg.num_attention_heads))
         dim = int(getattr(tcfg, "head_dim", None) or tcfg.hidden_size // tcfg.num_attention_heads)
         self._kv_shape = (int(tcfg.num_hidden_layers), heads, dim)
@@ -131,122 +127,20 @@ class Engine:
         self._held: list[tuple[int, str | None]] = []
         self._next_pos = 0  # rope position after the held tokens
         self._eos = self._eos_ids()
-        self._grammars: dict[Any, Any] = {}
-        self._xgr_tokenizer: Any = None
-        ip = processor.image_processor
-        mean, std = getattr(ip, "image_mean", [0.5] * 3), getattr(ip, "image_std", [0.5] * 3)
-        self._mean = torch.tensor(mean, device=self.device).view(3, 1, 1)
-        self._std = torch.tensor(std, device=self.device).view(3, 1, 1)
+        self.grammars = Grammars(self.tokenizer, int(tcfg.vocab_size), self._eos)
         self.warmup_s = 0.0
         self.graph_error: str | None = None
         self.profiling = False
         """Benchmarks: wait for each forward pass to time it (``stats``)."""
         self.stats: dict[str, float] = {"mask_ms": 0.0, "pass_ms": 0.0}
-        self.last_grids: list[tuple[int, int, int, int, int]] = []
+        self.last_grids: list[Grid] = []
 
-    # -- inputs --------------------------------------------------------------------------------------
     def _eos_ids(self) -> set[int]:
         gc = getattr(self.model, "generation_config", None)
         ids = getattr(gc, "eos_token_id", None) if gc is not None else None
         if ids is None:
             ids = self.tokenizer.eos_token_id
         return set(ids if isinstance(ids, list) else [ids]) - {None}
-
-    def image_size(self, width: int, height: int, size: dict[str, int] | None) -> tuple[int, int]:
-        """(height, width) the processor would resize to (smart_resize with the image budget)."""
-        try:  # transformers 5.2x keeps a torchvision-free copy beside the torchvision processor
-            from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-        except ImportError:
-            from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-        ip = self.processor.image_processor
-        budget = dict(getattr(ip, "size", None) or {})
-        budget.update(size or {})
-        return smart_resize(
-            height,
-            width,
-            factor=self.patch * self.merge,
-            min_pixels=int(budget.get("shortest_edge", 56 * 56)),
-            max_pixels=int(budget.get("longest_edge", 28 * 28 * 1280)),
-        )
-
-    def pixels(self, image: Any, height: int, width: int) -> Any:
-        """Resize, normalise and patchify one RGB image on the model's device: the processor's
-        (grid_t·grid_h·grid_w, 3·2·16·16) layout."""
-        torch = self.torch
-        x = torch.from_numpy(np.array(image.convert("RGB"))).to(self.device, non_blocking=True)
-        x = x.permute(2, 0, 1)[None].float()
-        if (x.shape[2], x.shape[3]) != (height, width):
-            x = torch.nn.functional.interpolate(
-                x, size=(height, width), mode="bicubic", antialias=True, align_corners=False
-            )
-        x = ((x[0] / 255.0) - self._mean) / self._std  # (3, H, W)
-        m, ps, tp = self.merge, self.patch, self.temporal
-        gh, gw = height // ps, width // ps
-        x = x[None].expand(tp, -1, -1, -1)  # one picture = tp identical frames
-        x = x.reshape(1, tp, 3, gh // m, m, ps, gw // m, m, ps)
-        x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
-        return x.reshape(gh * gw, 3 * tp * ps * ps).to(self.dtype), (1, gh, gw)
-
-    def prepare(
-        self, messages: list[dict[str, Any]], tools: Any, size: dict[str, int] | None
-    ) -> dict[str, Any]:
-        """Token ids (image pads expanded), image pixels on the device, and per-token image digests."""
-        text = self.processor.apply_chat_template(
-            messages, tools=tools, tokenize=False, add_generation_prompt=True
-        )
-        images = [
-            c["image"]
-            for m in messages
-            for c in m.get("content", [])
-            if isinstance(c, dict) and c.get("type") == "image"
-        ]
-        pad = self.tokenizer.convert_ids_to_tokens(self.image_token)
-        parts = text.split(pad)
-        if len(parts) - 1 != len(images):
-            raise ValueError(f"the chat template placed {len(parts) - 1} images for {len(images)} given")
-        grids, digests = [], []
-        for im in images:
-            h, w = self.image_size(im.width, im.height, size)
-            grids.append((1, h // self.patch, w // self.patch, h, w))
-            digests.append(hashlib.sha1(im.tobytes() + f"{im.size}{h}x{w}".encode()).hexdigest())
-        ids: list[int] = []
-        owner: list[str | None] = []
-        for k, part in enumerate(parts):
-            piece = self.tokenizer.encode(part, add_special_tokens=False)
-            ids += piece
-            owner += [None] * len(piece)
-            if k < len(images):
-                _, gh, gw, _, _ = grids[k]
-                n = gh * gw // (self.merge**2)
-                ids += [self.image_token] * n
-                owner += [digests[k]] * n
-        return {"ids": ids, "owner": owner, "images": images, "grids": grids}
-
-    def rope_positions(self, ids: list[int], grids: list[tuple[int, int, int, int, int]]) -> Any:
-        """Qwen3-VL's 3-axis positions (3, N): text advances all three axes together; an image's
-        tokens take (t, row, col) offsets from where it starts; the text after it resumes at max + 1."""
-        torch = self.torch
-        out = np.zeros((3, len(ids)), dtype=np.int64)
-        pos, i, k = 0, 0, 0
-        n = len(ids)
-        while i < n:
-            if ids[i] == self.image_token:
-                _, gh, gw, _, _ = grids[k]
-                h, w = gh // self.merge, gw // self.merge
-                rows = np.repeat(np.arange(h), w)
-                cols = np.tile(np.arange(w), h)
-                out[0, i : i + h * w] = pos
-                out[1, i : i + h * w] = pos + rows
-                out[2, i : i + h * w] = pos + cols
-                pos += max(h, w)
-                i += h * w
-                k += 1
-            else:
-                out[:, i] = pos
-                pos += 1
-                i += 1
-        return torch.from_numpy(out), pos
 
     # -- forward passes ------------------------------------------------------------------------------
     def _mask(self, start: int, q: int, kv_len: int) -> Any:
@@ -289,7 +183,7 @@ class Engine:
         ids, owner, grids = prep["ids"], prep["owner"], prep["grids"]
         if len(ids) + self.reply_room > self.max_len:
             self._grow(len(ids) + self.reply_room)
-        pos3, _ = self.rope_positions(ids, grids)
+        pos3, _ = self.inputs.rope_positions(ids, grids)
         common = 0
         for (a, da), b, db in zip(self._held, ids, owner, strict=False):
             if a != b or da != db:
@@ -312,7 +206,7 @@ class Engine:
             pv, thw = [], []
             for k in todo:
                 _, gh, gw, h, w = grids[k]
-                x, grid = self.pixels(prep["images"][k], h, w)
+                x, grid = self.inputs.pixels(prep["images"][k], h, w)
                 pv.append(x)
                 thw.append(grid)
             t_pre = time.perf_counter()
@@ -371,8 +265,7 @@ class Engine:
         if size is not None and self.graphs_on:
             # attend over a bucket of the cache, not all of it: the keys and values copied per layer
             # (sdpa with a mask expands grouped heads) grow with the length attended
-            view = min(self.max_len, -(-(start + size) // VIEW_STEP) * VIEW_STEP)
-            g = self._graph(size, view)
+            g = self._graph(size, self._view(start + size))
         if g is None:
             ids = torch.tensor(tokens, device=self.device)[None]
             pos = torch.arange(self._next_pos, self._next_pos + q)[None].expand(3, -1)
@@ -388,6 +281,10 @@ class Engine:
         self._held += [(t, None) for t in tokens]
         self._next_pos += q
         return logits
+
+    def _view(self, end: int) -> int:
+        """How much of the cache a graph attends to when it writes up to ``end``: a bucket."""
+        return min(self.max_len, -(-end // VIEW_STEP) * VIEW_STEP)
 
     def _graph(self, size: int, view: int) -> dict[str, Any] | None:
         if (size, view) in self._graphs:
@@ -453,22 +350,6 @@ class Engine:
         return self._graphs[(size, view)]
 
     # -- generation ----------------------------------------------------------------------------------
-    def _matcher(self, grammar: str | None) -> Any:
-        if grammar is None:
-            return None
-        import xgrammar as xgr
-
-        if self._xgr_tokenizer is None:
-            self._xgr_tokenizer = xgr.TokenizerInfo.from_huggingface(
-                self.tokenizer,
-                vocab_size=int(self.model.config.text_config.vocab_size),
-                stop_token_ids=sorted(self._eos),
-            )
-            self._compiler = xgr.GrammarCompiler(self._xgr_tokenizer)
-        if grammar not in self._grammars:
-            self._grammars[grammar] = self._compiler.compile_grammar(grammar)
-        return xgr.GrammarMatcher(self._grammars[grammar])
-
     def generate(
         self,
         messages: list[dict[str, Any]],
@@ -482,7 +363,7 @@ class Engine:
         """Greedy reply to a chat. ``grammar``: xgrammar EBNF the reply must match (with jump-forward).
         ``forced``: benchmarks only — pick these tokens instead of the argmax (the work is unchanged)."""
         t0 = time.perf_counter()
-        prep = self.prepare(messages, tools, size)
+        prep = self.inputs.prepare(messages, tools, size)
         return self.generate_prepared(
             prep, max_new_tokens=max_new_tokens, grammar=grammar, forced=forced, started=t0
         )
@@ -504,93 +385,52 @@ class Engine:
             t1 = time.perf_counter()
             logits, reused, info = self._prefill(prep)
             t2 = time.perf_counter()
-            matcher = self._matcher(grammar)
+            c = self.grammars.matcher(grammar, self.device) if grammar is not None else None
+            if c is not None:
+                max_new_tokens = c.budget(max_new_tokens)
             out: list[int] = []
             passes, jumped, finish = 1, 0, "length"
-            bitmask = None
-            in_call = True
-            if matcher is not None:
-                import xgrammar as xgr
-
-                from ..qwen.constrain import RESERVE
-
-                bitmask = xgr.allocate_token_bitmask(1, self._xgr_tokenizer.vocab_size)
-                on_device = bitmask.to(self.device)
-                if self.device.type == "cuda":
-                    bitmask = bitmask.pin_memory()
-                # a budget that always fits a whole call after the free text
-                max_new_tokens = max(max_new_tokens, RESERVE + 16)
-                in_call = False
-                call_id = self.tokenizer.convert_tokens_to_ids("<tool_call>")
             while len(out) < max_new_tokens:
-                if matcher is not None:
-                    if matcher.is_terminated():
+                if c is not None:
+                    if c.terminated:
                         finish = "stop"
                         break
                     tm = time.perf_counter()
-                    matcher.fill_next_token_bitmask(bitmask)
-                    on_device.copy_(bitmask, non_blocking=True)
-                    xgr.apply_token_bitmask_inplace(logits, on_device)
+                    c.mask(logits)
                     self.stats["mask_ms"] += (time.perf_counter() - tm) * 1000
                 best = int(torch.argmax(logits[-1]))  # waits for the GPU
                 if forced is not None and len(out) < len(forced):
                     token = forced[len(out)]  # benchmarks: same work, chosen tokens
-                elif not in_call and len(out) >= max_new_tokens - RESERVE and _allowed(bitmask, call_id):
-                    token = call_id  # free text ran long: the call starts now, while it still fits
+                elif c is not None and c.must_start_call(len(out), max_new_tokens):
+                    token = c.call_id
                 else:
                     token = best
-                if matcher is not None and token == call_id:
-                    in_call = True
                 out.append(token)
-                if matcher is not None:
-                    if not matcher.accept_token(token):
-                        raise RuntimeError(f"the grammar refused token {token} (engine bug)")
-                    if matcher.is_terminated():
+                if c is None:
+                    if token in self._eos:
                         finish = "stop"
                         break
-                elif token in self._eos:
-                    finish = "stop"
-                    break
-                run = [token]
-                if matcher is not None:
-                    jump = matcher.find_jump_forward_string()
-                    if jump:
-                        extra = self.tokenizer.encode(jump, add_special_tokens=False)
-                        if forced is not None:
-                            extra = forced[len(out) : len(out) + len(extra)]
-                        room = max_new_tokens - len(out)
-                        extra = extra[: max(0, room - 1)]
-                        for t in extra:
-                            if not matcher.accept_token(t):
-                                raise RuntimeError("jump-forward tokens refused by the grammar (engine bug)")
-                        out += extra
-                        run += extra
-                        jumped += len(extra)
-                    if matcher.is_completed() and len(out) < max_new_tokens:
-                        # the call is complete and only the end can follow: append it, skip the pass
-                        # whose logits would only have chosen it
-                        matcher.fill_next_token_bitmask(bitmask)
-                        stops = [t for t in self._eos if _allowed(bitmask, t)]
-                        if stops and _only(bitmask, stops):
-                            end = (
-                                forced[len(out)]
-                                if forced is not None and len(out) < len(forced)
-                                else stops[0]
-                            )
-                            out.append(end)
-                            matcher.accept_token(end)
-                            jumped += 1
-                            finish = "stop"
-                            break
-                while run:  # feed in chunks the graphs know
-                    piece, run = run[: CHUNKS[-1]], run[CHUNKS[-1] :]
-                    tc = time.perf_counter()
-                    logits = self._chunk(piece)
-                    if self.profiling and self.device.type == "cuda":
-                        torch.cuda.synchronize()
-                        self.stats["pass_ms"] += (time.perf_counter() - tc) * 1000
-                    passes += 1
-            torch.cuda.synchronize() if self.device.type == "cuda" else None
+                    run = [token]
+                else:
+                    c.accept(token)
+                    if c.terminated:
+                        finish = "stop"
+                        break
+                    extra = self._jump(c, out, forced, max_new_tokens)
+                    jumped += len(extra)
+                    run = [token, *extra]
+                    ends = c.only_end() if len(out) < max_new_tokens else []
+                    if ends:  # only the end can follow: append it, skip the pass that would choose it
+                        end = forced[len(out)] if forced is not None and len(out) < len(forced) else ends[0]
+                        out.append(end)
+                        c.accept(end)
+                        jumped += 1
+                        finish = "stop"
+                        break
+                logits, n = self._feed(run)
+                passes += n
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
             t3 = time.perf_counter()
         text = self.tokenizer.decode(out, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return EngineOutput(
@@ -610,31 +450,44 @@ class Engine:
             jumped=jumped,
         )
 
+    def _jump(
+        self, c: ReplyMatcher, out: list[int], forced: list[int] | None, max_new_tokens: int
+    ) -> list[int]:
+        """Append what the grammar forces next to ``out`` (accepted by the matcher); returns it."""
+        text = c.forced_text()
+        if not text:
+            return []
+        extra = self.tokenizer.encode(text, add_special_tokens=False)
+        if forced is not None:
+            extra = forced[len(out) : len(out) + len(extra)]
+        extra = extra[: max(0, max_new_tokens - len(out) - 1)]
+        for t in extra:
+            c.accept(t)
+        out += extra
+        return extra
+
+    def _feed(self, run: list[int]) -> tuple[Any, int]:
+        """Run ``run`` through the model in chunks the graphs know: the last logits, and the passes."""
+        passes, logits = 0, None
+        while run:
+            piece, run = run[: CHUNKS[-1]], run[CHUNKS[-1] :]
+            t = time.perf_counter()
+            logits = self._chunk(piece)
+            if self.profiling and self.device.type == "cuda":
+                self.torch.cuda.synchronize()
+                self.stats["pass_ms"] += (time.perf_counter() - t) * 1000
+            passes += 1
+        return logits, passes
+
     def warm_up(self, prompt_tokens: int = 1600) -> float:
         """Capture the graphs a step with a prompt of about ``prompt_tokens`` uses (a step captures
         what it needs on first use anyway)."""
         if not self.graphs_on:
             return 0.0
         t = time.perf_counter()
-        held, self._held = self._held, [(0, None)] * prompt_tokens
-        views = {min(self.max_len, -(-(prompt_tokens + c) // VIEW_STEP) * VIEW_STEP) for c in (1, 64, 256)}
-        for view in sorted(views):
+        self._held = [(0, None)] * prompt_tokens  # capture as if a prompt of that length were held
+        for view in sorted({self._view(prompt_tokens + c) for c in (1, 64, 256)}):
             for size in CHUNKS:
                 self._graph(size, view)
         self._held = []  # the warm-up wrote junk where it pretended to be: nothing is held now
-        del held
         return time.perf_counter() - t
-
-
-def _allowed(bitmask: Any, token: int) -> bool:
-    return bool((int(bitmask[0, token // 32]) >> (token % 32)) & 1)
-
-
-def _only(bitmask: Any, tokens: list[int]) -> bool:
-    """Whether the bitmask allows exactly ``tokens``."""
-    import torch
-
-    bits = bitmask[0].clone()
-    for t in tokens:
-        bits[t // 32] &= ~(1 << (t % 32))
-    return not bool(torch.any(bits != 0))

@@ -139,6 +139,19 @@ class LocalModel:
             self.engine = Engine(self.model, self.processor)
             self.engine.warm_up()  # capture the decode graphs now, not in the first step
 
+    def inputs(self, prompt: Prompt) -> Any:
+        """The processor's tensors for ``prompt`` (chat template, image budget) on the model's device:
+        what ``generate`` feeds transformers' ``generate``."""
+        return self.processor.apply_chat_template(
+            prompt.messages,
+            tools=prompt.tools,
+            tokenize=True,
+            add_generation_prompt=True,
+            return_dict=True,
+            return_tensors="pt",
+            processor_kwargs={"size": dict(self.profile.image_size)},
+        ).to(self.device)
+
     def _grammar(self, prompt: Prompt) -> str | None:
         if not self.constrain or prompt.space is None or prompt.kind not in ("act", "loop"):
             return None
@@ -190,15 +203,7 @@ class LocalModel:
         if self.engine is not None and not s.do_sample:
             return self._engine_generate(prompt, max_new_tokens)
         t0 = time.perf_counter()
-        inputs = self.processor.apply_chat_template(
-            prompt.messages,
-            tools=prompt.tools,
-            tokenize=True,
-            add_generation_prompt=True,
-            return_dict=True,
-            return_tensors="pt",
-            processor_kwargs={"size": dict(self.profile.image_size)},
-        ).to(self.device)
+        inputs = self.inputs(prompt)
         t1 = time.perf_counter()
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_new_tokens or self.profile.max_new_tokens,

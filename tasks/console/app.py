@@ -189,13 +189,9 @@ def create_app(
     # -- live ----------------------------------------------------------------------------------------
     @app.get("/api/tasks", summary="Task files the console can launch")
     def list_tasks() -> dict[str, Any]:
-        found = sorted(
-            str(p.relative_to(tasks))
-            for p in tasks.rglob("*.y*ml")
-            if p.suffix in (".yaml", ".yml")
-            and not any(part.startswith(".") for part in p.relative_to(tasks).parts)
-            and "node_modules" not in p.parts
-        )
+        from ..batch import collect_tasks
+
+        found = [str(p.relative_to(tasks)) for p in collect_tasks([tasks])]
         return {"root": str(tasks), "tasks": found[:500]}
 
     @app.post("/api/jobs", status_code=201, summary="Start a task file; watch it at /api/jobs/{id}/events")

@@ -18,6 +18,7 @@ from typing import Any
 __all__ = ["SORTABLE", "RunIndex"]
 
 SORTABLE = ("started", "task", "driver", "model", "status", "steps", "duration")
+_COLUMNS = "id, task, task_file, driver, model, status, steps, total_steps, started, ended, duration, error"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -166,28 +167,21 @@ class RunIndex:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._lock:
             total = self._db.execute(f"SELECT COUNT(*) FROM runs {clause}", args).fetchone()[0]
-            cur = self._db.execute(
-                f"SELECT id, task, task_file, driver, model, status, steps, total_steps, started, ended, "
-                f"duration, error FROM runs {clause} ORDER BY {sort} {direction}, id {direction} "
-                f"LIMIT ? OFFSET ?",
+            rows = self._select(
+                f"{clause} ORDER BY {sort} {direction}, id {direction} LIMIT ? OFFSET ?",
                 [*args, limit, offset],
             )
-            cols = [c[0] for c in cur.description]
-            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
         return total, rows
 
     def get(self, run_id: str) -> dict[str, Any] | None:
-        total, rows = 0, []
         with self._lock:
-            cur = self._db.execute(
-                "SELECT id, task, task_file, driver, model, status, steps, total_steps, started, ended, "
-                "duration, error FROM runs WHERE id = ?",
-                (run_id,),
-            )
-            cols = [c[0] for c in cur.description]
-            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-        del total
+            rows = self._select("WHERE id = ?", [run_id])
         return rows[0] if rows else None
+
+    def _select(self, rest: str, args: list[Any]) -> list[dict[str, Any]]:
+        cur = self._db.execute(f"SELECT {_COLUMNS} FROM runs {rest}", args)
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
     def close(self) -> None:
         with self._lock:

@@ -73,8 +73,8 @@ class Job:
         except (OSError, ValueError):
             return {}
 
-    def status(self) -> str:
-        meta = self.run_meta()
+    def status(self, meta: dict[str, Any] | None = None) -> str:
+        meta = self.run_meta() if meta is None else meta
         if self.exit_code is None:
             return "running" if meta else "starting"
         if meta.get("status") and meta["status"] != "running":
@@ -82,19 +82,19 @@ class Job:
         return "error"
 
     def describe(self) -> dict[str, Any]:
-        run = self.find_run()
+        run, meta = self.find_run(), self.run_meta()  # run.json read once
         out = {
             "id": self.id,
             "task_file": self.task_file,
             "driver": self.driver,
             "model": self.model,
             "headless": self.headless,
-            "status": self.status(),
+            "status": self.status(meta),
             "run_id": run.name if run else None,
             "exit_code": self.exit_code,
             "started": self.started,
         }
-        if self.exit_code is not None and out["status"] == "error" and not self.run_meta():
+        if self.exit_code is not None and out["status"] == "error" and not meta:
             out["output"] = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
         return out
 

@@ -44,15 +44,7 @@ def random_model(tiny_random_dir):
 
 
 def reference(m: LocalModel, prompt, n: int) -> list[int]:
-    inputs = m.processor.apply_chat_template(
-        prompt.messages,
-        tools=prompt.tools,
-        tokenize=True,
-        add_generation_prompt=True,
-        return_dict=True,
-        return_tensors="pt",
-        processor_kwargs={"size": dict(m.profile.image_size)},
-    )
+    inputs = m.inputs(prompt)
     with torch.inference_mode():
         out = m.model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False)
     return out[0, inputs["input_ids"].shape[1] :].tolist()
@@ -61,24 +53,16 @@ def reference(m: LocalModel, prompt, n: int) -> list[int]:
 def test_engine_inputs_equal_the_processors(random_model):
     m, eng = random_model, random_model.engine
     prompt = loop_prompt(get_space("computer_use"), "Log in", [], screen(1), m.profile)
-    inputs = m.processor.apply_chat_template(
-        prompt.messages,
-        tools=prompt.tools,
-        tokenize=True,
-        add_generation_prompt=True,
-        return_dict=True,
-        return_tensors="pt",
-        processor_kwargs={"size": dict(m.profile.image_size)},
-    )
-    prep = eng.prepare(prompt.messages, prompt.tools, dict(m.profile.image_size))
+    inputs = m.inputs(prompt)
+    prep = eng.inputs.prepare(prompt.messages, prompt.tools, dict(m.profile.image_size))
     assert prep["ids"] == inputs["input_ids"][0].tolist()
     _, gh, gw, h, w = prep["grids"][0]
     assert [1, gh, gw] == inputs["image_grid_thw"][0].tolist()
-    pixels, _ = eng.pixels(prompt.images[0], h, w)
+    pixels, _ = eng.inputs.pixels(prompt.images[0], h, w)
     diff = (pixels.float() - inputs["pixel_values"]).abs()
     # GPU-style bicubic resize vs PIL's: the same picture, a few edge pixels off by a few levels
     assert diff.mean() < 1e-3 and diff.max() < 0.15 and (diff > 0.02).float().mean() < 0.01
-    positions, _ = eng.rope_positions(prep["ids"], prep["grids"])
+    positions, _ = eng.inputs.rope_positions(prep["ids"], prep["grids"])
     ids = inputs["input_ids"]
     ref = m.model.model.get_rope_index(
         ids, (ids == 151655).int(), inputs["image_grid_thw"], None, attention_mask=inputs["attention_mask"]
@@ -162,14 +146,7 @@ def test_int8_weights_agree_with_full_precision(tiny_random_dir):
     q = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
     assert quantize_int8(q.model) == 2 * 7  # q, k, v, o, gate, up, down in both layers
     prompt = act_prompt(get_space("computer_use"), "Sign in", screen(6))
-    inputs = full.processor.apply_chat_template(
-        prompt.messages,
-        tools=prompt.tools,
-        tokenize=True,
-        add_generation_prompt=True,
-        return_dict=True,
-        return_tensors="pt",
-    )
+    inputs = full.inputs(prompt)
     with torch.inference_mode():
         a = full.model(**inputs).logits[0, -64:]
         b = q.model(**inputs).logits[0, -64:]
@@ -197,14 +174,7 @@ def test_fused_kernels_give_the_models_logits_and_are_swapped_back(tiny_random_d
 
     m = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
     prompt = act_prompt(get_space("computer_use"), "Sign in", screen(8))
-    inputs = m.processor.apply_chat_template(
-        prompt.messages,
-        tools=prompt.tools,
-        tokenize=True,
-        add_generation_prompt=True,
-        return_dict=True,
-        return_tensors="pt",
-    )
+    inputs = m.inputs(prompt)
     with torch.inference_mode():
         before = m.model(**inputs).logits[0, -8:]
         with fused_modules(m.model):

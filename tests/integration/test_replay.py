@@ -88,25 +88,21 @@ def test_similarity_is_one_for_the_same_picture_and_drops_for_another():
 
 def test_replay_cli(recorded, tmp_path):
     app, run_dir = recorded
-    env = {**os.environ, "COLUMNS": "200"}
-    ok = subprocess.run(
-        [sys.executable, "-m", "tasks.cli", "replay", str(run_dir), "-o", str(tmp_path / "r1")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+
+    def replay(out: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tasks.cli", "replay", str(run_dir), "-o", str(tmp_path / out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            timeout=120,
+        )
+
+    ok = replay("r1")
     assert ok.returncode == 0 and "PASSED replay" in ok.stdout and "0 model call(s)" in ok.stdout
     relabel(app, "Sign in", "Log in")
-    bad = subprocess.run(
-        [sys.executable, "-m", "tasks.cli", "replay", str(run_dir), "-o", str(tmp_path / "r2")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    bad = replay("r2")
     assert bad.returncode == 1 and "DIVERGED" in bad.stdout and "step 3 diverged" in bad.stdout
     new_run = next((tmp_path / "r2").iterdir())
     assert (new_run / "divergence-3.png").is_file() and read_run(new_run).meta["replay"] == "diverged"

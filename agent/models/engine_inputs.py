@@ -1,0 +1,129 @@
+"""The engine's inputs: the chat rendered and tokenized with image pads expanded, each image resized,
+normalised and patchified on the model's device (the processor's layout, without its CPU work), and
+Qwen3-VL's 3-axis rope positions — everything ``Engine`` needs before a forward pass."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Grid", "PromptInputs"]
+
+Grid = tuple[int, int, int, int, int]
+"""One image: (t, patch rows, patch columns, resized height, resized width)."""
+
+
+class PromptInputs:
+    def __init__(self, config: Any, processor: Any, device: Any, dtype: Any) -> None:
+        import torch
+
+        self.processor, self.tokenizer = processor, processor.tokenizer
+        self.device, self.dtype = device, dtype
+        self.image_token = int(config.image_token_id)
+        self.merge = int(config.vision_config.spatial_merge_size)
+        self.patch = int(config.vision_config.patch_size)
+        self.temporal = int(config.vision_config.temporal_patch_size)
+        ip = processor.image_processor
+        mean, std = getattr(ip, "image_mean", [0.5] * 3), getattr(ip, "image_std", [0.5] * 3)
+        self._mean = torch.tensor(mean, device=device).view(3, 1, 1)
+        self._std = torch.tensor(std, device=device).view(3, 1, 1)
+
+    def image_size(self, width: int, height: int, size: dict[str, int] | None) -> tuple[int, int]:
+        """(height, width) the processor would resize to (smart_resize with the image budget)."""
+        try:  # transformers 5.2x keeps a torchvision-free copy beside the torchvision processor
+            from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+        except ImportError:
+            from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        ip = self.processor.image_processor
+        budget = dict(getattr(ip, "size", None) or {})
+        budget.update(size or {})
+        return smart_resize(
+            height,
+            width,
+            factor=self.patch * self.merge,
+            min_pixels=int(budget.get("shortest_edge", 56 * 56)),
+            max_pixels=int(budget.get("longest_edge", 28 * 28 * 1280)),
+        )
+
+    def pixels(self, image: Any, height: int, width: int) -> Any:
+        """Resize, normalise and patchify one RGB image on the model's device: the processor's
+        (grid_t·grid_h·grid_w, 3·2·16·16) layout."""
+        import torch
+
+        x = torch.from_numpy(np.array(image.convert("RGB"))).to(self.device, non_blocking=True)
+        x = x.permute(2, 0, 1)[None].float()
+        if (x.shape[2], x.shape[3]) != (height, width):
+            x = torch.nn.functional.interpolate(
+                x, size=(height, width), mode="bicubic", antialias=True, align_corners=False
+            )
+        x = ((x[0] / 255.0) - self._mean) / self._std  # (3, H, W)
+        m, ps, tp = self.merge, self.patch, self.temporal
+        gh, gw = height // ps, width // ps
+        x = x[None].expand(tp, -1, -1, -1)  # one picture = tp identical frames
+        x = x.reshape(1, tp, 3, gh // m, m, ps, gw // m, m, ps)
+        x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+        return x.reshape(gh * gw, 3 * tp * ps * ps).to(self.dtype), (1, gh, gw)
+
+    def prepare(
+        self, messages: list[dict[str, Any]], tools: Any, size: dict[str, int] | None
+    ) -> dict[str, Any]:
+        """Token ids (image pads expanded), image pixels on the device, and per-token image digests."""
+        text = self.processor.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=True
+        )
+        images = [
+            c["image"]
+            for m in messages
+            for c in m.get("content", [])
+            if isinstance(c, dict) and c.get("type") == "image"
+        ]
+        pad = self.tokenizer.convert_ids_to_tokens(self.image_token)
+        parts = text.split(pad)
+        if len(parts) - 1 != len(images):
+            raise ValueError(f"the chat template placed {len(parts) - 1} images for {len(images)} given")
+        grids, digests = [], []
+        for im in images:
+            h, w = self.image_size(im.width, im.height, size)
+            grids.append((1, h // self.patch, w // self.patch, h, w))
+            digests.append(hashlib.sha1(im.tobytes() + f"{im.size}{h}x{w}".encode()).hexdigest())
+        ids: list[int] = []
+        owner: list[str | None] = []
+        for k, part in enumerate(parts):
+            piece = self.tokenizer.encode(part, add_special_tokens=False)
+            ids += piece
+            owner += [None] * len(piece)
+            if k < len(images):
+                _, gh, gw, _, _ = grids[k]
+                n = gh * gw // (self.merge**2)
+                ids += [self.image_token] * n
+                owner += [digests[k]] * n
+        return {"ids": ids, "owner": owner, "images": images, "grids": grids}
+
+    def rope_positions(self, ids: list[int], grids: list[Grid]) -> Any:
+        """Qwen3-VL's 3-axis positions (3, N): text advances all three axes together; an image's
+        tokens take (t, row, col) offsets from where it starts; the text after it resumes at max + 1."""
+        import torch
+
+        out = np.zeros((3, len(ids)), dtype=np.int64)
+        pos, i, k = 0, 0, 0
+        n = len(ids)
+        while i < n:
+            if ids[i] == self.image_token:
+                _, gh, gw, _, _ = grids[k]
+                h, w = gh // self.merge, gw // self.merge
+                rows = np.repeat(np.arange(h), w)
+                cols = np.tile(np.arange(w), h)
+                out[0, i : i + h * w] = pos
+                out[1, i : i + h * w] = pos + rows
+                out[2, i : i + h * w] = pos + cols
+                pos += max(h, w)
+                i += h * w
+                k += 1
+            else:
+                out[:, i] = pos
+                pos += 1
+                i += 1
+        return torch.from_numpy(out), pos
