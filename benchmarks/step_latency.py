@@ -50,6 +50,7 @@ def reset_peak() -> None:
 
 
 WEIGHTS = [0.0]
+FUSE: list[object] = [None]
 
 
 IMAGE_PAD, VISION_START, VISION_END, IM_START, IM_END = 151655, 151652, 151653, 151644, 151645
@@ -153,6 +154,48 @@ def offline_processor(device: str):  # type: ignore[no-untyped-def]
     return load_processor(str(d))
 
 
+def agreement(engine, model, x, ids, prep) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The engine's prefill logits against the model's own forward on the same ids and picture: the
+    forced tokens make every path print the same text, so this is what says the engine computes the
+    model (graphed vision tower and prefill included), once from an empty cache and once reusing the
+    system prefix."""
+    out: dict[str, object] = {}
+    with torch.inference_mode():
+        for label, k, fresh in (("cold", 0, True), ("reuse", 1, False)):
+            p = prep(k)
+            if fresh:
+                engine._held = []
+            logits, reused, _ = engine._prefill(p)
+            _, _, _, h, w = p["grids"][0]
+            pv, _ = engine.inputs.pixels(p["images"][0], h, w)
+            ref = model(**{**x, "pixel_values": pv}).logits[0, -1].float()
+            got = logits[-1].float()
+            out[f"logits_cos_{label}"] = round(
+                float(torch.nn.functional.cosine_similarity(got, ref, dim=0)), 5
+            )
+            out[f"top1_same_{label}"] = bool(int(got.argmax()) == int(ref.argmax()))
+            out[f"reused_{label}"] = reused
+        engine._held = []
+    return out
+
+
+def prompt_cpu_ms(engine, picture) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Host time the step spends before the GPU: the real computer_use prompt rendered by the chat
+    template, tokenized, the image's size and digest, the 3-axis positions."""
+    from agent.qwen.prompts import act_prompt
+    from tools.spaces import get_space
+
+    prompt = act_prompt(get_space("computer_use"), "Click the Sign in button to log in as alice.", picture)
+    size = {"longest_edge": 16777216, "shortest_edge": 65536}
+    times = []
+    for _ in range(23):
+        t = time.perf_counter()
+        p = engine.inputs.prepare(prompt.messages, prompt.tools, size)
+        engine.inputs.rope_positions(p["ids"], p["grids"])
+        times.append((time.perf_counter() - t) * 1000)
+    return {"prompt_cpu_ms": round(statistics.median(times[3:]), 2), "prompt_cpu_tokens": len(p["ids"])}
+
+
 def _run_size(
     size: str,
     reps: int,
@@ -178,7 +221,7 @@ def _run_size(
     w, h = screen
     rng = np.random.default_rng(0)
     pictures = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for _ in range(reps + 3)]
-    engine = Engine(model, processor, max_len=4096)
+    engine = Engine(model, processor, max_len=4096, fuse=FUSE[0])
     rh, rw = engine.inputs.image_size(w, h, {"longest_edge": 16777216, "shortest_edge": 65536})
     pv, _ = engine.inputs.pixels(pictures[0], rh, rw)
     x["pixel_values"] = pv
@@ -290,6 +333,8 @@ def _run_size(
             dec.append(o.timings["decode"])
             passes.append(o.forward_passes)
         stats = dict(engine.stats)
+        check = agreement(engine, model, x, ids, prep)
+        cpu = prompt_cpu_ms(engine, pictures[0])
         engine.profiling = True  # one more step, waiting on each pass: where the decode time goes
         engine.stats = {"mask_ms": 0.0, "pass_ms": 0.0}
         engine.generate_prepared(prep(1), max_new_tokens=n_out, grammar=grammar, forced=script)
@@ -298,7 +343,9 @@ def _run_size(
         text = tok.decode(o.tokens, skip_special_tokens=True)
         want = tok.decode(script, skip_special_tokens=True)
         row(
-            "engine" + (" (int8)" if "int8" in paths else "") + ("" if engine.fuse else " (unfused)"),
+            "engine"
+            + (" (int8)" if "int8" in paths else "")
+            + (f" ({engine.fuse})" if engine.fuse else " (unfused)"),
             statistics.median(pre),
             step,
             statistics.median(dec) / max(1, statistics.median(passes) - 1),
@@ -312,6 +359,12 @@ def _run_size(
             grammar_ms_per_step=round(stats["mask_ms"] / reps, 2),
             one_step_profile=profile,
             graph_error=engine.graph_error,
+            prefill_graphs=engine.prefill_graphs,
+            vision_graphs=engine.vision_graphs,
+            captures=engine.captures[:12],
+            capture_s_total=round(sum(t for _, t in engine.captures), 2),
+            **check,
+            **cpu,
         )
     torch.cuda.empty_cache()
     return rows
@@ -328,11 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--thought-paths", nargs="+", default=["plain", "engine"])
     ap.add_argument("--int8", action="store_true", help="then the engine with int8 weights (first screen)")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--fuse", default=None, help="engine's fused kernels: liger, inductor, 0 (default: best)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     import transformers
 
     DEVICE = args.device
+    FUSE[0] = args.fuse
     sys.path.insert(0, str(HERE.parent))
     device = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
     screens = [tuple(int(v) for v in sc.lower().split("x")) for sc in args.screens]

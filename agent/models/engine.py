@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 __all__ = ["Engine", "EngineOutput"]
 
 CHUNKS = (1, 2, 4, 8, 16, 32, 64)
+"""Chunk lengths with a captured graph: decode (1) and jump-forward runs (padded up to these)."""
 VIEW_STEP = 512
 """Graphs attend over the cache in steps of this many positions."""
-"""Chunk lengths with a captured graph: decode (1) and jump-forward runs (padded up to these)."""
+PREFILL_STEP = 128
+"""Prefill tails are padded up to a multiple of this many tokens (one graph per padded length)."""
 
 
 @dataclass
@@ -94,13 +96,13 @@ class Engine:
         *,
         max_len: int = 8192,
         graphs: bool | None = None,
-        fuse: bool | None = None,
+        fuse: bool | str | None = None,
     ) -> None:
         import os
 
         import torch
 
-        from .fused import available
+        from .fused import choose_backend
 
         self.torch = torch
         self.model, self.processor = model, processor
@@ -118,22 +120,42 @@ class Engine:
         self.max_len = max_len
         self.kv = _KV(*self._kv_shape, max_len, self.dtype, self.device)
         self.graphs_on = self.device.type == "cuda" if graphs is None else graphs
-        if fuse is None:
-            fuse = available() and os.environ.get("PIXELPILOT_ENGINE_FUSE", "1") != "0"
-        self.fuse = fuse
+        self.fuse = choose_backend(os.environ.get("PIXELPILOT_ENGINE_FUSE") if fuse is None else fuse)
         """Fused norm/rotary/activation kernels (torch.compile, CUDA) in the decode graphs."""
-        self._graphs: dict[int, Any] = {}
+        self._graphs: dict[tuple[Any, ...], Any] = {}
+        self._pool: Any = None
+        self.prefill_graphs = self.vision_graphs = True
+        """Prefill and vision tower replayed from graphs too (each off when its capture fails)."""
         # what the cache holds: token ids and, per position, the digest of the image it belongs to
         self._held: list[tuple[int, str | None]] = []
         self._next_pos = 0  # rope position after the held tokens
         self._eos = self._eos_ids()
         self.grammars = Grammars(self.tokenizer, int(tcfg.vocab_size), self._eos)
         self.warmup_s = 0.0
+        self.captures: list[tuple[str, float]] = []
+        """(graph kind, seconds) of each capture, Inductor's or Triton's first compile included."""
         self.graph_error: str | None = None
         self.profiling = False
         """Benchmarks: wait for each forward pass to time it (``stats``)."""
         self.stats: dict[str, float] = {"mask_ms": 0.0, "pass_ms": 0.0}
         self.last_grids: list[Grid] = []
+        self._index_deepstack()
+
+    def _index_deepstack(self) -> None:
+        """Let the decoder take the image tokens' positions as indices as well as a boolean mask: a
+        mask selects rows through a host sync (no graph can hold one), indices through a gather.
+        With a mask (plain ``generate`` on the same model) it does what it did."""
+        lm, torch = self.lm, self.torch
+        original = lm._deepstack_process
+
+        def deepstack(hidden: Any, where: Any, embeds: Any) -> Any:
+            if where.dtype == torch.bool:
+                return original(hidden, where, embeds)
+            return hidden.index_add(1, where, embeds[None].to(hidden.dtype))
+
+        if not getattr(original, "_pixelpilot", False):
+            deepstack._pixelpilot = True  # type: ignore[attr-defined]
+            lm._deepstack_process = deepstack
 
     def _eos_ids(self) -> set[int]:
         gc = getattr(self.model, "generation_config", None)
@@ -143,42 +165,14 @@ class Engine:
         return set(ids if isinstance(ids, list) else [ids]) - {None}
 
     # -- forward passes ------------------------------------------------------------------------------
-    def _mask(self, start: int, q: int, kv_len: int) -> Any:
-        torch = self.torch
-        cols = torch.arange(kv_len, device=self.device)
-        rows = torch.arange(start, start + q, device=self.device)[:, None]
-        return (cols[None, :] <= rows)[None, None]
-
-    def _forward(
-        self,
-        embeds: Any,
-        positions: Any,
-        start: int,
-        *,
-        visual: tuple[Any, list[Any]] | None = None,
-        view: int | None = None,
-    ) -> Any:
-        """Run the decoder over ``embeds`` written at ``start``…; returns the last hidden state."""
-        torch = self.torch
-        q = embeds.shape[1]
-        self.kv.index[:q].copy_(torch.arange(start, start + q, device=self.device))
-        self.kv.view = view
-        self.kv.seen = start
-        kwargs: dict[str, Any] = {}
-        if visual is not None:
-            kwargs["visual_pos_masks"], kwargs["deepstack_visual_embeds"] = visual
-        out = self.lm(
-            inputs_embeds=embeds,
-            position_ids=positions.to(self.device)[:, None, :],
-            attention_mask=self._mask(start, q, view or self.max_len),
-            past_key_values=self.kv,
-            use_cache=True,
-            **kwargs,
-        )
-        return out.last_hidden_state
-
     def _prefill(self, prep: dict[str, Any]) -> tuple[Any, int, dict[str, float]]:
-        """Compute what the cache does not hold yet; returns the last position's logits."""
+        """Compute what the cache does not hold yet; returns the last position's logits.
+
+        The tail after the common prefix is padded up to a multiple of ``PREFILL_STEP`` tokens, so
+        one CUDA graph per (padded length, image tokens, cache bucket) replays it — and one per
+        image grid the vision tower: a prefill of a screen size seen before launches no kernel from
+        Python. Padding sits after the real tokens (causal attention: nothing real sees it) and writes
+        cache positions the reply overwrites."""
         torch = self.torch
         ids, owner, grids = prep["ids"], prep["owner"], prep["grids"]
         if len(ids) + self.reply_room > self.max_len:
@@ -193,41 +187,174 @@ class Engine:
         while common > 0 and owner[common] is not None and owner[common - 1] == owner[common]:
             common -= 1  # never split an image: start where it starts
         t0 = time.perf_counter()
-        tail = torch.tensor(ids[common:], device=self.device)[None]
-        embeds = self.lm.embed_tokens(tail)
-        visual = None
-        first_image = sum(
-            1
-            for i in range(common)
-            if ids[i] == self.image_token and (i == 0 or ids[i - 1] != self.image_token)
-        )
-        todo = list(range(first_image, len(grids)))
-        if todo:
-            pv, thw = [], []
-            for k in todo:
+        tail = ids[common:]
+        q = len(tail)
+        size = -(-q // PREFILL_STEP) * PREFILL_STEP
+        at = [i for i, t in enumerate(tail) if t == self.image_token]
+        slot = self._prefill_slot(size, len(at), self._view(common + size), common)
+        slot["ids"][:q].copy_(torch.tensor(tail), non_blocking=True)
+        slot["ids"][q:].fill_(tail[-1])
+        pos = torch.empty(3, size, dtype=torch.long)
+        pos[:, :q] = pos3[:, common:]
+        pos[:, q:] = pos3[:, -1:] + torch.arange(1, size - q + 1)
+        slot["pos"].copy_(pos, non_blocking=True)
+        slot["start"].fill_(common)
+        slot["last"].fill_(q - 1)
+        if at:
+            slot["at"].copy_(torch.tensor(at), non_blocking=True)
+            first_image = sum(
+                1
+                for i in range(common)
+                if ids[i] == self.image_token and (i == 0 or ids[i - 1] != self.image_token)
+            )
+            off = 0
+            for k in range(first_image, len(grids)):
                 _, gh, gw, h, w = grids[k]
                 x, grid = self.inputs.pixels(prep["images"][k], h, w)
-                pv.append(x)
-                thw.append(grid)
-            t_pre = time.perf_counter()
-            feats = self.model.model.get_image_features(torch.cat(pv), torch.tensor(thw, device=self.device))
-            if hasattr(feats, "pooler_output"):
-                image_embeds, deep = feats.pooler_output, feats.deepstack_features
-            else:
-                image_embeds, deep = feats
-            image_embeds = torch.cat(list(image_embeds)).to(embeds.dtype)
-            deep = [torch.cat(list(d)) if isinstance(d, (list, tuple)) else d for d in deep]
-            mask = tail[0] == self.image_token
-            embeds = embeds.clone()
-            embeds[0, mask] = image_embeds
-            visual = (mask[None], [d.to(embeds.dtype) for d in deep])
+                image_embeds, deep = self._vision(x, grid)
+                n = image_embeds.shape[0]
+                slot["image"][off : off + n].copy_(image_embeds)
+                for buf, d in zip(slot["deep"], deep, strict=True):
+                    buf[off : off + n].copy_(d)
+                off += n
+            if off != len(at):
+                raise ValueError(f"{off} image features for {len(at)} image tokens")
+        t_pre = time.perf_counter()
+        if slot.get("graph") is not None:
+            slot["graph"].replay()
+            logits = slot["out"]
         else:
-            t_pre = time.perf_counter()
-        hidden = self._forward(embeds, pos3[:, common:], common, visual=visual, view=len(ids))
-        logits = self.head(hidden[:, -1]).float()
+            logits = self._prefill_pass(slot)
         self._held = list(zip(ids, owner, strict=True))
         self._next_pos = int(pos3[:, -1].max()) + 1
         return logits, common, {"images_ms": (t_pre - t0) * 1000}
+
+    def _prefill_slot(self, size: int, n_image: int, view: int, start: int) -> dict[str, Any]:
+        """Input buffers for a prefill of ``size`` tokens (``n_image`` of them image tokens), and the
+        graph that reads them when graphs are on (captured on first use, writing junk only at cache
+        positions from ``start`` on, which the real pass overwrites)."""
+        key = ("prefill", size, n_image, view)
+        if key in self._graphs:
+            return self._graphs[key]
+        torch, dev = self.torch, self.device
+        hidden = int(self.model.config.text_config.hidden_size)
+        layers = len(getattr(self.model.config.vision_config, "deepstack_visual_indexes", []) or [])
+        slot: dict[str, Any] = {
+            "ids": torch.zeros(size, dtype=torch.long, device=dev),
+            "pos": torch.zeros(3, size, dtype=torch.long, device=dev),
+            "start": torch.full((), start, dtype=torch.long, device=dev),
+            "last": torch.zeros(1, dtype=torch.long, device=dev),
+            "at": torch.zeros(n_image, dtype=torch.long, device=dev),
+            "image": torch.zeros(n_image, hidden, dtype=self.dtype, device=dev),
+            "deep": [torch.zeros(n_image, hidden, dtype=self.dtype, device=dev) for _ in range(layers)],
+            "offs": torch.arange(size, device=dev),
+            "cols": torch.arange(view, device=dev),
+            "view": view,
+        }
+        if self.graphs_on and self.prefill_graphs:
+            graph = self._capture(key, lambda: self._prefill_pass(slot))
+            if graph is None:
+                self.prefill_graphs = False
+            else:
+                slot.update(graph)
+                self._graphs[key] = slot
+        return slot
+
+    def _prefill_pass(self, s: dict[str, Any]) -> Any:
+        """The prefill as fixed-shape tensor work (what a graph captures): embed, put the image
+        features at their token positions, run the decoder writing the cache, the last real token's
+        logits."""
+        size = s["ids"].shape[0]
+        where = s["start"] + s["offs"]
+        self.kv.index[:size].copy_(where)
+        self.kv.view = s["view"]
+        mask = (s["cols"][None, :] <= where[:, None])[None, None]
+        embeds = self.lm.embed_tokens(s["ids"][None])
+        kwargs: dict[str, Any] = {}
+        if s["at"].shape[0]:
+            embeds = embeds.index_copy(1, s["at"], s["image"][None].to(embeds.dtype))
+            kwargs = {"visual_pos_masks": s["at"], "deepstack_visual_embeds": s["deep"]}
+        out = self.lm(
+            inputs_embeds=embeds,
+            position_ids=s["pos"][:, None, :],
+            attention_mask=mask,
+            past_key_values=self.kv,
+            use_cache=True,
+            **kwargs,
+        )
+        return self.head(out.last_hidden_state[0].index_select(0, s["last"])).float()
+
+    def _vision(self, x: Any, grid: tuple[int, int, int]) -> tuple[Any, list[Any]]:
+        """One image through the vision tower: its merged features and the deepstack features. With
+        graphs, replayed from one graph per grid (the grid's index tensors computed once)."""
+        torch = self.torch
+        key = ("vision", *grid)
+        slot = self._graphs.get(key)
+        if slot is None:
+            pre = self._vision_constants(grid)
+            if pre is None:  # a transformers without precomputable vision inputs: as the model does it
+                feats = self.model.model.get_image_features(x, torch.tensor([grid], device=self.device))
+                if hasattr(feats, "pooler_output"):
+                    image_embeds, deep = feats.pooler_output, feats.deepstack_features
+                else:
+                    image_embeds, deep = feats
+                image_embeds = torch.cat(list(image_embeds))
+                return image_embeds, [torch.cat(list(d)) if isinstance(d, (list, tuple)) else d for d in deep]
+            slot = {"x": torch.empty_like(x), "pre": pre}
+            if self.graphs_on and self.vision_graphs:
+                graph = self._capture(key, lambda: self._vision_pass(slot))
+                if graph is None:
+                    self.vision_graphs = False
+                else:
+                    slot.update(graph)
+                    self._graphs[key] = slot
+        slot["x"].copy_(x)
+        if slot.get("graph") is not None:
+            slot["graph"].replay()
+            return slot["out"]
+        return self._vision_pass(slot)
+
+    def _vision_pass(self, s: dict[str, Any]) -> tuple[Any, list[Any]]:
+        grid, constants = s["pre"]
+        visual = self.model.model.visual
+        out = visual(s["x"], grid_thw=grid, return_dict=True, **dict(constants))
+        return out.pooler_output, list(out.deepstack_features)
+
+    def _vision_constants(self, grid: tuple[int, int, int]) -> tuple[Any, dict[str, Any]] | None:
+        """What the vision tower computes from the grid alone (interpolation taps, rotary positions,
+        sequence bounds — host work with syncs), computed once per grid and handed to it."""
+        torch = self.torch
+        try:
+            from transformers import vision_utils as vu
+        except ImportError:
+            return None
+        visual = self.model.model.visual
+        if not hasattr(visual, "num_grid_per_side"):
+            return None
+        g = torch.tensor([grid])
+        try:
+            taps, weights = vu.get_vision_interpolation_indices_and_weights(
+                g,
+                num_grid_per_side=visual.num_grid_per_side,
+                mode=visual.interpolation_mode,
+                align_corners=visual.interpolation_align_corners,
+                spatial_merge_size=visual.config.spatial_merge_size,
+            )
+            positions = vu.get_vision_position_ids(g, visual.spatial_merge_size)
+            bounds, longest = vu.get_vision_attention_seqlens(g, visual.config)
+        except (AttributeError, TypeError) as exc:
+            log.info("vision inputs not precomputable here (%s): the tower runs as the model does it", exc)
+            return None
+        flash = "flash" in str(getattr(visual.config, "_attn_implementation", ""))
+        constants = {
+            "interp_indices": taps.to(self.device),
+            "interp_weights": weights.to(self.device, torch.float32 if weights.is_floating_point() else None),
+            "position_ids": positions.to(self.device),
+            # sdpa splits images by these lengths on the host: keep them there (no sync in a graph)
+            "cu_seqlens": bounds.to(self.device) if flash else bounds,
+            "max_seqlen": longest,
+        }
+        return g, constants
 
     def _fused(self) -> Any:
         """Only for what the graphs capture: in the eager prefill, each compiled call's guard checks
@@ -236,7 +363,7 @@ class Engine:
 
         from .fused import fused_modules
 
-        return fused_modules(self.model) if self.fuse else contextlib.nullcontext()
+        return fused_modules(self.model, self.fuse) if self.fuse else contextlib.nullcontext()
 
     reply_room = 1024
     """Positions kept free after the prompt for the reply."""
@@ -246,6 +373,7 @@ class Engine:
         new = -(-need // 4096) * 4096
         log.info("engine cache grows from %d to %d positions", self.max_len, new)
         self._graphs.clear()
+        self._pool = None
         self.kv = None  # type: ignore[assignment]
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
@@ -254,30 +382,30 @@ class Engine:
         self._held = []
 
     def _chunk(self, tokens: list[int]) -> Any:
-        """Append ``tokens`` (text) after what the cache holds; returns the last token's logits."""
+        """Append ``tokens`` (text) after what the cache holds; returns the last token's logits.
+        Padded up to a chunk length (padding writes past the end: overwritten later); attends over
+        a bucket of the cache, not all of it (the keys and values sdpa copies per layer to expand
+        grouped heads grow with the length attended)."""
         torch = self.torch
         q = len(tokens)
         start = len(self._held)
-        if start + q > self.max_len:
-            raise ValueError("the reply outgrew the engine's cache")
-        size = next((c for c in CHUNKS if c >= q), None)
-        g = None
-        if size is not None and self.graphs_on:
-            # attend over a bucket of the cache, not all of it: the keys and values copied per layer
-            # (sdpa with a mask expands grouped heads) grow with the length attended
-            g = self._graph(size, self._view(start + size))
+        size = next(c for c in CHUNKS if c >= q)
+        if start + size > self.max_len:
+            size = q  # no room for padding: exactly these tokens, eagerly
+            if start + q > self.max_len:
+                raise ValueError("the reply outgrew the engine's cache")
+        view = self._view(start + size)
+        g = self._graph(size, view) if size in CHUNKS else None
         if g is None:
-            ids = torch.tensor(tokens, device=self.device)[None]
-            pos = torch.arange(self._next_pos, self._next_pos + q)[None].expand(3, -1)
-            hidden = self._forward(self.lm.embed_tokens(ids), pos, start)
-            logits = self.head(hidden[:, -1]).float()
-        else:
-            padded = tokens + [tokens[-1]] * (size - q)  # padding writes past the end: overwritten later
-            g["ids"].copy_(torch.tensor(padded, dtype=torch.long), non_blocking=True)
-            g["start"].fill_(start)
-            g["pos"].fill_(self._next_pos)
+            g = self._decode_slot(size, view)
+        g["ids"].copy_(torch.tensor(tokens + [tokens[-1]] * (size - q)), non_blocking=True)
+        g["start"].fill_(start)
+        g["pos"].fill_(self._next_pos)
+        if g.get("graph") is not None:
             g["graph"].replay()
-            logits = g["logits"][q - 1 : q]
+            logits = g["out"][q - 1 : q]
+        else:
+            logits = self._decode_pass(g)[q - 1 : q]
         self._held += [(t, None) for t in tokens]
         self._next_pos += q
         return logits
@@ -287,67 +415,78 @@ class Engine:
         return min(self.max_len, -(-end // VIEW_STEP) * VIEW_STEP)
 
     def _graph(self, size: int, view: int) -> dict[str, Any] | None:
-        if (size, view) in self._graphs:
-            return self._graphs[(size, view)]
-        try:
-            with (
-                self.torch.inference_mode(),
-                self._fused(),
-            ):  # no autograd history may hold the warm-up's tensors
-                return self._capture(size, view)
-        except Exception as exc:  # a model whose forward cannot be captured still runs, eagerly
-            log.warning("CUDA graph capture failed (%s); decoding without graphs", exc)
-            self.graphs_on = False
-            self.graph_error = f"{type(exc).__name__}: {exc}"
+        """The decode graph for ``size`` tokens attending to ``view`` cache positions (captured on
+        first use), or None when graphs are off or cannot be captured for this model."""
+        key = ("decode", size, view)
+        if key in self._graphs:
+            return self._graphs[key]
+        if not self.graphs_on:
             return None
+        slot = self._decode_slot(size, view)
+        graph = self._capture(key, lambda: self._decode_pass(slot))
+        if graph is None:  # a model whose forward cannot be captured still runs, eagerly
+            self.graphs_on = False
+            return None
+        slot.update(graph)
+        self._graphs[key] = slot
+        return slot
 
-    def _capture(self, size: int, view: int) -> dict[str, Any]:
+    def _decode_slot(self, size: int, view: int) -> dict[str, Any]:
+        torch, dev = self.torch, self.device
+        return {
+            "ids": torch.zeros(size, dtype=torch.long, device=dev),
+            "start": torch.full((), len(self._held), dtype=torch.long, device=dev),
+            "pos": torch.zeros((), dtype=torch.long, device=dev),
+            "offs": torch.arange(size, device=dev),
+            "cols": torch.arange(view, device=dev),
+            "view": view,
+        }
+
+    def _decode_pass(self, s: dict[str, Any]) -> Any:
+        size = s["ids"].shape[0]
+        where = s["start"] + s["offs"]
+        self.kv.index[:size].copy_(where)
+        self.kv.view = s["view"]
+        mask = (s["cols"][None, :] <= where[:, None])[None, None]
+        p = (s["pos"] + s["offs"])[None, None, :].expand(3, 1, size)
+        out = self.lm(
+            inputs_embeds=self.lm.embed_tokens(s["ids"][None]),
+            position_ids=p,
+            attention_mask=mask,
+            past_key_values=self.kv,
+            use_cache=True,
+        )
+        return self.head(out.last_hidden_state[0]).float()
+
+    def _capture(self, key: tuple[Any, ...], run: Any) -> dict[str, Any] | None:
+        """Warm ``run`` up on a side stream (allocator, cuBLAS handles), then capture it into a CUDA
+        graph sharing one memory pool with the others: ``{"graph", "out"}``, or None when capture
+        fails (the caller then runs eagerly). Every tensor the graph reads must outlive it (the graph
+        holds addresses, not references): callers keep them in the slot beside it."""
         torch = self.torch
         t0 = time.perf_counter()
-        ids = torch.zeros(size, dtype=torch.long, device=self.device)
-        start = torch.zeros((), dtype=torch.long, device=self.device)
-        pos = torch.zeros((), dtype=torch.long, device=self.device)
-        offs = torch.arange(size, device=self.device)
-        cols = torch.arange(view, device=self.device)
-
-        def step() -> Any:
-            self.kv.index[:size].copy_(start + offs)
-            self.kv.view = view
-            mask = (cols[None, :] <= (start + offs)[:, None])[None, None]
-            p = (pos + offs)[None, None, :].expand(3, 1, size)
-            out = self.lm(
-                inputs_embeds=self.lm.embed_tokens(ids[None]),
-                position_ids=p,
-                attention_mask=mask,
-                past_key_values=self.kv,
-                use_cache=True,
-            )
-            return self.head(out.last_hidden_state[0]).float()
-
-        # warm up on a side stream (allocator, cuBLAS handles), then capture; the cache's buffers are
-        # written by the warm-up at positions the next real forward overwrites
-        start.fill_(len(self._held))
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(2):
-                step()
-        torch.cuda.current_stream().wait_stream(s)
-        graph = torch.cuda.CUDAGraph()
-        pool = next(iter(self._graphs.values()))["graph"].pool() if self._graphs else None
-        with torch.cuda.graph(graph, pool=pool):
-            logits = step()
-        # every tensor the graph reads must outlive it: the graph holds addresses, not references
-        self._graphs[(size, view)] = {
-            "graph": graph,
-            "ids": ids,
-            "start": start,
-            "pos": pos,
-            "logits": logits,
-            "keep": (offs, cols),
-        }
-        self.warmup_s += time.perf_counter() - t0
-        return self._graphs[(size, view)]
+        try:
+            # inference mode: no autograd history may hold the warm-up's tensors
+            with torch.inference_mode(), self._fused():
+                s = torch.cuda.Stream()
+                s.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(s):
+                    for _ in range(2):
+                        run()
+                torch.cuda.current_stream().wait_stream(s)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=self._pool):
+                    out = run()
+                if self._pool is None:
+                    self._pool = graph.pool()
+        except Exception as exc:
+            log.warning("CUDA graph capture of %s failed (%s); running it eagerly", key[0], exc)
+            self.graph_error = f"{key[0]}: {type(exc).__name__}: {exc}"
+            return None
+        finally:
+            self.warmup_s += time.perf_counter() - t0
+            self.captures.append((str(key[0]), round(time.perf_counter() - t0, 3)))
+        return {"graph": graph, "out": out}
 
     # -- generation ----------------------------------------------------------------------------------
     def generate(

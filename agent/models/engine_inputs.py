@@ -107,23 +107,23 @@ class PromptInputs:
         tokens take (t, row, col) offsets from where it starts; the text after it resumes at max + 1."""
         import torch
 
-        out = np.zeros((3, len(ids)), dtype=np.int64)
-        pos, i, k = 0, 0, 0
         n = len(ids)
-        while i < n:
-            if ids[i] == self.image_token:
-                _, gh, gw, _, _ = grids[k]
-                h, w = gh // self.merge, gw // self.merge
-                rows = np.repeat(np.arange(h), w)
-                cols = np.tile(np.arange(w), h)
-                out[0, i : i + h * w] = pos
-                out[1, i : i + h * w] = pos + rows
-                out[2, i : i + h * w] = pos + cols
-                pos += max(h, w)
-                i += h * w
-                k += 1
-            else:
-                out[:, i] = pos
-                pos += 1
-                i += 1
+        out = np.empty((3, n), dtype=np.int64)
+        images = np.flatnonzero(np.asarray(ids) == self.image_token)
+        pos, i = 0, 0
+        for _, gh, gw, _, _ in grids:
+            j = int(np.searchsorted(images, i))
+            if j == len(images):
+                break
+            at = int(images[j])
+            out[:, i:at] = pos + np.arange(at - i)  # the text before the image
+            pos += at - i
+            h, w = gh // self.merge, gw // self.merge
+            out[0, at : at + h * w] = pos
+            out[1, at : at + h * w] = pos + np.repeat(np.arange(h), w)
+            out[2, at : at + h * w] = pos + np.tile(np.arange(w), h)
+            pos += max(h, w)
+            i = at + h * w
+        out[:, i:] = pos + np.arange(n - i)
+        pos += n - i
         return torch.from_numpy(out), pos

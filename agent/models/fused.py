@@ -1,7 +1,11 @@
 """Fewer, larger GPU kernels for the engine's decoder: the RMS norms, the rotary embedding and the
-MLP's activation product, each compiled once by ``torch.compile`` (Inductor → Triton) with dynamic
-shapes, and swapped into the transformers modules only while the engine captures its decode graphs (plain
-``generate`` on the same model, and the engine's eager prefill, use transformers' own).
+MLP's activation product as fused Triton kernels, swapped into the transformers modules only while the
+engine captures its CUDA graphs (plain ``generate`` on the same model uses transformers' own).
+
+Two sources of those kernels: Liger-Kernel's (``pip install liger-kernel``; used when installed:
+ready-made Triton kernels, a few seconds of JIT on a fresh machine) or three small functions compiled
+by ``torch.compile`` (Inductor; no extra package, a longer first compile). ``PIXELPILOT_ENGINE_FUSE``
+picks: ``liger``, ``inductor``, ``0`` (off); unset: Liger if installed, else Inductor.
 
 Per decoder layer this turns ~50 small kernels into ~25; the weight-bound matrix products are
 untouched. The functions compute what transformers' do (fp32 norm statistics, the same rotary
@@ -17,7 +21,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["available", "fused_modules"]
+__all__ = ["available", "choose_backend", "fused_modules"]
 
 _compiled: dict[str, Any] = {}
 
@@ -31,7 +35,38 @@ def available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _functions() -> dict[str, Any]:
+def choose_backend(choice: bool | str | None) -> str | None:
+    """``liger`` / ``inductor`` / None (unfused) for a setting (None or True: the best available)."""
+    if choice is False or str(choice).lower() in {"0", "off", "false", "no"} or not available():
+        return None
+    choice = "auto" if choice in (None, True) or str(choice).lower() in {"1", "on", "true"} else str(choice)
+    if choice in {"auto", "liger"}:
+        try:
+            import liger_kernel.transformers.functional  # noqa: F401
+
+            return "liger"
+        except ImportError:
+            if choice == "liger":
+                log.warning(
+                    "PIXELPILOT_ENGINE_FUSE=liger but liger-kernel is not installed "
+                    "(pip install liger-kernel): fusing with torch.compile instead"
+                )
+    return "inductor"
+
+
+def _liger() -> dict[str, Any]:
+    from liger_kernel.transformers.functional import liger_rms_norm, liger_rope, liger_swiglu
+
+    return {
+        "rms": lambda x, w, eps: liger_rms_norm(x, w, eps, 0.0, "llama", False),
+        "rotary": liger_rope,
+        "swiglu": liger_swiglu,
+    }
+
+
+def _functions(backend: str = "inductor") -> dict[str, Any]:
+    if backend == "liger":
+        return _liger()
     if _compiled:
         return _compiled
     import torch
@@ -62,7 +97,7 @@ def _functions() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def fused_modules(model: Any) -> Iterator[None]:
+def fused_modules(model: Any, backend: str = "inductor") -> Iterator[None]:
     """While active, the text decoder of this Qwen3-VL uses the fused functions."""
     import importlib
 
@@ -72,7 +107,7 @@ def fused_modules(model: Any) -> Iterator[None]:
     if norm_cls is None or mlp_cls is None or not hasattr(mod, "apply_rotary_pos_emb") or act != "silu":
         yield  # another transformers layout: run unfused
         return
-    f = _functions()
+    f = _functions(backend)
 
     def norm_forward(self: Any, hidden_states: Any) -> Any:
         return f["rms"](hidden_states, self.weight, self.variance_epsilon)

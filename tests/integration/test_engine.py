@@ -181,3 +181,32 @@ def test_fused_kernels_give_the_models_logits_and_are_swapped_back(tiny_random_d
             fused = m.model(**inputs).logits[0, -8:]
         after = m.model(**inputs).logits[0, -8:]
     assert torch.allclose(before, fused, atol=1e-5) and torch.equal(before, after)
+
+
+def test_the_vision_tower_fed_grid_constants_gives_the_models_features(random_model):
+    """The engine hands the vision tower what it would compute from the grid (the inputs its CUDA
+    graphs replay with); the features are the model's own."""
+    m, eng = random_model, random_model.engine
+    inputs = m.inputs(act_prompt(get_space("computer_use"), "Sign in", screen(9)))
+    grid = tuple(inputs["image_grid_thw"][0].tolist())
+    assert eng._vision_constants(grid) is not None  # this transformers takes them: the graphed path
+    with torch.inference_mode():
+        ref = m.model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+        got, deep = eng._vision(inputs["pixel_values"], grid)
+    assert torch.allclose(torch.cat(list(ref.pooler_output)), got, atol=1e-5)
+    assert len(deep) == len(ref.deepstack_features) > 0
+    for want, have in zip(ref.deepstack_features, deep, strict=True):
+        assert torch.allclose(torch.cat(list(want)), have, atol=1e-5)
+
+
+def test_two_screenshots_in_one_prompt_stay_exact(random_model):
+    """Recent steps' screenshots ride along in the prompt: several images in the part computed."""
+    m, eng = random_model, random_model.engine
+    space = get_space("computer_use")
+    history = [HistoryItem(screen(11), '<tool_call>\n{"name": "computer_use"}\n</tool_call>', "clicked")]
+    prompt = loop_prompt(space, "Open the inbox", history, screen(12), QwenProfile(history_images=1))
+    assert len(prompt.images) == 2
+    out = eng.generate(
+        prompt.messages, tools=prompt.tools, size=dict(m.profile.image_size), max_new_tokens=16
+    )
+    assert out.tokens == reference(m, prompt, 16)
