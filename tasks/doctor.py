@@ -106,6 +106,15 @@ def checks() -> list[Check]:
     out.append(
         Check("xgrammar (constrained tool calls)", has_xgr, "installed", "pip install 'pixelpilot[engine]'")
     )
+    has_liger = importlib.util.find_spec("liger_kernel") is not None
+    out.append(
+        Check(
+            "liger-kernel (engine's fused kernels; optional, else torch.compile)",
+            has_liger,
+            "installed",
+            "pip install 'pixelpilot[engine]'",
+        )
+    )
     has_ui = all(importlib.util.find_spec(m) is not None for m in ("fastapi", "uvicorn", "multipart"))
     out.append(Check("web console (pixelpilot ui)", has_ui, "installed", "pip install 'pixelpilot[ui]'"))
     return out

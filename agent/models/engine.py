@@ -6,9 +6,11 @@ What it does that ``generate`` does not:
   compared with what the cache holds (token ids, and each image's content), and only the part after
   the longest common prefix is computed. The system prompt with its tools schema is computed once per
   process; history turns stay in the cache when the prompt grows by appending.
-* **Decoding replayed from CUDA graphs** (one per chunk length and cache bucket), captured once: no
-  Python or launch cost per layer; inside them the norms, rotary and SwiGLU run as fused kernels
-  (``agent.models.fused``: three small functions compiled once, not the whole model).
+* **Everything replayed from CUDA graphs**, captured once: the vision tower (one graph per image
+  grid), the prefill (its tail padded to a multiple of ``PREFILL_STEP``; one graph per padded length,
+  image tokens and cache bucket) and decoding (one per chunk length and cache bucket): no Python or
+  launch cost per layer; inside them the norms, rotary and SwiGLU run as fused kernels
+  (``agent.models.fused``: Liger-Kernel's Triton kernels, or three small torch.compile'd functions).
 * **Constrained decoding with jump-forward** (xgrammar, ``agent.qwen.constrain``): the reply can only
   be free text followed by one valid tool call; where the grammar allows a single continuation
   (``{"name": "computer_use", "arguments": {"action": "``), those tokens are appended in one forward
@@ -523,6 +525,8 @@ class Engine:
             self.last_grids = prep["grids"]
             t1 = time.perf_counter()
             logits, reused, info = self._prefill(prep)
+            if self.profiling and self.device.type == "cuda":
+                torch.cuda.synchronize()  # benchmarks: the prefill's own time
             t2 = time.perf_counter()
             c = self.grammars.matcher(grammar, self.device) if grammar is not None else None
             if c is not None:

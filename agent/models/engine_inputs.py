@@ -5,6 +5,7 @@ Qwen3-VL's 3-axis rope positions — everything ``Engine`` needs before a forwar
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,14 @@ __all__ = ["Grid", "PromptInputs"]
 
 Grid = tuple[int, int, int, int, int]
 """One image: (t, patch rows, patch columns, resized height, resized width)."""
+
+
+def _rgb(image: Any) -> np.ndarray:
+    """A picture's pixels as a contiguous (H, W, 3) uint8 array (PIL images through the array
+    interface: a third of ``tobytes``' time)."""
+    if isinstance(image, np.ndarray):
+        return np.ascontiguousarray(image)
+    return np.ascontiguousarray(np.asarray(image if image.mode == "RGB" else image.convert("RGB")))
 
 
 class PromptInputs:
@@ -29,6 +38,7 @@ class PromptInputs:
         mean, std = getattr(ip, "image_mean", [0.5] * 3), getattr(ip, "image_std", [0.5] * 3)
         self._mean = torch.tensor(mean, device=device).view(3, 1, 1)
         self._std = torch.tensor(std, device=device).view(3, 1, 1)
+        self._encoded: dict[str, list[int]] = {}
 
     def image_size(self, width: int, height: int, size: dict[str, int] | None) -> tuple[int, int]:
         """(height, width) the processor would resize to (smart_resize with the image budget)."""
@@ -49,11 +59,13 @@ class PromptInputs:
         )
 
     def pixels(self, image: Any, height: int, width: int) -> Any:
-        """Resize, normalise and patchify one RGB image on the model's device: the processor's
-        (grid_t·grid_h·grid_w, 3·2·16·16) layout."""
+        """Resize, normalise and patchify one picture (PIL image or (H, W, 3) uint8 array) on the
+        model's device: the processor's (grid_t·grid_h·grid_w, 3·2·16·16) layout."""
         import torch
 
-        x = torch.from_numpy(np.array(image.convert("RGB"))).to(self.device, non_blocking=True)
+        with warnings.catch_warnings():  # a PIL image's array is read-only; it is only copied from
+            warnings.simplefilter("ignore", UserWarning)
+            x = torch.from_numpy(_rgb(image)).to(self.device, non_blocking=True)
         x = x.permute(2, 0, 1)[None].float()
         if (x.shape[2], x.shape[3]) != (height, width):
             x = torch.nn.functional.interpolate(
@@ -66,6 +78,17 @@ class PromptInputs:
         x = x.reshape(1, tp, 3, gh // m, m, ps, gw // m, m, ps)
         x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
         return x.reshape(gh * gw, 3 * tp * ps * ps).to(self.dtype), (1, gh, gw)
+
+    def _encode(self, text: str) -> list[int]:
+        """Token ids of one stretch of text between images, remembered: from step to step the system
+        prompt with its tools schema (most of the text) comes back unchanged."""
+        ids = self._encoded.get(text)
+        if ids is None:
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            if len(self._encoded) >= 32:
+                self._encoded.pop(next(iter(self._encoded)))
+            self._encoded[text] = ids
+        return list(ids)
 
     def prepare(
         self, messages: list[dict[str, Any]], tools: Any, size: dict[str, int] | None
@@ -84,15 +107,19 @@ class PromptInputs:
         parts = text.split(pad)
         if len(parts) - 1 != len(images):
             raise ValueError(f"the chat template placed {len(parts) - 1} images for {len(images)} given")
-        grids, digests = [], []
+        grids, digests, arrays = [], [], []
         for im in images:
             h, w = self.image_size(im.width, im.height, size)
             grids.append((1, h // self.patch, w // self.patch, h, w))
-            digests.append(hashlib.sha1(im.tobytes() + f"{im.size}{h}x{w}".encode()).hexdigest())
+            a = _rgb(im)  # once: hashed here, uploaded by ``pixels``
+            arrays.append(a)
+            digest = hashlib.sha1(a.data)
+            digest.update(f"{a.shape}{h}x{w}".encode())
+            digests.append(digest.hexdigest())
         ids: list[int] = []
         owner: list[str | None] = []
         for k, part in enumerate(parts):
-            piece = self.tokenizer.encode(part, add_special_tokens=False)
+            piece = self._encode(part)
             ids += piece
             owner += [None] * len(piece)
             if k < len(images):
@@ -100,7 +127,7 @@ class PromptInputs:
                 n = gh * gw // (self.merge**2)
                 ids += [self.image_token] * n
                 owner += [digests[k]] * n
-        return {"ids": ids, "owner": owner, "images": images, "grids": grids}
+        return {"ids": ids, "owner": owner, "images": arrays, "grids": grids}
 
     def rope_positions(self, ids: list[int], grids: list[Grid]) -> Any:
         """Qwen3-VL's 3-axis positions (3, N): text advances all three axes together; an image's
