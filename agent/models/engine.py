@@ -43,6 +43,8 @@ VIEW_STEP = 512
 """Graphs attend over the cache in steps of this many positions."""
 PREFILL_STEP = 128
 """Prefill tails are padded up to a multiple of this many tokens (one graph per padded length)."""
+MAX_PREFILL_GRAPHS = 24
+"""Prefill graphs kept (least recently used dropped first)."""
 
 
 @dataclass
@@ -237,7 +239,11 @@ class Engine:
         positions from ``start`` on, which the real pass overwrites)."""
         key = ("prefill", size, n_image, view)
         if key in self._graphs:
+            self._graphs[key] = self._graphs.pop(key)  # most recently used last
             return self._graphs[key]
+        held = [k for k in self._graphs if k[0] == "prefill"]
+        for old in held[: max(0, len(held) - MAX_PREFILL_GRAPHS + 1)]:
+            del self._graphs[old]  # a long-lived engine meets many prompt lengths: keep the recent ones
         torch, dev = self.torch, self.device
         hidden = int(self.model.config.text_config.hidden_size)
         layers = len(getattr(self.model.config.vision_config, "deepstack_visual_indexes", []) or [])
