@@ -32,7 +32,7 @@ nestr ::= "\"" chr{{1,32}} "\""
 chr ::= [^"\\\x00-\x1f] | "\\" ( ["\\/bfnrt] | "u" hex hex hex hex )
 hex ::= [0-9a-fA-F]
 int ::= "-"? ( "0" | [1-9] [0-9]{{0,4}} )
-num ::= int ( "." [0-9]{{1,3}} )?
+secs ::= "600" ( "." "0"{{1,3}} )? | ( [1-5] [0-9] [0-9] | [1-9] [0-9] | [0-9] ) ( "." [0-9]{{1,3}} )?
 """
 
 
@@ -58,7 +58,7 @@ def _computer_actions() -> list[str]:
         '"\\"answer\\", \\"text\\": " str',
         '"\\"scroll\\", " ( "\\"coordinate\\": " xy ", " )? "\\"pixels\\": " int',
         '"\\"hscroll\\", " ( "\\"coordinate\\": " xy ", " )? "\\"pixels\\": " int',
-        '"\\"wait\\"" ( ", \\"time\\": " num )?',
+        '"\\"wait\\"" ( ", \\"time\\": " secs )?',
         '"\\"terminate\\", \\"status\\": " status',
     ]
     return alts
@@ -67,12 +67,12 @@ def _computer_actions() -> list[str]:
 def _mobile_actions(buttons: list[str]) -> list[str]:
     alts = [
         '"\\"click\\", \\"coordinate\\": " xy',
-        '"\\"long_press\\", \\"coordinate\\": " xy ( ", \\"time\\": " num )?',
+        '"\\"long_press\\", \\"coordinate\\": " xy ( ", \\"time\\": " secs )?',
         '"\\"swipe\\", \\"coordinate\\": " xy ", \\"coordinate2\\": " xy',
         '"\\"type\\", \\"text\\": " str',
         '"\\"answer\\", \\"text\\": " str',
         '"\\"system_button\\", \\"button\\": " ( ' + " | ".join(f'"\\"{b}\\""' for b in buttons) + " )",
-        '"\\"wait\\"" ( ", \\"time\\": " num )?',
+        '"\\"wait\\"" ( ", \\"time\\": " secs )?',
         '"\\"terminate\\", \\"status\\": " status',
     ]
     return alts
