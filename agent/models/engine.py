@@ -128,6 +128,7 @@ class Engine:
         """Fused norm/rotary/activation kernels (torch.compile, CUDA) in the decode graphs."""
         self._graphs: dict[tuple[Any, ...], Any] = {}
         self._pool: Any = None
+        self._met: set[tuple[Any, ...]] = set()
         self.prefill_graphs = self.vision_graphs = True
         """Prefill and vision tower replayed from graphs too (each off when its capture fails)."""
         # what the cache holds: token ids and, per position, the digest of the image it belongs to
@@ -241,6 +242,10 @@ class Engine:
         if key in self._graphs:
             self._graphs[key] = self._graphs.pop(key)  # most recently used last
             return self._graphs[key]
+        # a shape met once runs eagerly (a capture costs more than the eager pass); met again, it
+        # is the steady state of a run (same screen size, similar prompts): captured
+        capture = self.graphs_on and self.prefill_graphs and key in self._met
+        self._met.add(key)
         held = [k for k in self._graphs if k[0] == "prefill"]
         for old in held[: max(0, len(held) - MAX_PREFILL_GRAPHS + 1)]:
             del self._graphs[old]  # a long-lived engine meets many prompt lengths: keep the recent ones
@@ -259,7 +264,7 @@ class Engine:
             "cols": torch.arange(view, device=dev),
             "view": view,
         }
-        if self.graphs_on and self.prefill_graphs:
+        if capture:
             graph = self._capture(key, lambda: self._prefill_pass(slot))
             if graph is None:
                 self.prefill_graphs = False
@@ -377,17 +382,21 @@ class Engine:
     """Positions kept free after the prompt for the reply."""
 
     def _grow(self, need: int) -> None:
-        """A longer prompt than the cache holds: a bigger cache (and new graphs, captured on use)."""
-        new = -(-need // 4096) * 4096
+        """A longer prompt than the cache holds: a cache twice as long (or more), holding what the old
+        one held (the prefix stays reusable); graphs attend to the old buffers and are captured anew."""
+        new = max(2 * self.max_len, need)
         log.info("engine cache grows from %d to %d positions", self.max_len, new)
         self._graphs.clear()
         self._pool = None
-        self.kv = None  # type: ignore[assignment]
+        old, held = self.kv, len(self._held)
+        self.kv = _KV(*self._kv_shape, new, self.dtype, self.device)
+        for dst, src in ((self.kv.k, old.k), (self.kv.v, old.v)):
+            for d, s_ in zip(dst, src, strict=True):
+                d[:, :, :held].copy_(s_[:, :, :held])
+        del old
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
         self.max_len = new
-        self.kv = _KV(*self._kv_shape, new, self.dtype, self.device)
-        self._held = []
 
     def _chunk(self, tokens: list[int]) -> Any:
         """Append ``tokens`` (text) after what the cache holds; returns the last token's logits.
@@ -419,8 +428,13 @@ class Engine:
         return logits
 
     def _view(self, end: int) -> int:
-        """How much of the cache a graph attends to when it writes up to ``end``: a bucket."""
-        return min(self.max_len, -(-end // VIEW_STEP) * VIEW_STEP)
+        """How much of the cache a graph attends to when it writes up to ``end``: a bucket, in steps
+        of ``VIEW_STEP`` up to 2048 positions and doubling above (a prompt that grows every step
+        then meets a new bucket, and new graphs, only now and then)."""
+        view = VIEW_STEP
+        while view < end:
+            view = view + VIEW_STEP if view < 2048 else view * 2
+        return min(self.max_len, view)
 
     def _graph(self, size: int, view: int) -> dict[str, Any] | None:
         """The decode graph for ``size`` tokens attending to ``view`` cache positions (captured on

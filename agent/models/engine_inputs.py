@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ class PromptInputs:
         self._mean = torch.tensor(mean, device=device).view(3, 1, 1)
         self._std = torch.tensor(std, device=device).view(3, 1, 1)
         self._encoded: dict[str, list[int]] = {}
+        self._digests: dict[int, tuple[Any, str, str]] = {}
 
     def image_size(self, width: int, height: int, size: dict[str, int] | None) -> tuple[int, int]:
         """(height, width) the processor would resize to (smart_resize with the image budget)."""
@@ -79,6 +81,24 @@ class PromptInputs:
         x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
         return x.reshape(gh * gw, 3 * tp * ps * ps).to(self.dtype), (1, gh, gw)
 
+    def _digest(self, image: Any, resize: str) -> str:
+        """What identifies a picture's content (sha1 of its pixels), computed once per picture object:
+        a goal loop sends its recent screenshots again every step."""
+        known = self._digests.get(id(image))
+        if known is not None and known[0]() is image and known[1] == resize:
+            return known[2]
+        a = _rgb(image)
+        h = hashlib.sha1(a.data)
+        h.update(f"{a.shape}{resize}".encode())
+        digest = h.hexdigest()
+        try:
+            ref = weakref.ref(image)
+            weakref.finalize(image, self._digests.pop, id(image), None)
+        except TypeError:  # not weak-referenceable (a numpy array): not remembered
+            return digest
+        self._digests[id(image)] = (ref, resize, digest)
+        return digest
+
     def _encode(self, text: str) -> list[int]:
         """Token ids of one stretch of text between images, remembered: from step to step the system
         prompt with its tools schema (most of the text) comes back unchanged."""
@@ -107,15 +127,11 @@ class PromptInputs:
         parts = text.split(pad)
         if len(parts) - 1 != len(images):
             raise ValueError(f"the chat template placed {len(parts) - 1} images for {len(images)} given")
-        grids, digests, arrays = [], [], []
+        grids, digests = [], []
         for im in images:
             h, w = self.image_size(im.width, im.height, size)
             grids.append((1, h // self.patch, w // self.patch, h, w))
-            a = _rgb(im)  # once: hashed here, uploaded by ``pixels``
-            arrays.append(a)
-            digest = hashlib.sha1(a.data)
-            digest.update(f"{a.shape}{h}x{w}".encode())
-            digests.append(digest.hexdigest())
+            digests.append(self._digest(im, f"{h}x{w}"))
         ids: list[int] = []
         owner: list[str | None] = []
         for k, part in enumerate(parts):
@@ -127,7 +143,7 @@ class PromptInputs:
                 n = gh * gw // (self.merge**2)
                 ids += [self.image_token] * n
                 owner += [digests[k]] * n
-        return {"ids": ids, "owner": owner, "images": arrays, "grids": grids}
+        return {"ids": ids, "owner": owner, "images": images, "grids": grids}
 
     def rope_positions(self, ids: list[int], grids: list[Grid]) -> Any:
         """Qwen3-VL's 3-axis positions (3, N): text advances all three axes together; an image's
