@@ -185,10 +185,13 @@ def prompt_cpu_ms(engine, picture) -> dict[str, object]:  # type: ignore[no-unty
     from agent.qwen.prompts import act_prompt
     from tools.spaces import get_space
 
-    prompt = act_prompt(get_space("computer_use"), "Click the Sign in button to log in as alice.", picture)
     size = {"longest_edge": 16777216, "shortest_edge": 65536}
     times = []
     for _ in range(23):
+        # a new picture object each time, as a new screenshot is: its digest is not remembered
+        prompt = act_prompt(
+            get_space("computer_use"), "Click the Sign in button to log in as alice.", picture.copy()
+        )
         t = time.perf_counter()
         p = engine.inputs.prepare(prompt.messages, prompt.tools, size)
         engine.inputs.rope_positions(p["ids"], p["grids"])
