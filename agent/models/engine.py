@@ -236,8 +236,8 @@ class Engine:
 
     def _prefill_slot(self, size: int, n_image: int, view: int, start: int) -> dict[str, Any]:
         """Input buffers for a prefill of ``size`` tokens (``n_image`` of them image tokens), and the
-        graph that reads them when graphs are on (captured on first use, writing junk only at cache
-        positions from ``start`` on, which the real pass overwrites)."""
+        graph that reads them when graphs are on (captured the second time the shape is met; the
+        capture writes junk only at cache positions from ``start`` on, which the real pass overwrites)."""
         key = ("prefill", size, n_image, view)
         if key in self._graphs:
             self._graphs[key] = self._graphs.pop(key)  # most recently used last
