@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -411,11 +412,15 @@ class DesktopDriver:
                         self._button(b, down=True)
                         self._button(b, down=False)
             case A.Type():
-                if a.text:
-                    # characters outside the keymap go through a scratch keycode that xdotool remaps for
-                    # each one; typed faster than the application reads the new mapping, they are lost
-                    delay = "2" if a.text.isascii() else "12"
-                    self._xdotool("type", "--delay", delay, "--", a.text)
+                # characters outside the keymap go through a scratch keycode that xdotool remaps for
+                # each one; typed faster than the application reads the new mapping (a busy machine:
+                # 12 ms lost one), they are lost — so those go slowly, with a pause after the last
+                for run in re.findall(r"[\x00-\x7f]+|[^\x00-\x7f]+", a.text):
+                    if run.isascii():
+                        self._xdotool("type", "--delay", "2", "--", run)
+                    else:
+                        self._xdotool("type", "--delay", "50", "--", run)
+                        time.sleep(0.05)
             case A.Key():
                 self._xdotool("key", "--clearmodifiers", xdotool_combo(a.keys))
             case A.SystemButton(button="Enter"):
