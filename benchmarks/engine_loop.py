@@ -114,14 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows[-1]), flush=True)
         history.append(HistoryItem(img, reply.text, f"did {action.action}"))
     # the last prompt once more from an empty cache, against the model's own forward
-    with torch.inference_mode():
-        eng._held = []
-        prep = eng.inputs.prepare(prompt.messages, prompt.tools, dict(lm.profile.image_size))
-        logits, _, _ = eng._prefill(prep)
-        ref = model(**lm.inputs(prompt)).logits[0, -1].float()
-        cos = float(torch.nn.functional.cosine_similarity(logits[-1].float(), ref, dim=0))
-        same = int(logits[-1].argmax()) == int(ref.argmax())
-        eng._held = []
+    prep = eng.inputs.prepare(prompt.messages, prompt.tools, dict(lm.profile.image_size))
+    cos, same, _ = sl.prefill_vs_forward(eng, model, prep, lm.inputs(prompt), fresh=True)
+    eng._held = []
     summary = {
         "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
         "size": args.size,
@@ -133,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "last_prompt_logits_cos": round(cos, 5),
         "last_prompt_top1_same": same,
         "prefill_graphs": eng.prefill_graphs,
-        "vision_graphs": eng.vision_graphs,
+        "vision_graphs": eng.vision.graphs_on,
         "graph_error": eng.graph_error,
         "load_and_warm_up_s": round(load_s, 2),
         "engine_warm_up_s": round(eng.warmup_s, 2),

@@ -154,28 +154,34 @@ def offline_processor(device: str):  # type: ignore[no-untyped-def]
     return load_processor(str(d))
 
 
+def prefill_vs_forward(engine, model, prep, model_inputs, *, fresh: bool) -> tuple[float, bool, int]:  # type: ignore[no-untyped-def]
+    """The engine's last prefill logits for ``prep`` (from an empty cache when ``fresh``) against
+    the model's own forward on ``model_inputs``: cosine similarity, same top token, tokens reused."""
+    with torch.inference_mode():
+        if fresh:
+            engine._held = []
+        logits, reused, _ = engine._prefill(prep)
+        ref = model(**model_inputs).logits[0, -1].float()
+        got = logits[-1].float()
+        cos = float(torch.nn.functional.cosine_similarity(got, ref, dim=0))
+        return cos, int(got.argmax()) == int(ref.argmax()), reused
+
+
 def agreement(engine, model, x, ids, prep) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """The engine's prefill logits against the model's own forward on the same ids and picture: the
     forced tokens make every path print the same text, so this is what says the engine computes the
     model (graphed vision tower and prefill included), once from an empty cache and once reusing the
     system prefix."""
     out: dict[str, object] = {}
-    with torch.inference_mode():
-        for label, k, fresh in (("cold", 0, True), ("reuse", 1, False)):
-            p = prep(k)
-            if fresh:
-                engine._held = []
-            logits, reused, _ = engine._prefill(p)
-            _, _, _, h, w = p["grids"][0]
-            pv, _ = engine.inputs.pixels(p["images"][0], h, w)
-            ref = model(**{**x, "pixel_values": pv}).logits[0, -1].float()
-            got = logits[-1].float()
-            out[f"logits_cos_{label}"] = round(
-                float(torch.nn.functional.cosine_similarity(got, ref, dim=0)), 5
-            )
-            out[f"top1_same_{label}"] = bool(int(got.argmax()) == int(ref.argmax()))
-            out[f"reused_{label}"] = reused
-        engine._held = []
+    for label, k, fresh in (("cold", 0, True), ("reuse", 1, False)):
+        p = prep(k)
+        _, _, _, h, w = p["grids"][0]
+        pv, _ = engine.inputs.pixels(p["images"][0], h, w)
+        cos, same, reused = prefill_vs_forward(engine, model, p, {**x, "pixel_values": pv}, fresh=fresh)
+        out[f"logits_cos_{label}"] = round(cos, 5)
+        out[f"top1_same_{label}"] = same
+        out[f"reused_{label}"] = reused
+    engine._held = []
     return out
 
 
@@ -366,7 +372,7 @@ def _run_size(
             graph_error=engine.graph_error,
             fused=engine.fuse,
             prefill_graphs=engine.prefill_graphs,
-            vision_graphs=engine.vision_graphs,
+            vision_graphs=engine.vision.graphs_on,
             captures=engine.captures[:12],
             capture_s_total=round(sum(t for _, t in engine.captures), 2),
             **check,

@@ -6,7 +6,7 @@ What it does that ``generate`` does not:
   compared with what the cache holds (token ids, and each image's content), and only the part after
   the longest common prefix is computed. The system prompt with its tools schema is computed once per
   process; history turns stay in the cache when the prompt grows by appending.
-* **Everything replayed from CUDA graphs**, captured once: the vision tower (one graph per image
+* **Everything replayed from CUDA graphs**, captured once: the vision tower (``engine_vision``, one graph per image
   grid), the prefill (its tail padded to a multiple of ``PREFILL_STEP``; one graph per padded length,
   image tokens and cache bucket) and decoding (one per chunk length and cache bucket): no Python or
   launch cost per layer; inside them the norms, rotary and SwiGLU run as fused kernels
@@ -30,7 +30,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .engine_inputs import Grid, PromptInputs
+from .engine_vision import VisionTower
 from .grammar import Grammars, ReplyMatcher
 
 log = logging.getLogger(__name__)
@@ -129,8 +132,9 @@ class Engine:
         self._graphs: dict[tuple[Any, ...], Any] = {}
         self._pool: Any = None
         self._met: set[tuple[Any, ...]] = set()
-        self.prefill_graphs = self.vision_graphs = True
-        """Prefill and vision tower replayed from graphs too (each off when its capture fails)."""
+        self.prefill_graphs = True
+        """The prefill replayed from graphs too (off when its capture fails)."""
+        self.vision = VisionTower(model, self.device, self._capture)
         # what the cache holds: token ids and, per position, the digest of the image it belongs to
         self._held: list[tuple[int, str | None]] = []
         self._next_pos = 0  # rope position after the held tokens
@@ -195,7 +199,7 @@ class Engine:
         tail = ids[common:]
         q = len(tail)
         size = -(-q // PREFILL_STEP) * PREFILL_STEP
-        at = [i for i, t in enumerate(tail) if t == self.image_token]
+        at = np.flatnonzero(np.asarray(tail) == self.image_token)
         slot = self._prefill_slot(size, len(at), self._view(common + size), common)
         slot["ids"][:q].copy_(torch.tensor(tail), non_blocking=True)
         slot["ids"][q:].fill_(tail[-1])
@@ -205,18 +209,15 @@ class Engine:
         slot["pos"].copy_(pos, non_blocking=True)
         slot["start"].fill_(common)
         slot["last"].fill_(q - 1)
-        if at:
-            slot["at"].copy_(torch.tensor(at), non_blocking=True)
-            first_image = sum(
-                1
-                for i in range(common)
-                if ids[i] == self.image_token and (i == 0 or ids[i - 1] != self.image_token)
-            )
+        if len(at):
+            slot["at"].copy_(torch.from_numpy(at), non_blocking=True)
+            # the tail starts at an image's start (never inside one); images are apart by text
+            first_image = len(grids) - 1 - int(np.count_nonzero(np.diff(at) > 1))
             off = 0
             for k in range(first_image, len(grids)):
                 _, gh, gw, h, w = grids[k]
                 x, grid = self.inputs.pixels(prep["images"][k], h, w)
-                image_embeds, deep = self._vision(x, grid)
+                image_embeds, deep = self.vision(x, grid, graphs=self.graphs_on)
                 n = image_embeds.shape[0]
                 slot["image"][off : off + n].copy_(image_embeds)
                 for buf, d in zip(slot["deep"], deep, strict=True):
@@ -265,12 +266,10 @@ class Engine:
             "view": view,
         }
         if capture:
-            graph = self._capture(key, lambda: self._prefill_pass(slot))
-            if graph is None:
-                self.prefill_graphs = False
-            else:
-                slot.update(graph)
+            if self._capture(key, slot, lambda: self._prefill_pass(slot)):
                 self._graphs[key] = slot
+            else:
+                self.prefill_graphs = False
         return slot
 
     def _prefill_pass(self, s: dict[str, Any]) -> Any:
@@ -296,78 +295,6 @@ class Engine:
             **kwargs,
         )
         return self.head(out.last_hidden_state[0].index_select(0, s["last"])).float()
-
-    def _vision(self, x: Any, grid: tuple[int, int, int]) -> tuple[Any, list[Any]]:
-        """One image through the vision tower: its merged features and the deepstack features. With
-        graphs, replayed from one graph per grid (the grid's index tensors computed once)."""
-        torch = self.torch
-        key = ("vision", *grid)
-        slot = self._graphs.get(key)
-        if slot is None:
-            pre = self._vision_constants(grid)
-            if pre is None:  # a transformers without precomputable vision inputs: as the model does it
-                feats = self.model.model.get_image_features(x, torch.tensor([grid], device=self.device))
-                if hasattr(feats, "pooler_output"):
-                    image_embeds, deep = feats.pooler_output, feats.deepstack_features
-                else:
-                    image_embeds, deep = feats
-                image_embeds = torch.cat(list(image_embeds))
-                return image_embeds, [torch.cat(list(d)) if isinstance(d, (list, tuple)) else d for d in deep]
-            slot = {"x": torch.empty_like(x), "pre": pre}
-            if self.graphs_on and self.vision_graphs:
-                graph = self._capture(key, lambda: self._vision_pass(slot))
-                if graph is None:
-                    self.vision_graphs = False
-                else:
-                    slot.update(graph)
-                    self._graphs[key] = slot
-        slot["x"].copy_(x)
-        if slot.get("graph") is not None:
-            slot["graph"].replay()
-            return slot["out"]
-        return self._vision_pass(slot)
-
-    def _vision_pass(self, s: dict[str, Any]) -> tuple[Any, list[Any]]:
-        grid, constants = s["pre"]
-        visual = self.model.model.visual
-        out = visual(s["x"], grid_thw=grid, return_dict=True, **dict(constants))
-        return out.pooler_output, list(out.deepstack_features)
-
-    def _vision_constants(self, grid: tuple[int, int, int]) -> tuple[Any, dict[str, Any]] | None:
-        """What the vision tower computes from the grid alone (interpolation taps, rotary positions,
-        sequence bounds — host work with syncs), computed once per grid and handed to it."""
-        torch = self.torch
-        try:
-            from transformers import vision_utils as vu
-        except ImportError:
-            return None
-        visual = self.model.model.visual
-        if not hasattr(visual, "num_grid_per_side"):
-            return None
-        g = torch.tensor([grid])
-        try:
-            taps, weights = vu.get_vision_interpolation_indices_and_weights(
-                g,
-                num_grid_per_side=visual.num_grid_per_side,
-                mode=visual.interpolation_mode,
-                align_corners=visual.interpolation_align_corners,
-                spatial_merge_size=visual.config.spatial_merge_size,
-            )
-            positions = vu.get_vision_position_ids(g, visual.spatial_merge_size)
-            bounds, longest = vu.get_vision_attention_seqlens(g, visual.config)
-        except (AttributeError, TypeError) as exc:
-            log.info("vision inputs not precomputable here (%s): the tower runs as the model does it", exc)
-            return None
-        flash = "flash" in str(getattr(visual.config, "_attn_implementation", ""))
-        constants = {
-            "interp_indices": taps.to(self.device),
-            "interp_weights": weights.to(self.device, torch.float32 if weights.is_floating_point() else None),
-            "position_ids": positions.to(self.device),
-            # sdpa splits images by these lengths on the host: keep them there (no sync in a graph)
-            "cu_seqlens": bounds.to(self.device) if flash else bounds,
-            "max_seqlen": longest,
-        }
-        return g, constants
 
     def _fused(self) -> Any:
         """Only for what the graphs capture: in the eager prefill, each compiled call's guard checks
@@ -445,11 +372,9 @@ class Engine:
         if not self.graphs_on:
             return None
         slot = self._decode_slot(size, view)
-        graph = self._capture(key, lambda: self._decode_pass(slot))
-        if graph is None:  # a model whose forward cannot be captured still runs, eagerly
-            self.graphs_on = False
+        if not self._capture(key, slot, lambda: self._decode_pass(slot)):
+            self.graphs_on = False  # a model whose forward cannot be captured still runs, eagerly
             return None
-        slot.update(graph)
         self._graphs[key] = slot
         return slot
 
@@ -480,11 +405,11 @@ class Engine:
         )
         return self.head(out.last_hidden_state[0]).float()
 
-    def _capture(self, key: tuple[Any, ...], run: Any) -> dict[str, Any] | None:
+    def _capture(self, key: tuple[Any, ...], slot: dict[str, Any], run: Any) -> bool:
         """Warm ``run`` up on a side stream (allocator, cuBLAS handles), then capture it into a CUDA
-        graph sharing one memory pool with the others: ``{"graph", "out"}``, or None when capture
-        fails (the caller then runs eagerly). Every tensor the graph reads must outlive it (the graph
-        holds addresses, not references): callers keep them in the slot beside it."""
+        graph sharing one memory pool with the others, put in ``slot`` as ``graph`` and ``out``;
+        False when capture fails (the caller then runs eagerly). Every tensor the graph reads must
+        outlive it (the graph holds addresses, not references): the slot keeps them beside it."""
         torch = self.torch
         t0 = time.perf_counter()
         try:
@@ -504,11 +429,12 @@ class Engine:
         except Exception as exc:
             log.warning("CUDA graph capture of %s failed (%s); running it eagerly", key[0], exc)
             self.graph_error = f"{key[0]}: {type(exc).__name__}: {exc}"
-            return None
+            return False
         finally:
             self.warmup_s += time.perf_counter() - t0
             self.captures.append((str(key[0]), round(time.perf_counter() - t0, 3)))
-        return {"graph": graph, "out": out}
+        slot.update(graph=graph, out=out)
+        return True
 
     # -- generation ----------------------------------------------------------------------------------
     def generate(

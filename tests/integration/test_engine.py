@@ -189,10 +189,10 @@ def test_the_vision_tower_fed_grid_constants_gives_the_models_features(random_mo
     m, eng = random_model, random_model.engine
     inputs = m.inputs(act_prompt(get_space("computer_use"), "Sign in", screen(9)))
     grid = tuple(inputs["image_grid_thw"][0].tolist())
-    assert eng._vision_constants(grid) is not None  # this transformers takes them: the graphed path
+    assert eng.vision.constants(grid) is not None  # this transformers takes them: the graphed path
     with torch.inference_mode():
         ref = m.model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
-        got, deep = eng._vision(inputs["pixel_values"], grid)
+        got, deep = eng.vision(inputs["pixel_values"], grid, graphs=eng.graphs_on)
     assert torch.allclose(torch.cat(list(ref.pooler_output)), got, atol=1e-5)
     assert len(deep) == len(ref.deepstack_features) > 0
     for want, have in zip(ref.deepstack_features, deep, strict=True):

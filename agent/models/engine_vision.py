@@ -1,0 +1,100 @@
+"""The engine's vision tower: one image through Qwen3-VL's vision encoder, replayed from one CUDA
+graph per image grid. What the tower computes from the grid alone (interpolation taps, rotary
+positions, sequence bounds: host work with syncs no graph can hold) is computed once per grid with
+transformers' own ``vision_utils`` and handed to it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VisionTower"]
+
+
+class VisionTower:
+    def __init__(
+        self, model: Any, device: Any, capture: Callable[[tuple[Any, ...], dict[str, Any], Any], bool]
+    ):
+        """``capture(key, slot, run)``: the engine's graph capture (it puts ``graph`` and ``out`` in
+        the slot, or says it could not)."""
+        self.model, self.device, self._capture = model, device, capture
+        self.graphs_on = True
+        """Off once a capture failed: the tower then runs eagerly."""
+        self._slots: dict[tuple[int, int, int], dict[str, Any]] = {}
+
+    def __call__(self, x: Any, grid: tuple[int, int, int], *, graphs: bool) -> tuple[Any, list[Any]]:
+        """Merged features and deepstack features of one image (pixels ``x`` on the device)."""
+        slot = self._slots.get(grid)
+        if slot is None:
+            pre = self.constants(grid)
+            if pre is None:
+                return self._as_the_model_does(x, grid)
+            slot = self._slots[grid] = {"x": x.new_empty(x.shape), "pre": pre}
+            if (
+                graphs
+                and self.graphs_on
+                and not self._capture(("vision", *grid), slot, lambda: self._pass(slot))
+            ):
+                self.graphs_on = False
+        slot["x"].copy_(x)
+        if slot.get("graph") is not None:
+            slot["graph"].replay()
+            return slot["out"]
+        return self._pass(slot)
+
+    def _pass(self, s: dict[str, Any]) -> tuple[Any, list[Any]]:
+        grid, constants = s["pre"]
+        out = self.model.model.visual(s["x"], grid_thw=grid, return_dict=True, **dict(constants))
+        return out.pooler_output, list(out.deepstack_features)
+
+    def _as_the_model_does(self, x: Any, grid: tuple[int, int, int]) -> tuple[Any, list[Any]]:
+        """A transformers without precomputable vision inputs: ``get_image_features`` (no graph)."""
+        import torch
+
+        feats = self.model.model.get_image_features(x, torch.tensor([grid], device=self.device))
+        if hasattr(feats, "pooler_output"):
+            image_embeds, deep = feats.pooler_output, feats.deepstack_features
+        else:
+            image_embeds, deep = feats
+        return torch.cat(list(image_embeds)), [
+            torch.cat(list(d)) if isinstance(d, (list, tuple)) else d for d in deep
+        ]
+
+    def constants(self, grid: tuple[int, int, int]) -> tuple[Any, dict[str, Any]] | None:
+        """The grid (on the host) and what the tower would compute from it, or None where this
+        transformers cannot take them precomputed."""
+        import torch
+
+        try:
+            from transformers import vision_utils as vu
+        except ImportError:
+            return None
+        visual = self.model.model.visual
+        if not hasattr(visual, "num_grid_per_side"):
+            return None
+        g = torch.tensor([grid])
+        try:
+            taps, weights = vu.get_vision_interpolation_indices_and_weights(
+                g,
+                num_grid_per_side=visual.num_grid_per_side,
+                mode=visual.interpolation_mode,
+                align_corners=visual.interpolation_align_corners,
+                spatial_merge_size=visual.config.spatial_merge_size,
+            )
+            positions = vu.get_vision_position_ids(g, visual.spatial_merge_size)
+            bounds, longest = vu.get_vision_attention_seqlens(g, visual.config)
+        except (AttributeError, TypeError) as exc:
+            log.info("vision inputs not precomputable here (%s): the tower runs as the model does it", exc)
+            return None
+        flash = "flash" in str(getattr(visual.config, "_attn_implementation", ""))
+        return g, {
+            "interp_indices": taps.to(self.device),
+            "interp_weights": weights.to(self.device, torch.float32 if weights.is_floating_point() else None),
+            "position_ids": positions.to(self.device),
+            # sdpa splits images by these lengths on the host: keep them there (no sync in a graph)
+            "cu_seqlens": bounds.to(self.device) if flash else bounds,
+            "max_seqlen": longest,
+        }
