@@ -2,12 +2,15 @@
 
 A re-run resolves targets (scripted steps) and decisions (model steps) from that run — but only after
 checking that the screen still shows the same thing where the cached step acted (and, for a model's
-decision, that the whole screen still looks the same). Anything else falls back to the live locator
-chain or the model; the new run then becomes the cache.
+decision, that the whole screen still looks the same). A model's typing, on a driver that can tell
+which field has keyboard focus, is checked against the field it typed into instead (no frame: the
+next step's frame shows what the typing did). Anything else falls back to the live locator chain or
+the model; the new run then becomes the cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,22 +20,23 @@ from typing import Any
 
 import numpy as np
 
-from drivers.base import Box, Screen, decode_frame
+from drivers.base import Box, Screen, UINode, decode_frame
 
 from .memory import StepRecord
 from .runlog import read_run
-from .similarity import acted_region, similarity
+from .similarity import Prepared, acted_region, prepare, similarity
 
-__all__ = ["CacheHit", "StepCache", "last_passing_run"]
+__all__ = ["CacheHit", "StepCache", "focus_record", "last_passing_run", "same_field"]
 
 log = logging.getLogger(__name__)
 
 
-def _load_grey(path: Path) -> np.ndarray:
+def _load(path: Path) -> tuple[np.ndarray, Prepared]:
+    """A recorded frame in grey, and prepared for the whole-screen comparison."""
     array = decode_frame(path.read_bytes(), grey=True)
     if array is None:
         raise ValueError(f"{path} is not a picture")
-    return array
+    return array, prepare(array)
 
 
 def last_passing_run(output: str | Path, task: str) -> Path | None:
@@ -48,6 +52,29 @@ def last_passing_run(output: str | Path, task: str) -> Path | None:
             if best is None or started > best[0]:
                 best = (started, meta_file.parent)
     return best[1] if best else None
+
+
+def focus_record(node: UINode) -> dict[str, Any]:
+    """What a run records of the field a model's typing went into (the value only as a digest)."""
+    return {
+        "role": node.role,
+        "name": node.name or node.placeholder,
+        "box": [round(v, 1) for v in node.box.as_list()],
+        "value": None if node.value is None else hashlib.sha1(node.value.encode()).hexdigest()[:12],
+    }
+
+
+def same_field(recorded: dict[str, Any], node: UINode | None) -> bool:
+    """Whether ``node`` is the field a recorded typing went into (:func:`focus_record`)."""
+    if node is None:
+        return False
+    now = focus_record(node)
+    return (
+        now["role"] == recorded.get("role")
+        and now["name"] == recorded.get("name")
+        and now["value"] == recorded.get("value")
+        and all(abs(a - b) <= 4 for a, b in zip(now["box"], recorded.get("box") or (), strict=False))
+    )
 
 
 @dataclass(frozen=True)
@@ -81,17 +108,17 @@ class StepCache:
         self.local_threshold, self.global_threshold = local_threshold, global_threshold
         self._entries: dict[tuple[str, str], list[StepRecord]] = {}
         for s in read_run(run_dir).steps:
-            if s.outcome == "passed" and s.frame:
+            if s.outcome == "passed" and (s.frame or s.focus):
                 self._entries.setdefault(_key(s), []).append(s)
         self._used: dict[tuple[str, str], int] = {}
-        self._frames: dict[str, Future[np.ndarray]] = {}
+        self._frames: dict[str, Future[tuple[np.ndarray, Prepared]]] = {}
         # decode the recorded frames in the background, in the order the re-run will need them
         pool = ThreadPoolExecutor(1, thread_name_prefix="pixelpilot-cache")
         for entries in self._entries.values():
             for s in entries:
                 rel = str(s.frame)
-                if rel not in self._frames:
-                    self._frames[rel] = pool.submit(_load_grey, self.run_dir / rel)
+                if s.frame and rel not in self._frames:
+                    self._frames[rel] = pool.submit(_load, self.run_dir / rel)
         pool.shutdown(wait=False)
         self.hits = 0
         self.misses = 0
@@ -101,8 +128,8 @@ class StepCache:
         i = self._used.get(key, 0)
         return entries[i] if i < len(entries) else None
 
-    def _frame(self, step: StepRecord) -> np.ndarray:
-        """The step's recorded frame in grey (every entry's was queued for decoding at load)."""
+    def _frame(self, step: StepRecord) -> tuple[np.ndarray, Prepared]:
+        """The step's recorded frame in grey and prepared (every entry's was queued for decoding at load)."""
         return self._frames[str(step.frame)].result()
 
     def lookup(
@@ -119,10 +146,10 @@ class StepCache:
     ) -> CacheHit | None:
         """Like ``lookup`` without using the entry up: to look again after the screen settles."""
         cached = self._next(_key(StepRecord(index=-1, kind=kind, params=params)))
-        if cached is None or (not cached.point and not cached.box and not whole_screen):
+        if cached is None or not cached.frame or (not cached.point and not cached.box and not whole_screen):
             return None
         try:
-            old = self._frame(cached)
+            old, prepared = self._frame(cached)
         except (OSError, ValueError) as exc:
             log.info("cache entry unusable: %s", exc)
             return None
@@ -133,7 +160,7 @@ class StepCache:
             now = cv2.resize(now, (old.shape[1], old.shape[0]), interpolation=cv2.INTER_AREA)
         score = 1.0
         if whole_screen:
-            score = similarity(old, now)
+            score = similarity(prepared, now)
             if score < self.global_threshold:
                 log.info("cache miss for %s: the screen changed (%.3f)", kind, score)
                 return None
@@ -147,6 +174,29 @@ class StepCache:
                 return None
         box = Box(*cached.box) if cached.box else None
         return CacheHit(cached, cached.point, box, round(score, 4), self.run_dir)
+
+    def typing_entry(self, kind: str, params: dict[str, Any]) -> StepRecord | None:
+        """The cached step for this one if it is a model's typing with the field it went into."""
+        cached = self._next(_key(StepRecord(index=-1, kind=kind, params=params)))
+        if cached is None or not cached.focus or (cached.action or {}).get("action") != "type":
+            return None
+        return cached
+
+    def peek_focus(self, kind: str, params: dict[str, Any], focused: UINode | None) -> CacheHit | None:
+        """The cached typing for this step if the field with keyboard focus now is the one it typed
+        into (same role, name, place and value); without using the entry up."""
+        cached = self.typing_entry(kind, params)
+        if cached is None or cached.focus is None:
+            return None
+        if not same_field(cached.focus, focused):
+            log.info(
+                "cache miss for %s: the keyboard focus is on %s",
+                kind,
+                focused.describe() if focused else "nothing",
+            )
+            return None
+        box = Box(*cached.box) if cached.box else None
+        return CacheHit(cached, None, box, 1.0, self.run_dir)
 
     def advance(self, kind: str, params: dict[str, Any], *, hit: bool) -> None:
         """Use up the entry for this step and count it as a hit or a miss."""

@@ -120,9 +120,10 @@ def call_model(agent: Agent, prompt: Prompt, rec: StepRecord) -> Reply:
 def decide(
     agent: Agent, screen: Screen, make_prompt: Callable[[Screen], Prompt], rec: StepRecord
 ) -> tuple[A.Action, ParsedReply, Screen]:
-    """The next tool call, from the cache (verified on screen) or the model; an unusable reply goes
-    back once with the error. Returns the screen it was decided on (a fresher one when the cache
-    check had to wait for the screen to settle)."""
+    """The next tool call, from the cache (verified on screen, or for typing by the keyboard focus)
+    or the model; an unusable reply goes back once with the error. Returns the screen it was decided
+    on: a fresher one when the cache check had to wait for the screen to settle, one not ``taken``
+    when the focus check needed none."""
     space = space_of(agent)
     profile = _require_model(agent).profile
     size = (screen.width, screen.height)
@@ -238,7 +239,8 @@ def iter_goal(agent: Agent, goal: str, limits: Limits) -> Generator[StepRecord, 
             if isinstance(action, A.Answer | A.Terminate):
                 _finish(rec, action)
                 return
-            signature = (action.model_dump_json(), hashlib.sha1(screen.image_bytes).hexdigest())
+            seen = hashlib.sha1(screen.image_bytes).hexdigest() if screen.taken else str(rec.focus)
+            signature = (action.model_dump_json(), seen)
             repeats = repeats + 1 if signature == last else 1
             last = signature
             if repeats >= 3:
@@ -269,7 +271,8 @@ def iter_goal(agent: Agent, goal: str, limits: Limits) -> Generator[StepRecord, 
             return result(status, f"the model ended the task: {action.status}")
         if isinstance(action, A.Answer):
             return result("passed", "the model answered", action.text)
-        history.append(HistoryItem(outcome["screen"], parsed.raw, _narrate(parsed, action)))
+        screen = outcome["screen"]
+        history.append(HistoryItem(screen if screen.taken else None, parsed.raw, _narrate(parsed, action)))
     return result("budget", f"{limits.max_steps} steps without finishing (max_steps)")
 
 

@@ -37,6 +37,10 @@ class StepRecord(BaseModel):
     locator: str | None = None
     """Which locator answered: ui-tree, ocr, template, model, cache."""
     target: str | None = None
+    focus: dict[str, Any] | None = None
+    """For a model's typing on a driver that can tell (the browser): the field with keyboard focus
+    when it typed — role, name, box and a digest of the value it held. A cached re-run checks it
+    instead of taking a frame."""
     effect: str | None = None
     """changed, none (no visible effect), unknown, or deferred (an action from the cache: the next
     step waits for the screen to settle, when it does not already match)."""

@@ -2,7 +2,9 @@
 
 Each recorded step's actions are re-executed on a fresh driver, after checking that the screen looks
 like the recorded frame: a structural similarity (SSIM) over the whole frame, and over the region the
-step acted on (a changed button label barely moves the global score). The first divergence stops the
+step acted on (a changed button label barely moves the global score); a typing step recorded with the
+field it typed into (and no frame, when it came from the cache) also checks that the keyboard focus is
+on that field, where the driver can tell. The first divergence stops the
 replay with a side-by-side picture; with ``heal`` the model is asked for that step only (its target
 grounded again, or its instruction acted on) and the replay goes on. The replay is itself a run.
 """
@@ -16,9 +18,10 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from drivers.base import Driver, Screen
+from drivers.base import Driver, FocusReader, Screen
 from tools.actions import parse_action
 
+from .cache import same_field
 from .errors import PixelPilotError, StepFailed
 from .memory import StepRecord
 from .runlog import RunData, read_run
@@ -40,6 +43,13 @@ class Divergence:
     global_score: float
     local_score: float | None
     picture: Path | None
+    focus: str | None = None
+    """For a typing step whose field lost the keyboard focus: what has it now."""
+
+    def describe(self) -> str:
+        if self.focus is not None:
+            return f"the keyboard focus is on {self.focus}"
+        return f"similarity {self.global_score:.3f} overall, {self.local_score} where it acted"
 
 
 @dataclass
@@ -129,6 +139,8 @@ def replay_run(
                     None if local is None else round(local, 4),
                     pic,
                 )
+        if diverged is None and step.focus and isinstance(driver, FocusReader):
+            diverged = _focus_divergence(driver, step, pictures)
         try:
             if diverged is not None:
                 result.divergences.append(diverged)
@@ -136,7 +148,7 @@ def replay_run(
                     result.status = "diverged"
                     result.reason = (
                         f"step {step.index} ({step.kind} {step.instruction!r}) no longer matches the recording: "
-                        f"similarity {diverged.global_score:.3f} overall, {diverged.local_score} where it acted"
+                        + diverged.describe()
                     )
                     break
                 _heal(agent, step)
@@ -154,6 +166,36 @@ def replay_run(
     if result.status == "healed":
         result.reason = f"{len(result.divergences)} step(s) healed with {result.model_calls} model call(s)"
     return result
+
+
+def _focus_divergence(driver: Any, step: StepRecord, pictures: Path) -> Divergence | None:
+    """A typing step's check: is the keyboard focus on the field it typed into? On a mismatch, the
+    current frame with the recorded field marked."""
+    assert step.focus is not None
+    now = driver.keyboard_focus()
+    if same_field(step.focus, now):
+        return None
+    where = now.describe() if now is not None else "nothing (no field has it)"
+    current = driver.observe(tree=False).image
+    pic = Image.new("RGB", (current.width, current.height + 40), "white")
+    pic.paste(current, (0, 40))
+    draw = ImageDraw.Draw(pic)
+    for box, colour in (
+        (step.focus["box"], (255, 45, 85)),
+        (now.box.as_list() if now else None, (9, 105, 218)),
+    ):
+        if box:
+            x, y, w, h = box
+            draw.rectangle([x - 4, y + 36, x + w + 4, y + h + 44], outline=colour, width=4)
+    try:
+        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.truetype("DejaVuSans-Bold.ttf", 20)
+    except OSError:
+        font = ImageFont.load_default(size=20)
+    draw.text((10, 8), f'recorded: typed into "{step.focus["name"]}"', fill=(207, 34, 46), font=font)
+    draw.text((current.width // 2, 8), "now: the keyboard focus is here", fill=(9, 105, 218), font=font)
+    picture = pictures / f"divergence-{step.index}.png"
+    pic.save(picture)
+    return Divergence(step.index, step.kind, step.instruction, 1.0, None, picture, focus=where)
 
 
 def _redo(agent: Any, step: StepRecord) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image
 
 from .memory import StepRecord
 
-__all__ = ["acted_region", "grey", "similarity"]
+__all__ = ["Prepared", "acted_region", "grey", "prepare", "similarity"]
 
 Frame = Image.Image | np.ndarray
 """A PIL image, or a greyscale (H, W) uint8 array as ``Screen.grey`` and ``grey`` give."""
@@ -24,19 +26,48 @@ def grey(frame: Frame) -> np.ndarray:
     return np.asarray(frame.convert("L"))
 
 
-def similarity(a: Frame, b: Frame, *, width: int = 320) -> float:
-    """Mean SSIM of two frames in grey, both scaled to ``width`` pixels wide (1.0 = identical)."""
+@dataclass(frozen=True)
+class Prepared:
+    """One side of a comparison made ahead: the frame scaled to ``width`` and its local means and
+    variances (the cache prepares its recorded frames in the background)."""
+
+    x: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    width: int
+
+
+_C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+
+def _blur(m: np.ndarray) -> np.ndarray:
     import cv2
 
-    ga, gb = grey(a), grey(b)
-    h = max(8, round(ga.shape[0] * width / max(ga.shape[1], 1)))
-    x = cv2.resize(ga, (width, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-    y = cv2.resize(gb, (width, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    blur = lambda m: cv2.GaussianBlur(m, (7, 7), 1.5)  # noqa: E731
-    mx, my = blur(x), blur(y)
-    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    ssim = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return cv2.GaussianBlur(m, (7, 7), 1.5)
+
+
+def _scaled(frame: Frame, width: int, height: int | None = None) -> np.ndarray:
+    import cv2
+
+    g = grey(frame)
+    h = height or max(8, round(g.shape[0] * width / max(g.shape[1], 1)))
+    return cv2.resize(g, (width, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def prepare(frame: Frame, *, width: int = 320) -> Prepared:
+    x = _scaled(frame, width)
+    mx = _blur(x)
+    return Prepared(x, mx, _blur(x * x) - mx * mx, width)
+
+
+def similarity(a: Frame | Prepared, b: Frame, *, width: int = 320) -> float:
+    """Mean SSIM of two frames in grey, both scaled to ``width`` pixels wide (1.0 = identical)."""
+    ref = a if isinstance(a, Prepared) else prepare(a, width=width)
+    y = _scaled(b, ref.width, ref.x.shape[0])
+    my = _blur(y)
+    syy, sxy = _blur(y * y) - my * my, _blur(ref.x * y) - ref.mean * my
+    mx, sxx = ref.mean, ref.var
+    ssim = ((2 * mx * my + _C1) * (2 * sxy + _C2)) / ((mx * mx + my * my + _C1) * (sxx + syy + _C2))
     return float(ssim.mean())
 
 

@@ -1,7 +1,7 @@
 """Drivers: where screenshots come from and where actions go."""
 
 from .android import AndroidDriver
-from .base import Box, Driver, ElementDriver, Navigable, Screen, Settling, UINode
+from .base import Box, Driver, ElementDriver, FocusReader, Navigable, Screen, Settling, UINode
 from .browser import BrowserDriver, NavigationResult, find_chromium
 from .desktop import DesktopDriver
 from .fake import FakeDriver, FakeWidget
@@ -15,6 +15,7 @@ __all__ = [
     "ElementDriver",
     "FakeDriver",
     "FakeWidget",
+    "FocusReader",
     "Navigable",
     "NavigationResult",
     "Screen",

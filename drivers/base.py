@@ -120,6 +120,11 @@ class Screen:
         self._tree, self._tree_loader = value, None
 
     @property
+    def taken(self) -> bool:
+        """Whether this holds a frame (False for the placeholder of a step that took none)."""
+        return bool(self._bytes) or self._image is not None
+
+    @property
     def image_bytes(self) -> bytes:
         """The encoded frame (encoded on first use when the driver gave an image)."""
         if self._bytes is None:
@@ -221,6 +226,16 @@ class ElementDriver(Protocol):
 
     def ui_tree(self) -> list[UINode]:
         """The current UI tree alone, without a screenshot (cheap polling)."""
+        ...
+
+
+@runtime_checkable
+class FocusReader(Protocol):
+    """A driver that can tell, without a screenshot or a whole UI tree, which element keyboard input
+    goes to (a browser asks the page). A cached typing step checks it instead of taking a frame."""
+
+    def keyboard_focus(self) -> UINode | None:
+        """The element with keyboard focus, or None (nothing focused, or the page's body)."""
         ...
 
 

@@ -247,9 +247,14 @@ class BrowserDriver:
         with self._boundary("read the page's elements"):
             return self._read_tree()
 
-    def _read_tree(self) -> list[UINode]:
+    def keyboard_focus(self) -> UINode | None:
+        with self._boundary("read which element has keyboard focus"):
+            nodes = self._read_tree({"focused": True})
+        return nodes[0] if nodes else None
+
+    def _read_tree(self, arg: dict[str, Any] | None = None) -> list[UINode]:
         s = self.scale
-        raw = self._evaluate(_js("tree.js"))
+        raw = self._evaluate(_js("tree.js"), arg)
         return [
             UINode(
                 ref=n["ref"],
@@ -262,6 +267,7 @@ class BrowserDriver:
                 checked=n["checked"],
                 interactive=n["interactive"],
                 options=tuple(n["options"]),
+                focused=n["focused"],
                 box=Box(n["x"] * s, n["y"] * s, n["w"] * s, n["h"] * s),
             )
             for n in raw

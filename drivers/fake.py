@@ -99,6 +99,10 @@ class FakeDriver:
         self._check()
         return self._tree()
 
+    def keyboard_focus(self) -> UINode | None:
+        self._check()
+        return next((n for n in self._tree() if n.focused), None)
+
     def _tree(self) -> list[UINode]:
         return [
             UINode(
@@ -112,6 +116,7 @@ class FakeDriver:
                 interactive=w.role != "text",
                 options=w.options,
                 placeholder=w.placeholder,
+                focused=w is self.focused,
             )
             for i, w in enumerate(self.widgets)
             if w.visible

@@ -111,7 +111,7 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
         console.print(f"  {result.reason}", highlight=False)
     for d in result.divergences:
         console.print(
-            f"  step {d.step} diverged (similarity {d.global_score:.3f}, where it acted {d.local_score}): {d.picture}",
+            f"  step {d.step} diverged ({d.describe()}): {d.picture}",
             highlight=False,
         )
     return ExitCode.PASSED if status == "passed" else ExitCode.FAILED

@@ -49,9 +49,10 @@ class HistoryItem:
     """One earlier step of the goal loop: the screenshot it saw, the model's raw reply, its narration.
 
     ``frame`` is the image, or anything with an ``image`` attribute that gives it (a Screen, which
-    decodes only when a prompt puts the frame in: most of the history is sent as text)."""
+    decodes only when a prompt puts the frame in: most of the history is sent as text); None for a
+    step that took no frame (typing from the cache), which is then sent as text."""
 
-    frame: Image.Image | Any
+    frame: Image.Image | Any | None
     reply: str
     narration: str
 
@@ -198,6 +199,8 @@ def loop_prompt(
         )
     n = max(profile.history_images, 0)
     recent = list(history[-n:]) if n else []
+    while recent and any(h.frame is None for h in recent):  # images only after the last step without one
+        recent = recent[1:]
     older = list(history[: len(history) - len(recent)])
     previous = "\n".join(f"Step {i + 1}: {_narration(h.narration)}" for i, h in enumerate(older)) or "None"
     instruction = _render("loop_instruction.j2", instruction=goal, previous=previous)

@@ -1,7 +1,9 @@
 // Collects the visible UI tree of the page: interactive elements and text-bearing elements, with
 // boxes in CSS pixels of the viewport. Elements are kept in window.__pp_nodes so later calls
-// (hit testing, select) can refer to them by index.
-() => {
+// (hit testing, select) can refer to them by index. With {focused: true}: only the element that
+// has keyboard focus (through shadow roots), or nothing; the refs of the last full tree stay valid.
+(arg) => {
+  const onlyFocused = !!(arg && arg.focused);
   const INTERACTIVE = 'a[href],button,input,select,textarea,summary,label,[role],[onclick],[tabindex],[contenteditable="true"]';
   const ROLE_OF_TAG = {a: 'link', button: 'button', select: 'combobox', textarea: 'textbox', summary: 'button',
                        h1: 'heading', h2: 'heading', h3: 'heading', h4: 'heading', h5: 'heading', h6: 'heading',
@@ -57,6 +59,12 @@
     for (const c of el.childNodes) if (c.nodeType === 3) s += c.textContent;
     return clean(s);
   };
+  const activeElement = () => {
+    let el = document.activeElement;
+    while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
+    return el === document.body || el === document.documentElement ? null : el;
+  };
+  const active = activeElement();
   const seen = new Set();
   const list = [];
   const add = (el, interactive) => {
@@ -66,13 +74,17 @@
     seen.add(el);
     list.push([el, r, interactive]);
   };
-  for (const el of document.querySelectorAll(INTERACTIVE)) add(el, true);
-  const walker = document.createTreeWalker(document.body || document.documentElement, NodeFilter.SHOW_ELEMENT);
-  for (let el = walker.currentNode; el; el = walker.nextNode()) {
-    if (el.tagName === 'SCRIPT' || el.tagName === 'STYLE') continue;
-    if (ownText(el)) add(el, false);
+  if (onlyFocused) {
+    if (active) add(active, true);
+  } else {
+    for (const el of document.querySelectorAll(INTERACTIVE)) add(el, true);
+    const walker = document.createTreeWalker(document.body || document.documentElement, NodeFilter.SHOW_ELEMENT);
+    for (let el = walker.currentNode; el; el = walker.nextNode()) {
+      if (el.tagName === 'SCRIPT' || el.tagName === 'STYLE') continue;
+      if (ownText(el)) add(el, false);
+    }
   }
-  window.__pp_nodes = [];
+  if (!onlyFocused || !window.__pp_nodes) window.__pp_nodes = [];
   const out = [];
   for (const [el, r, interactive] of list) {
     const role = roleOf(el);
@@ -83,7 +95,7 @@
       name: nameOf(el, role), text: ownText(el).slice(0, 200),
       placeholder: clean(el.getAttribute('placeholder') || ''),
       x: r.left, y: r.top, w: r.width, h: r.height,
-      value: null, checked: null, options: [],
+      value: null, checked: null, options: [], focused: el === active,
     };
     if (tag === 'input' || tag === 'textarea' || tag === 'select') node.value = el.value;
     if (role === 'checkbox' || role === 'radio') node.checked = !!el.checked;

@@ -45,6 +45,19 @@ def test_type_click_and_tree(browser):
     assert field.value == "Zoë ✓"
 
 
+def test_keyboard_focus_names_the_focused_field_and_keeps_the_trees_refs(browser):
+    browser.goto(PAGE)
+    assert browser.keyboard_focus() is None  # nothing focused: the page's body does not count
+    tree = browser.ui_tree()
+    name = next(n for n in tree if n.role == "textbox")
+    browser.perform(A.Click(at=name.box.center))
+    focused = browser.keyboard_focus()
+    assert focused is not None and (focused.role, focused.name, focused.box) == ("textbox", "Name", name.box)
+    go = next(n for n in tree if n.name == "Go")
+    assert browser.hit_point(go) is not None  # a ref from the tree read before the focus query
+    assert [n.name for n in browser.ui_tree() if n.focused] == ["Name"]
+
+
 def test_hit_testing_clicks_the_visible_part_and_refuses_covered_elements(browser):
     browser.goto(PAGE)
     agent = Agent(browser)

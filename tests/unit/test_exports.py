@@ -41,6 +41,7 @@ def test_drivers_exports():
         "ElementDriver",
         "FakeDriver",
         "FakeWidget",
+        "FocusReader",
         "Navigable",
         "NavigationResult",
         "Screen",

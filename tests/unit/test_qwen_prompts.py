@@ -103,6 +103,25 @@ def test_goal_loop_history_recent_as_images_older_as_text():
     assert "Previous actions:\nNone" in render_text(first) and len(first.images) == 1
 
 
+def test_a_history_step_without_a_frame_is_sent_as_text_with_the_steps_before_it():
+    """A typing step taken from the cache has no frame: screenshots are sent only for the steps
+    after it, the turns keep their user-image / assistant order."""
+    history = [
+        HistoryItem(
+            None if i == 3 else Image.new("RGB", (1280, 800), (i, i, i)),
+            f"Action: step {i}\n<tool_call>\n{{}}\n</tool_call>",
+            f'click "thing" {i}',
+        )
+        for i in range(6)
+    ]
+    prompt = loop_prompt(COMPUTER_USE, "Log in", history, IMG, QwenProfile(history_images=4))
+    text = render_text(prompt)
+    assert len(prompt.images) == 3  # steps 4 and 5, and the current screen
+    assert "Step 4: click thing 3" in text and "Step 5:" not in text  # steps 1-4 as text
+    assert text.count("<|im_start|>assistant\nAction: step") == 2
+    assert prompt.meta == {"history_text": 4, "history_images": 2}
+
+
 def test_digest_changes_with_content():
     a = act_prompt(COMPUTER_USE, "open the first issue", IMG)
     b = act_prompt(COMPUTER_USE, "open the second issue", IMG)
