@@ -573,7 +573,10 @@ class Agent:
             and rec.focus is None
             and isinstance(self.driver, FocusReader)
         ):
-            self._note_focus(rec, self.driver.keyboard_focus())
+            try:
+                self._note_focus(rec, self.driver.keyboard_focus())
+            except DriverError as exc:  # only a record for the report and the cache: type anyway
+                log.info("could not read the keyboard focus before typing: %s", exc)
         t = self._clock()
         self.driver.perform(action)
         rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, self._clock())
