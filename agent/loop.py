@@ -18,6 +18,7 @@ from drivers.base import Box, Screen
 from tools import actions as A
 from tools.spaces import ActionSpace, get_space
 
+from . import cached
 from .errors import ModelError, ModelOutputError, StepFailed
 from .locate import Located
 from .memory import StepRecord
@@ -135,7 +136,7 @@ def decide(
 
     rec.locator = "model"
     if agent.cache is not None:
-        hit, screen = agent._cache_lookup(rec, screen, whole_screen=True)
+        hit, screen = cached.lookup(agent, rec, screen, whole_screen=True)
         if hit is not None and hit.step.action is not None:
             return (*_from_cache(hit, rec), screen)
     prompt = make_prompt(screen)

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from drivers.base import Driver, ElementDriver, FocusReader, Navigable, Screen, Settling, UINode
+from drivers.base import Driver, ElementDriver, Navigable, Screen, Settling, UINode
 from drivers.keys import parse_combo
 from tools import actions as A
 from tools.ocr import normalize
 
-from . import loop
-from .cache import CacheHit, StepCache, focus_record
+from . import cached, loop
+from .cache import StepCache
 from .errors import CheckFailed, DriverError, LocateError, PixelPilotError, StepFailed
 from .locate import Located, Locator, text_on_screen
 from .loop import Limits, RunResult, Verdict
@@ -383,9 +383,9 @@ class Agent:
         cache_aware: bool = False,
     ) -> StepRecord:
         """One recorded step. ``cache_aware`` steps look their decision up in the cache first
-        (through ``_cache_lookup``), which settles the screen itself when it has to; when the cached
-        decision is typing into a field the driver can name, the step takes no frame (``_UNOBSERVED``)
-        and the lookup checks the keyboard focus instead."""
+        (through :func:`agent.cached.lookup`), which settles the screen itself when it has to; when
+        the cached decision is typing into a field the driver can name, the step takes no frame
+        (``cached.UNOBSERVED``) and the lookup checks the keyboard focus instead."""
         rec = StepRecord(index=len(self.steps), kind=kind, instruction=instruction, params=params)
         start = self._clock()
         try:
@@ -393,8 +393,8 @@ class Agent:
                 self._catch_up(rec)
             if not observe_first:
                 screen = _NO_SCREEN
-            elif cache_aware and self._types_from_cache(rec):
-                screen = _UNOBSERVED
+            elif cache_aware and cached.types_from_cache(self, rec):
+                screen = cached.UNOBSERVED
             else:
                 screen = self._observe(rec)
             body(screen, rec)
@@ -452,7 +452,7 @@ class Agent:
     def _locate(self, screen: Screen, target: str, nth: int | None, rec: StepRecord) -> Located:
         t = self._clock()
         mode = self.settings.use_model if self.model is not None else "never"
-        hit, screen = self._cache_lookup(rec, screen) if self.cache is not None else (None, screen)
+        hit, screen = cached.lookup(self, rec, screen) if self.cache is not None else (None, screen)
         if hit is not None and hit.point is not None:
             rec.timings["locate"] = _ms(t, self._clock())
             rec.result = {
@@ -474,47 +474,6 @@ class Agent:
         rec.timings["locate"] = _ms(t, self._clock())
         self._note_location(rec, loc)
         return loc
-
-    def _cache_lookup(
-        self, rec: StepRecord, screen: Screen, *, whole_screen: bool = False
-    ) -> tuple[CacheHit | None, Screen]:
-        """The cached decision for this step if the screen still matches it, and the screen it was
-        checked on. After an action from the cache that did not wait to settle, a mismatch first waits
-        for the screen to settle and looks again on a fresh frame (which becomes the step's frame)."""
-        assert self.cache is not None
-        if screen is _UNOBSERVED:
-            return self._focus_lookup(rec)
-        hit = self.cache.peek(rec.kind, rec.params, screen, whole_screen=whole_screen)
-        if hit is None and self._unsettled:
-            self._catch_up(rec)
-            screen = self._observe(rec)
-            hit = self.cache.peek(rec.kind, rec.params, screen, whole_screen=whole_screen)
-        self.cache.advance(rec.kind, rec.params, hit=hit is not None)
-        return hit, screen
-
-    def _types_from_cache(self, rec: StepRecord) -> bool:
-        return (
-            self.cache is not None
-            and isinstance(self.driver, FocusReader)
-            and self.cache.typing_entry(rec.kind, rec.params) is not None
-        )
-
-    def _focus_lookup(self, rec: StepRecord) -> tuple[CacheHit | None, Screen]:
-        """A cached typing step: hit when the field with keyboard focus is the one it typed into
-        (after settling, when an earlier action from the cache left the page unsettled). On a miss
-        the typing would go elsewhere: the step takes its frame and the model decides."""
-        assert self.cache is not None and isinstance(self.driver, FocusReader)
-        t = self._clock()
-        hit = self.cache.peek_focus(rec.kind, rec.params, self.driver.keyboard_focus())
-        if hit is None and self._unsettled:
-            self._catch_up(rec)
-            hit = self.cache.peek_focus(rec.kind, rec.params, self.driver.keyboard_focus())
-        rec.timings["verify"] = _ms(t, self._clock())
-        self.cache.advance(rec.kind, rec.params, hit=hit is not None)
-        if hit is None:
-            return None, self._observe(rec)
-        rec.focus, rec.target, rec.box = hit.step.focus, hit.step.target, hit.step.box
-        return hit, _UNOBSERVED
 
     def _catch_up(self, rec: StepRecord | None) -> None:
         """Settle after an earlier action from the cache."""
@@ -567,16 +526,8 @@ class Agent:
         return point
 
     def _act(self, rec: StepRecord, action: A.Action) -> None:
-        if (
-            isinstance(action, A.Type)
-            and rec.kind in ("goal", "act")
-            and rec.focus is None
-            and isinstance(self.driver, FocusReader)
-        ):
-            try:
-                self._note_focus(rec, self.driver.keyboard_focus())
-            except DriverError as exc:  # only a record for the report and the cache: type anyway
-                log.info("could not read the keyboard focus before typing: %s", exc)
+        if isinstance(action, A.Type):
+            cached.note_focus(self, rec)
         t = self._clock()
         self.driver.perform(action)
         rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, self._clock())
@@ -589,14 +540,6 @@ class Agent:
             self._unsettled, rec.effect = True, "deferred"
             return
         self._settle(rec)
-
-    def _note_focus(self, rec: StepRecord, node: UINode | None) -> None:
-        """Record the field a model's typing goes into (the report shows it; a cached re-run checks it)."""
-        if node is None:
-            return
-        rec.focus = focus_record(node)
-        if rec.box is None:
-            rec.target, rec.box = node.describe(), node.box.as_list()
 
     def _settle(self, rec: StepRecord, *, quiet_ms: float | None = None) -> None:
         t = self._clock()
@@ -629,9 +572,6 @@ class Agent:
 
 _NO_SCREEN = Screen(None, 0, 0)
 """Given to steps that run before their first observation (open)."""
-_UNOBSERVED = Screen(None, 0, 0)
-"""Given to a cache-aware step whose cached decision types into a field the driver can name: the
-cache lookup checks the keyboard focus instead of a frame."""
 
 
 def _ms(start: float, end: float) -> float:
