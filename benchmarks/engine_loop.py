@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(args.steps):
         img = screen(k, (w, h))
         prompt = loop_prompt(space, goal, history, img, lm.profile)
-        captured = len(eng.captures)
+        captured, runs, kept = len(eng.captures), eng.stats["vision_runs"], eng.stats["vision_kept"]
         t = time.perf_counter()
         reply = lm.generate(prompt)
         if args.device == "cuda":
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 "step_ms": round(ms, 1),
                 "host_before_gpu_ms": round(reply.timings["preprocess"], 2),
                 "graphs_captured": len(eng.captures) - captured,
+                "vision_runs": eng.stats["vision_runs"] - runs,
+                "vision_kept": eng.stats["vision_kept"] - kept,
                 "action": action.action,
             }
         )
@@ -139,13 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({"summary": summary, "steps": rows}, indent=1)
     )
     print(
-        "\n| step | images | tokens in | reused | out | passes | step ms | host ms | graphs captured | action |"
+        "\n| step | images | tokens in | reused | out | passes | step ms | host ms | graphs captured "
+        "| vision tower runs (kept features used) | action |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['step']} | {r['images']} | {r['tokens_in']} | {r['reused']} | {r['tokens_out']} | {r['passes']} | "
-            f"{r['step_ms']} | {r['host_before_gpu_ms']} | {r['graphs_captured']} | {r['action']} |"
+            f"{r['step_ms']} | {r['host_before_gpu_ms']} | {r['graphs_captured']} | {r['vision_runs']} ({r['vision_kept']}) "
+            f"| {r['action']} |"
         )
     return 0
 

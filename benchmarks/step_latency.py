@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import itertools
 import json
 import statistics
 import sys
@@ -311,15 +312,21 @@ def _run_size(
         image_at = ids.index(IMAGE_PAD)
         n_img = ids.count(IMAGE_PAD)
 
+        made = itertools.count()
+
         def prep(k: int) -> dict[str, object]:
+            # a new screenshot every step: a name never used before (the engine keeps the vision
+            # features of pictures it has seen, by this name)
+            name = f"picture-{k}-{next(made)}"
             owner = [None] * n_in
             for i in range(image_at, image_at + n_img):
-                owner[i] = f"picture-{k}"  # a new screenshot every step
+                owner[i] = name
             return {
                 "ids": ids,
                 "owner": owner,
                 "images": [pictures[k]],
                 "grids": [(1, rh // 16, rw // 16, rh, rw)],
+                "digests": [name],
             }
 
         reset_peak()
@@ -331,7 +338,7 @@ def _run_size(
         sync()
         warm = time.perf_counter() - t0
         step, passes = [], []
-        engine.stats = {"mask_ms": 0.0, "pass_ms": 0.0}
+        engine.reset_stats()
         for k in range(reps):
             sync()
             t = time.perf_counter()
@@ -345,7 +352,7 @@ def _run_size(
         engine.profiling = True
         pre, per_pass = [], []
         for k in range(3):
-            engine.stats = {"mask_ms": 0.0, "pass_ms": 0.0}
+            engine.reset_stats()
             po = engine.generate_prepared(prep(k), max_new_tokens=n_out, grammar=grammar, forced=script)
             pre.append(po.timings["prefill"])
             per_pass.append(engine.stats["pass_ms"] / max(1, po.forward_passes - 1))

@@ -143,7 +143,7 @@ class PromptInputs:
                 n = gh * gw // (self.merge**2)
                 ids += [self.image_token] * n
                 owner += [digests[k]] * n
-        return {"ids": ids, "owner": owner, "images": images, "grids": grids}
+        return {"ids": ids, "owner": owner, "images": images, "grids": grids, "digests": digests}
 
     def rope_positions(self, ids: list[int], grids: list[Grid]) -> Any:
         """Qwen3-VL's 3-axis positions (3, N): text advances all three axes together; an image's

@@ -210,3 +210,26 @@ def test_two_screenshots_in_one_prompt_stay_exact(random_model):
         prompt.messages, tools=prompt.tools, size=dict(m.profile.image_size), max_new_tokens=16
     )
     assert out.tokens == reference(m, prompt, 16)
+
+
+def test_a_sliding_history_sends_each_screenshot_through_the_vision_tower_once(random_model):
+    """A goal loop sends its last screenshots again every step, at new positions once the window
+    slides: their kept vision features are used (exact: they do not depend on the position)."""
+    m, eng = random_model, random_model.engine
+    space = get_space("computer_use")
+    profile = QwenProfile(history_images=2)
+    reply = '<tool_call>\n{"name": "computer_use"}\n</tool_call>'
+    shots = [screen(30 + k) for k in range(5)]
+    eng.reset_stats()
+    history: list[HistoryItem] = []
+    for k in range(4):
+        prompt = loop_prompt(space, "Open the inbox", history, shots[k], profile)
+        out = eng.generate(
+            prompt.messages, tools=prompt.tools, size=dict(m.profile.image_size), max_new_tokens=8
+        )
+        assert out.tokens == reference(m, prompt, 8), f"step {k + 1}"
+        history.append(HistoryItem(shots[k], reply, f"step {k + 1}"))
+    # steps 2 and 3 extend the cached prefix (one new screenshot each); step 4 slides the window (the
+    # first screenshot becomes text, everything after the system prompt moves): its two older
+    # screenshots are recomputed in the prefill but not in the vision tower (6 runs without that)
+    assert eng.stats["vision_runs"] == 4 and eng.stats["vision_kept"] == 2
