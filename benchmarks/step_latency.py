@@ -188,17 +188,23 @@ def agreement(engine, model, x, ids, prep) -> dict[str, object]:  # type: ignore
 
 def prompt_cpu_ms(engine, picture) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """Host time the step spends before the GPU: the real computer_use prompt rendered by the chat
-    template, tokenized, the image's size and digest, the 3-axis positions."""
+    template, tokenized, the image's size and digest, the 3-axis positions. The picture arrives as
+    a driver gives it: JPEG bytes in a Screen, decoded (untimed: every backend decodes it)."""
+    import io
+
     from agent.qwen.prompts import act_prompt
+    from drivers.base import Screen
     from tools.spaces import get_space
 
     size = {"longest_edge": 16777216, "shortest_edge": 65536}
+    buf = io.BytesIO()
+    picture.save(buf, format="JPEG", quality=85)
+    data = buf.getvalue()
     times = []
     for _ in range(23):
-        # a new picture object each time, as a new screenshot is: its digest is not remembered
-        prompt = act_prompt(
-            get_space("computer_use"), "Click the Sign in button to log in as alice.", picture.copy()
-        )
+        # a new screen each time, as a new screenshot is: its digest is not remembered
+        image = Screen(data, picture.width, picture.height, format="jpeg").image
+        prompt = act_prompt(get_space("computer_use"), "Click the Sign in button to log in as alice.", image)
         t = time.perf_counter()
         p = engine.inputs.prepare(prompt.messages, prompt.tools, size)
         engine.inputs.rope_positions(p["ids"], p["grids"])

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from drivers.base import SOURCE_DIGEST
+
 __all__ = ["Grid", "PromptInputs"]
 
 Grid = tuple[int, int, int, int, int]
@@ -82,14 +84,19 @@ class PromptInputs:
         return x.reshape(gh * gw, 3 * tp * ps * ps).to(self.dtype), (1, gh, gw)
 
     def _digest(self, image: Any, resize: str) -> str:
-        """What identifies a picture's content (sha1 of its pixels), computed once per picture object:
-        a goal loop sends its recent screenshots again every step."""
+        """What identifies a picture's content, computed once per picture object (a goal loop sends
+        its recent screenshots again every step): the sha1 of the encoded frame it was decoded from
+        when the screen recorded one (``drivers.base.SOURCE_DIGEST``), else of its pixels."""
         known = self._digests.get(id(image))
         if known is not None and known[0]() is image and known[1] == resize:
             return known[2]
-        a = _rgb(image)
-        h = hashlib.sha1(a.data)
-        h.update(f"{a.shape}{resize}".encode())
+        source = getattr(image, SOURCE_DIGEST, None)
+        if source:
+            h = hashlib.sha1(f"{source}{image.size}{image.mode}{resize}".encode())
+        else:
+            a = _rgb(image)
+            h = hashlib.sha1(a.data)
+            h.update(f"{a.shape}{resize}".encode())
         digest = h.hexdigest()
         try:
             ref = weakref.ref(image)

@@ -233,3 +233,25 @@ def test_a_sliding_history_sends_each_screenshot_through_the_vision_tower_once(r
     # first screenshot becomes text, everything after the system prompt moves): its two older
     # screenshots are recomputed in the prefill but not in the vision tower (6 runs without that)
     assert eng.stats["vision_runs"] == 4 and eng.stats["vision_kept"] == 2
+
+
+def test_a_screenshot_is_named_by_its_encoded_bytes_and_a_changed_copy_is_not(random_model):
+    """A frame decoded from a screen's JPEG/PNG bytes is named by those bytes (cheap); the same bytes
+    decoded again get the same name, a copy drawn on gets its pixels hashed."""
+    import io
+
+    from drivers.base import Screen
+
+    eng = random_model.engine
+    buf = io.BytesIO()
+    screen(40).save(buf, "PNG")
+    data = buf.getvalue()
+    a, b = Screen(data, 640, 400).image, Screen(data, 640, 400).image
+    assert a is not b and eng.inputs._digest(a, "r") == eng.inputs._digest(b, "r")
+    marked = a.copy()
+    ImageDraw.Draw(marked).rectangle((0, 0, 10, 10), fill="red")
+    assert eng.inputs._digest(marked, "r") not in (
+        eng.inputs._digest(a, "r"),
+        eng.inputs._digest(a.copy(), "r"),
+    )
+    assert eng.inputs._digest(a.copy(), "r") == eng.inputs._digest(screen(40), "r")  # pixels, same picture
