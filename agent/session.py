@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from drivers.base import Driver, ElementDriver, Navigable, Screen, Settling, UINode
+from drivers.base import Driver, ElementDriver, FocusReader, Navigable, Screen, Settling, UINode
 from drivers.keys import parse_combo
 from tools import actions as A
 from tools.ocr import normalize
@@ -191,9 +191,11 @@ class Agent:
                 loc = self.locator.field(screen, into, nth=nth)
                 self._note_location(rec, loc)
                 node = loc.node
-                self._act(rec, A.Click(at=self._hit(loc, into)))
+                self._act(rec, A.Click(at=self._hit(loc, into)), settle=False)
+                if self._focused(node) is None:
+                    self._settle(rec)  # the click did not focus the field (yet): wait for the page
                 if clear and node is not None and node.value:
-                    self._act(rec, A.Key(keys=["ctrl", "a"]))
+                    self._act(rec, A.Key(keys=["ctrl", "a"]), settle=False)  # selects what it holds
             self._act(rec, A.Type(text=text))
             if node is not None and self.settings.verify_typing and isinstance(self.driver, ElementDriver):
                 self._verify_field(rec, node, text if clear else (node.value or "") + text, into or "")
@@ -525,7 +527,7 @@ class Agent:
             )
         return point
 
-    def _act(self, rec: StepRecord, action: A.Action) -> None:
+    def _act(self, rec: StepRecord, action: A.Action, *, settle: bool = True) -> None:
         if isinstance(action, A.Type):
             cached.note_focus(self, rec)
         t = self._clock()
@@ -539,7 +541,20 @@ class Agent:
             # verified against the cache before acting; the next step checks (and settles) lazily
             self._unsettled, rec.effect = True, "deferred"
             return
-        self._settle(rec)
+        if settle:
+            self._settle(rec)
+
+    def _focused(self, node: UINode | None) -> UINode | None:
+        """The field with keyboard focus, if the driver can tell cheaply and it is ``node`` (same role
+        and place): a focus click needs no settle before typing, and the value reads back from it."""
+        if node is None or not isinstance(self.driver, FocusReader):
+            return None
+        now = self.driver.keyboard_focus()
+        if now is None or now.role != node.role:
+            return None
+        if abs(now.box.x - node.box.x) >= 2 or abs(now.box.y - node.box.y) >= 2:
+            return None
+        return now
 
     def _settle(self, rec: StepRecord, *, quiet_ms: float | None = None) -> None:
         t = self._clock()
@@ -556,12 +571,16 @@ class Agent:
     def _verify_field(self, rec: StepRecord, node: UINode, expected: str, label: str) -> None:
         assert isinstance(self.driver, ElementDriver)
         t = self._clock()
-        tree = self.driver.ui_tree()
-        same = [
-            n
-            for n in tree
-            if n.role == node.role and abs(n.box.x - node.box.x) < 2 and abs(n.box.y - node.box.y) < 2
-        ]
+        focused = self._focused(node)  # still in the field: read it alone, not the whole tree
+        same = (
+            [focused]
+            if focused is not None
+            else [
+                n
+                for n in self.driver.ui_tree()
+                if n.role == node.role and abs(n.box.x - node.box.x) < 2 and abs(n.box.y - node.box.y) < 2
+            ]
+        )
         rec.timings["verify"] = _ms(t, self._clock())
         if not same:
             return  # the field went away (a submit on Enter, a closed dialog): nothing to check

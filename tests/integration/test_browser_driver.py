@@ -58,6 +58,23 @@ def test_keyboard_focus_names_the_focused_field_and_keeps_the_trees_refs(browser
     assert [n.name for n in browser.ui_tree() if n.focused] == ["Name"]
 
 
+def test_typing_into_a_field_reads_it_back_and_says_what_it_holds(browser):
+    """The field with keyboard focus is read back after typing: a field that rewrites its input
+    fails the step with what it holds."""
+    from agent import StepFailed
+
+    browser.goto(
+        "data:text/html,<label for=c>Code</label> <input id=c oninput='this.value=this.value.toUpperCase()'>"
+        " <label for=n>Note</label> <input id=n>"
+    )
+    agent = Agent(browser)
+    agent.type("note", into="Note")
+    assert browser.page.input_value("#n") == "note"
+    with pytest.raises(StepFailed, match="holds 'ABC' instead of 'abc'"):
+        agent.type("abc", into="Code")
+    assert agent.steps[-1].outcome == "failed" and "verify" in agent.steps[-1].timings
+
+
 def test_hit_testing_clicks_the_visible_part_and_refuses_covered_elements(browser):
     browser.goto(PAGE)
     agent = Agent(browser)
