@@ -545,16 +545,14 @@ class Agent:
             self._settle(rec)
 
     def _focused(self, node: UINode | None) -> UINode | None:
-        """The field with keyboard focus, if the driver can tell cheaply and it is ``node`` (same role
-        and place): a focus click needs no settle before typing, and the value reads back from it."""
+        """The field with keyboard focus if the driver can tell cheaply and it is ``node`` (same role and
+        place): then a focus click needs no settle before typing, and the value reads back from it."""
         if node is None or not isinstance(self.driver, FocusReader):
             return None
         now = self.driver.keyboard_focus()
-        if now is None or now.role != node.role:
+        if now is None or now.role != node.role or abs(now.box.x - node.box.x) >= 2:
             return None
-        if abs(now.box.x - node.box.x) >= 2 or abs(now.box.y - node.box.y) >= 2:
-            return None
-        return now
+        return now if abs(now.box.y - node.box.y) < 2 else None
 
     def _settle(self, rec: StepRecord, *, quiet_ms: float | None = None) -> None:
         t = self._clock()

@@ -5,7 +5,9 @@ What it does that ``generate`` does not:
 * **A KV cache that outlives the step.** Keys and values live in fixed buffers; the next prompt is
   compared with what the cache holds (token ids, and each image's content), and only the part after
   the longest common prefix is computed. The system prompt with its tools schema is computed once per
-  process; history turns stay in the cache when the prompt grows by appending.
+  process; history turns stay in the cache when the prompt grows by appending. The vision features
+  of the last few screenshots are kept by picture digest: when the history window slides and the
+  older screenshots move, they are prefilled again but not sent through the vision tower.
 * **Everything replayed from CUDA graphs**, captured once: the vision tower (``engine_vision``, one graph per image
   grid), the prefill (its tail padded to a multiple of ``PREFILL_STEP``; one graph per padded length,
   image tokens and cache bucket) and decoding (one per chunk length and cache bucket): no Python or
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,10 +50,6 @@ PREFILL_STEP = 128
 """Prefill tails are padded up to a multiple of this many tokens (one graph per padded length)."""
 MAX_PREFILL_GRAPHS = 24
 """Prefill graphs kept (least recently used dropped first)."""
-MAX_KEPT_FEATURES = 8
-"""Screenshots whose vision features are kept (least recently used dropped first): a goal loop sends
-its last few screenshots again every step, and a screenshot's features do not depend on where in
-the prompt it sits."""
 
 
 @dataclass
@@ -140,8 +137,6 @@ class Engine:
         self.prefill_graphs = True
         """The prefill replayed from graphs too (off when its capture fails)."""
         self.vision = VisionTower(model, self.device, self._capture)
-        self._features: OrderedDict[str, tuple[Any, list[Any]]] = OrderedDict()
-        """Vision features (merged, deepstack) by picture digest (which names the resize too)."""
         # what the cache holds: token ids and, per position, the digest of the image it belongs to
         self._held: list[tuple[int, str | None]] = []
         self._next_pos = 0  # rope position after the held tokens
@@ -229,7 +224,12 @@ class Engine:
             off = 0
             for k in range(first_image, len(grids)):
                 _, gh, gw, h, w = grids[k]
-                image_embeds, deep = self._image_features(prep["images"][k], prep["digests"][k], h, w)
+                image_embeds, deep, kept = self.vision.features(
+                    prep["digests"][k],
+                    lambda k=k, h=h, w=w: self.inputs.pixels(prep["images"][k], h, w),
+                    graphs=self.graphs_on,
+                )
+                self.stats["vision_kept" if kept else "vision_runs"] += 1
                 n = image_embeds.shape[0]
                 slot["image"][off : off + n].copy_(image_embeds)
                 for buf, d in zip(slot["deep"], deep, strict=True):
@@ -246,23 +246,6 @@ class Engine:
         self._held = list(zip(ids, owner, strict=True))
         self._next_pos = int(pos3[:, -1].max()) + 1
         return logits, common, {"images_ms": (t_pre - t0) * 1000}
-
-    def _image_features(self, image: Any, digest: str, h: int, w: int) -> tuple[Any, list[Any]]:
-        """One screenshot's vision features: kept from an earlier prompt that held the same picture
-        at the same size, else from the vision tower (and kept)."""
-        kept = self._features.get(digest)
-        if kept is not None:
-            self._features.move_to_end(digest)
-            self.stats["vision_kept"] += 1
-            return kept
-        x, grid = self.inputs.pixels(image, h, w)
-        image_embeds, deep = self.vision(x, grid, graphs=self.graphs_on)
-        self.stats["vision_runs"] += 1
-        kept = (image_embeds.clone(), [d.clone() for d in deep])  # the graph's outputs are reused
-        self._features[digest] = kept
-        while len(self._features) > MAX_KEPT_FEATURES:
-            self._features.popitem(last=False)
-        return kept
 
     def _prefill_slot(self, size: int, n_image: int, view: int, start: int) -> dict[str, Any]:
         """Input buffers for a prefill of ``size`` tokens (``n_image`` of them image tokens), and the

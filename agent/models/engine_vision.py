@@ -6,12 +6,18 @@ transformers' own ``vision_utils`` and handed to it."""
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VisionTower"]
+__all__ = ["MAX_KEPT_FEATURES", "VisionTower"]
+
+MAX_KEPT_FEATURES = 8
+"""Screenshots whose vision features are kept (least recently used dropped first): a goal loop sends
+its last few screenshots again every step, and a screenshot's features do not depend on where in
+the prompt it sits."""
 
 
 class VisionTower:
@@ -24,6 +30,25 @@ class VisionTower:
         self.graphs_on = True
         """Off once a capture failed: the tower then runs eagerly."""
         self._slots: dict[tuple[int, int, int], dict[str, Any]] = {}
+        self._kept: OrderedDict[str, tuple[Any, list[Any]]] = OrderedDict()
+        """Features (merged, deepstack) by picture digest (which names the resize too)."""
+
+    def features(
+        self, digest: str, pixels: Callable[[], tuple[Any, tuple[int, int, int]]], *, graphs: bool
+    ) -> tuple[Any, list[Any], bool]:
+        """One picture's features, and whether they were kept from an earlier prompt that held the
+        same picture at the same size; else ``pixels()`` goes through the tower (and is kept)."""
+        kept = self._kept.get(digest)
+        if kept is not None:
+            self._kept.move_to_end(digest)
+            return (*kept, True)
+        x, grid = pixels()
+        image_embeds, deep = self(x, grid, graphs=graphs)
+        kept = (image_embeds.clone(), [d.clone() for d in deep])  # a graph's outputs are reused
+        self._kept[digest] = kept
+        while len(self._kept) > MAX_KEPT_FEATURES:
+            self._kept.popitem(last=False)
+        return (*kept, False)
 
     def __call__(self, x: Any, grid: tuple[int, int, int], *, graphs: bool) -> tuple[Any, list[Any]]:
         """Merged features and deepstack features of one image (pixels ``x`` on the device)."""
