@@ -18,6 +18,7 @@ from tools.errors import DriverError
 
 from .cache import CacheHit, focus_record
 from .memory import StepRecord
+from .memory import elapsed_ms as _ms
 
 if TYPE_CHECKING:
     from .session import Agent
@@ -29,10 +30,6 @@ log = logging.getLogger(__name__)
 UNOBSERVED = Screen(None, 0, 0)
 """Given to a cache-aware step whose cached decision types into a field the driver can name: the
 lookup checks the keyboard focus instead of a frame."""
-
-
-def _ms(start: float, end: float) -> float:
-    return round((end - start) * 1000, 2)
 
 
 def types_from_cache(agent: Agent, rec: StepRecord) -> bool:

@@ -7,7 +7,6 @@ is recorded; it ends on ``terminate``, ``answer``, a budget, an unusable reply, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Generator
@@ -240,7 +239,7 @@ def iter_goal(agent: Agent, goal: str, limits: Limits) -> Generator[StepRecord, 
             if isinstance(action, A.Answer | A.Terminate):
                 _finish(rec, action)
                 return
-            seen = hashlib.sha1(screen.image_bytes).hexdigest() if screen.taken else str(rec.focus)
+            seen = screen.digest if screen.taken else str(rec.focus)
             signature = (action.model_dump_json(), seen)
             repeats = repeats + 1 if signature == last else 1
             last = signature

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Outcome", "StepRecord", "step_table"]
+__all__ = ["Outcome", "StepRecord", "elapsed_ms", "step_table"]
 
 Outcome = Literal["passed", "failed", "error", "interrupted"]
 
@@ -59,6 +59,11 @@ class StepRecord(BaseModel):
     def summary(self) -> str:
         what = self.instruction or self.kind
         return f"{self.index:>3} {self.kind:<9} {what[:60]:<60} {self.outcome}"
+
+
+def elapsed_ms(start: float, end: float) -> float:
+    """A step timing: seconds between two clock readings, in milliseconds to 0.01."""
+    return round((end - start) * 1000, 2)
 
 
 def step_table(steps: list[StepRecord]) -> str:

@@ -63,6 +63,13 @@ class ReplayResult:
     reason: str = ""
 
 
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.truetype("DejaVuSans-Bold.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size=size)
+
+
 def _side_by_side(
     recorded: Image.Image, current: Image.Image, region: tuple[int, int, int, int] | None, out: Path
 ) -> Path:
@@ -72,10 +79,7 @@ def _side_by_side(
     pic.paste(recorded, (0, 40))
     pic.paste(current, (w + 10, 40))
     d = ImageDraw.Draw(pic)
-    try:
-        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.truetype("DejaVuSans-Bold.ttf", 24)
-    except OSError:
-        font = ImageFont.load_default(size=24)
+    font = _font(24)
     d.text((10, 6), "recorded", fill="black", font=font)
     d.text((w + 20, 6), "now", fill=(207, 34, 46), font=font)
     if region:
@@ -187,10 +191,7 @@ def _focus_divergence(driver: Any, step: StepRecord, pictures: Path) -> Divergen
         if box:
             x, y, w, h = box
             draw.rectangle([x - 4, y + 36, x + w + 4, y + h + 44], outline=colour, width=4)
-    try:
-        font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.truetype("DejaVuSans-Bold.ttf", 20)
-    except OSError:
-        font = ImageFont.load_default(size=20)
+    font = _font(20)
     draw.text((10, 8), f'recorded: typed into "{step.focus["name"]}"', fill=(207, 34, 46), font=font)
     draw.text((current.width // 2, 8), "now: the keyboard focus is here", fill=(9, 105, 218), font=font)
     picture = pictures / f"divergence-{step.index}.png"

@@ -81,9 +81,10 @@ class RunWriter:
         self.finished = False
         _write_json_atomic(path / "run.json", self.meta)
 
-    def save_frame(self, data: bytes, fmt: str = "png") -> str:
-        """Store an encoded frame once; returns its path relative to the run directory."""
-        digest = hashlib.sha1(data).hexdigest()[:16]
+    def save_frame(self, data: bytes, fmt: str = "png", *, digest: str | None = None) -> str:
+        """Store an encoded frame once (``digest``: its sha1, when known); returns its path relative
+        to the run directory."""
+        digest = (digest or hashlib.sha1(data).hexdigest())[:16]
         ext = "jpg" if fmt in ("jpeg", "jpg") else fmt
         rel = f"frames/{digest}.{ext}"
         if rel not in self._frames:

@@ -31,6 +31,7 @@ from .errors import CheckFailed, DriverError, LocateError, PixelPilotError, Step
 from .locate import Located, Locator, text_on_screen
 from .loop import Limits, RunResult, Verdict
 from .memory import StepRecord
+from .memory import elapsed_ms as _ms
 from .models.base import VisionModel
 from .runlog import RunWriter
 
@@ -434,7 +435,7 @@ class Agent:
         rec.timings["observe"] = _ms(t, self._clock())
         rec.screen, rec.scale = (screen.width, screen.height), screen.scale
         if self.recorder is not None:
-            rec.frame = self.recorder.save_frame(screen.image_bytes, screen.format)
+            rec.frame = self.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
         return screen
 
     def _save_after(self, rec: StepRecord) -> None:
@@ -444,7 +445,7 @@ class Agent:
             screen = self.driver.observe(tree=False)
         except DriverError:
             return
-        rec.frame_after = self.recorder.save_frame(screen.image_bytes, screen.format)
+        rec.frame_after = self.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
 
     def _poll_screen(self) -> Screen:
         if isinstance(self.driver, ElementDriver):
@@ -550,9 +551,7 @@ class Agent:
         if node is None or not isinstance(self.driver, FocusReader):
             return None
         now = self.driver.keyboard_focus()
-        if now is None or now.role != node.role or abs(now.box.x - node.box.x) >= 2:
-            return None
-        return now if abs(now.box.y - node.box.y) < 2 else None
+        return now if now is not None and _same_place(now, node) else None
 
     def _settle(self, rec: StepRecord, *, quiet_ms: float | None = None) -> None:
         t = self._clock()
@@ -571,13 +570,7 @@ class Agent:
         t = self._clock()
         focused = self._focused(node)  # still in the field: read it alone, not the whole tree
         same = (
-            [focused]
-            if focused is not None
-            else [
-                n
-                for n in self.driver.ui_tree()
-                if n.role == node.role and abs(n.box.x - node.box.x) < 2 and abs(n.box.y - node.box.y) < 2
-            ]
+            [focused] if focused is not None else [n for n in self.driver.ui_tree() if _same_place(n, node)]
         )
         rec.timings["verify"] = _ms(t, self._clock())
         if not same:
@@ -591,8 +584,9 @@ _NO_SCREEN = Screen(None, 0, 0)
 """Given to steps that run before their first observation (open)."""
 
 
-def _ms(start: float, end: float) -> float:
-    return round((end - start) * 1000, 2)
+def _same_place(a: UINode, b: UINode) -> bool:
+    """The same element read twice: same role, top-left corner within 2 pixels."""
+    return a.role == b.role and abs(a.box.x - b.box.x) < 2 and abs(a.box.y - b.box.y) < 2
 
 
 def _nearby(similar: list[str]) -> str:

@@ -105,6 +105,7 @@ class Screen:
         self._bytes = image_bytes
         self._image = image
         self._grey: np.ndarray | None = None
+        self._digest: str | None = None
         self.width, self.height, self.scale = width, height, scale
         self._tree = tree
         self._tree_loader = tree_loader
@@ -123,6 +124,14 @@ class Screen:
     @tree.setter
     def tree(self, value: list[UINode] | None) -> None:
         self._tree, self._tree_loader = value, None
+
+    @property
+    def digest(self) -> str:
+        """sha1 of the encoded frame (computed once): names the frame in the run log, the loop guard
+        and a model backend's caches."""
+        if self._digest is None:
+            self._digest = hashlib.sha1(self.image_bytes).hexdigest()
+        return self._digest
 
     @property
     def taken(self) -> bool:
@@ -157,7 +166,7 @@ class Screen:
             # names the pixels by the bytes they came from: hashing those is ~20x cheaper (a model
             # backend that caches by picture content uses it instead of hashing the pixels). An
             # attribute of this object, not ``info``: a copy, crop or drawing does not inherit it
-            setattr(self._image, SOURCE_DIGEST, hashlib.sha1(self.image_bytes).hexdigest())
+            setattr(self._image, SOURCE_DIGEST, self.digest)
         return self._image
 
     @property
