@@ -40,18 +40,39 @@ def _load(path: Path) -> tuple[np.ndarray, Prepared]:
 
 
 def last_passing_run(output: str | Path, task: str) -> Path | None:
-    """The newest run directory under ``output`` of ``task`` that passed."""
-    best: tuple[float, Path] | None = None
+    """The newest run directory under ``output`` of ``task`` that passed: its run.json says so *and*
+    its steps.jsonl holds every step it counted, each passed (a run whose record was cut short, or
+    written by an older version that could call a crash passed, is never a cache)."""
+    found: list[tuple[float, Path]] = []
     for meta_file in Path(output).glob("*/run.json"):
         try:
             meta = json.loads(meta_file.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(meta, dict):
+            continue
         if meta.get("task") == task and meta.get("status") == "passed" and not meta.get("replay_of"):
-            started = float(meta.get("started") or 0)
-            if best is None or started > best[0]:
-                best = (started, meta_file.parent)
-    return best[1] if best else None
+            try:
+                started = float(meta.get("started") or 0)
+            except (TypeError, ValueError):
+                continue
+            found.append((started, meta_file.parent))
+    for _, run in sorted(found, key=lambda f: f[0], reverse=True):
+        if _all_steps_passed(run):
+            return run
+        log.warning("not using %s as a cache: its steps do not all say passed", run)
+    return None
+
+
+def _all_steps_passed(run: Path) -> bool:
+    data = read_run(run)
+    counted = data.meta.get("steps")
+    return (
+        not data.problems
+        and bool(data.steps)
+        and all(s.outcome == "passed" for s in data.steps)
+        and (counted is None or counted == len(data.steps))
+    )
 
 
 def focus_record(node: UINode) -> dict[str, Any]:

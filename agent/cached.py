@@ -51,9 +51,9 @@ def lookup(
     if screen is UNOBSERVED:
         return _by_focus(agent, rec)
     hit = cache.peek(rec.kind, rec.params, screen, whole_screen=whole_screen)
-    if hit is None and agent._unsettled:
-        agent._catch_up(rec)
-        screen = agent._observe(rec)
+    if hit is None and agent.pipeline.unsettled:
+        agent.pipeline.catch_up(rec)
+        screen = agent.pipeline.observe(rec)
         hit = cache.peek(rec.kind, rec.params, screen, whole_screen=whole_screen)
     cache.advance(rec.kind, rec.params, hit=hit is not None)
     return hit, screen
@@ -65,15 +65,15 @@ def _by_focus(agent: Agent, rec: StepRecord) -> tuple[CacheHit | None, Screen]:
     would go elsewhere: the step takes its frame and the model decides."""
     cache, driver = agent.cache, agent.driver
     assert cache is not None and isinstance(driver, FocusReader)
-    t = agent._clock()
+    t = agent.clock()
     hit = cache.peek_focus(rec.kind, rec.params, driver.keyboard_focus())
-    if hit is None and agent._unsettled:
-        agent._catch_up(rec)
+    if hit is None and agent.pipeline.unsettled:
+        agent.pipeline.catch_up(rec)
         hit = cache.peek_focus(rec.kind, rec.params, driver.keyboard_focus())
-    rec.timings["verify"] = _ms(t, agent._clock())
+    rec.timings["verify"] = _ms(t, agent.clock())
     cache.advance(rec.kind, rec.params, hit=hit is not None)
     if hit is None:
-        return None, agent._observe(rec)
+        return None, agent.pipeline.observe(rec)
     rec.focus, rec.target, rec.box = hit.step.focus, hit.step.target, hit.step.box
     return hit, UNOBSERVED
 

@@ -9,7 +9,11 @@
     ├── LocateError            a target was not found, or was ambiguous (lists the candidates)
     ├── StepFailed             a step ran but its expectation did not hold (e.g. ``see``/``wait_for``)
     │   └── CheckFailed        an assertion about the screen failed
-    └── BudgetExceeded         steps, seconds or model calls ran out
+    ├── BudgetExceeded         steps, seconds or model calls ran out
+    └── RunLogError            the run directory cannot be written (disk full, no permission)
+
+    KeyboardInterrupt
+    └── Interrupted            SIGTERM (or another stop request): the run ends as interrupted
 
 Exceptions carry data and never log.
 """
@@ -27,10 +31,12 @@ __all__ = [
     "ConfigError",
     "DriverError",
     "DriverUnavailable",
+    "Interrupted",
     "LocateError",
     "ModelError",
     "ModelOutputError",
     "PixelPilotError",
+    "RunLogError",
     "StepFailed",
 ]
 
@@ -93,3 +99,15 @@ class CheckFailed(StepFailed):
 
 class BudgetExceeded(PixelPilotError):
     """A budget (steps, seconds, model calls) ran out."""
+
+
+class RunLogError(PixelPilotError):
+    """The run directory cannot be written: the disk is full, or the folder is not writable."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was asked to stop (SIGTERM, a console's stop button, a parent that went away). A
+    KeyboardInterrupt, so that everything that ends cleanly on Ctrl-C ends cleanly on it too."""
+
+    def __init__(self, message: str = "interrupted (SIGTERM)") -> None:
+        super().__init__(message)

@@ -18,7 +18,7 @@ from tools import actions as A
 from tools.spaces import ActionSpace, get_space
 
 from . import cached
-from .errors import ModelError, ModelOutputError, StepFailed
+from .errors import CheckFailed, ModelError, ModelOutputError, StepFailed
 from .locate import Located
 from .memory import StepRecord
 from .models.base import Reply, VisionModel
@@ -193,9 +193,9 @@ def act(agent: Agent, instruction: str) -> StepRecord:
         if isinstance(action, A.Answer | A.Terminate):
             _finish(rec, action)
         else:
-            agent._act(rec, action)
+            agent.pipeline.act(rec, action)
 
-    return agent._step("act", instruction, {"instruction": instruction}, body, cache_aware=True)
+    return agent.pipeline.run("act", instruction, {"instruction": instruction}, body, cache_aware=True)
 
 
 def _narrate(parsed: ParsedReply, action: A.Action) -> str:
@@ -247,10 +247,10 @@ def iter_goal(agent: Agent, goal: str, limits: Limits) -> Generator[StepRecord, 
                 raise StepFailed(
                     f"loop guard: the same action ({action.action} {action.point or ''}) on an unchanged screen three times"
                 )
-            agent._act(rec, action)
+            agent.pipeline.act(rec, action)
 
         try:
-            rec = agent._step(
+            rec = agent.pipeline.run(
                 "goal", f"{goal} · step {n + 1}", {"goal": goal, "step": n + 1}, body, cache_aware=True
             )
         except ModelOutputError as exc:
@@ -319,14 +319,19 @@ def ask(agent: Agent, question: str) -> str:
             answer = str(parsed.call.arguments.get("text", answer))
         rec.result = {"answer": answer}
 
-    rec = agent._step("ask", question, {"question": question}, body)
+    rec = agent.pipeline.run("ask", question, {"question": question}, body)
     return str(rec.result["answer"])
 
 
-def check(agent: Agent, statement: str) -> Verdict:
+def check(agent: Agent, statement: str, *, strict: bool = False) -> Verdict:
+    """The model's verdict on ``statement``. ``strict``: a false verdict fails the step (recorded as
+    failed before it is written) and raises :class:`CheckFailed`."""
+
     def body(screen: Screen, rec: StepRecord) -> None:
         ok, reason = parse_check(call_model(agent, check_prompt(statement, screen.image), rec).text)
         rec.result = {"result": ok, "reason": reason}
+        if strict and not ok:
+            raise CheckFailed(f"check failed: {statement!r}", reason=f"the model judged it false: {reason}")
 
-    rec = agent._step("check", statement, {"statement": statement}, body)
+    rec = agent.pipeline.run("check", statement, {"statement": statement}, body)
     return Verdict(bool(rec.result["result"]), str(rec.result["reason"]))

@@ -217,10 +217,10 @@ def _redo(agent: Any, step: StepRecord) -> None:
             for a in actions:
                 if a.get("action") in ("answer", "terminate"):
                     continue
-                agent._act(rec, parse_action(a))
+                agent.pipeline.act(rec, parse_action(a))
             rec.locator = "replay"
 
-        agent._step(step.kind, step.instruction, {**p, "replayed_from": step.index}, body)
+        agent.pipeline.run(step.kind, step.instruction, {**p, "replayed_from": step.index}, body)
 
 
 def _heal(agent: Any, step: StepRecord) -> None:

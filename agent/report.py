@@ -9,7 +9,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from .runlog import RunData, read_run
+from .runlog import RunData, read_run, write_atomic
 
 __all__ = ["render_report", "write_report"]
 
@@ -102,5 +102,5 @@ def write_report(path: str | os.PathLike[str]) -> Path:
     """(Re)write ``report.html`` in the run directory ``path``; returns its path."""
     run = read_run(path)
     out = Path(path) / "report.html"
-    out.write_text(render_report(run), "utf-8")
+    write_atomic(out, render_report(run).encode("utf-8"))
     return out

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import RunLogError
 from .memory import StepRecord
 
-__all__ = ["RunData", "RunWriter", "read_run", "slugify"]
+__all__ = ["RunData", "RunWriter", "read_run", "run_status", "slugify", "write_atomic"]
 
 RUN_STATUSES = ("running", "passed", "failed", "error", "interrupted", "budget")
 
@@ -33,10 +34,31 @@ def slugify(name: str) -> str:
     return slug[:60] or "run"
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a full disk leaves the old file, never a torn one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise RunLogError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), "utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
+
+
+def run_status(status: str, outcomes: set[str]) -> str:
+    """The status a run may be recorded with: never ``passed`` when one of its steps did not pass
+    (an interrupted step makes it interrupted, a step in error an error, any other a failure)."""
+    if status != "passed" or outcomes <= {"passed"}:
+        return status
+    for worst in ("interrupted", "error"):
+        if worst in outcomes:
+            return worst
+    return "failed"
 
 
 @functools.cache
@@ -65,7 +87,10 @@ class RunWriter:
         while path.exists():
             n += 1
             path = root / f"{base}-{n}"
-        (path / "frames").mkdir(parents=True)
+        try:
+            (path / "frames").mkdir(parents=True)
+        except OSError as exc:
+            raise RunLogError(f"cannot create the run directory {path}: {exc.strerror or exc}") from exc
         self.path = path
         self.meta: dict[str, Any] = {
             "task": task,
@@ -78,6 +103,8 @@ class RunWriter:
         }
         self._steps = (path / "steps.jsonl").open("a", encoding="utf-8")
         self._frames: set[str] = set()
+        self.outcomes: set[str] = set()
+        """The outcomes of the steps appended so far."""
         self.finished = False
         _write_json_atomic(path / "run.json", self.meta)
 
@@ -90,16 +117,20 @@ class RunWriter:
         if rel not in self._frames:
             target = self.path / rel
             if not target.exists():
-                target.write_bytes(data)
+                write_atomic(target, data)
             self._frames.add(rel)
         return rel
 
     def append(self, step: StepRecord) -> None:
         """Append one step and flush it to disk before returning."""
-        self._steps.write(step.model_dump_json() + "\n")
-        self._steps.flush()
-        os.fsync(self._steps.fileno())
+        self.outcomes.add(step.outcome)
         self.meta["steps"] = step.index + 1
+        try:
+            self._steps.write(step.model_dump_json() + "\n")
+            self._steps.flush()
+            os.fsync(self._steps.fileno())
+        except OSError as exc:
+            raise RunLogError(f"cannot write {self.path / 'steps.jsonl'}: {exc.strerror or exc}") from exc
 
     def update(self, **meta: Any) -> None:
         self.meta.update(meta)
@@ -112,7 +143,11 @@ class RunWriter:
         if self.finished:
             return self.path
         self.finished = True
-        self._steps.close()
+        with contextlib.suppress(OSError):  # a full disk: what was flushed is what there is
+            self._steps.close()
+        status = run_status(status, self.outcomes)
+        if status != "passed" and error is None and self.outcomes - {"passed"}:
+            error = "a step did not pass"
         self.meta.update(status=status, ended=time.time(), error=error, **extra)
         _write_json_atomic(self.path / "run.json", self.meta)
         if report:
@@ -125,12 +160,13 @@ class RunWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc_type is None:
+        if exc is None:
             self.finish("passed")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.finish("interrupted", error="interrupted by the user (Ctrl-C)")
         else:
-            self.finish("error", error=f"{exc_type.__name__}: {exc}")
+            from .step import outcome_of
+
+            status, error, _ = outcome_of(exc)
+            self.finish(status, error=error)
 
 
 @dataclass

@@ -20,20 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from drivers.base import Driver, ElementDriver, FocusReader, Navigable, Screen, Settling, UINode
+from drivers.base import Driver, ElementDriver, Navigable, Screen, UINode
 from drivers.keys import parse_combo
 from tools import actions as A
 from tools.ocr import normalize
 
 from . import cached, loop
 from .cache import StepCache
-from .errors import CheckFailed, DriverError, LocateError, PixelPilotError, StepFailed
+from .errors import CheckFailed, DriverError, LocateError, StepFailed
 from .locate import Located, Locator, text_on_screen
 from .loop import Limits, RunResult, Verdict
 from .memory import StepRecord
 from .memory import elapsed_ms as _ms
 from .models.base import VisionModel
 from .runlog import RunWriter
+from .step import StepPipeline, outcome_of
 
 __all__ = ["Agent", "AgentSettings"]
 
@@ -95,36 +96,27 @@ class Agent:
         self.recorder = recorder
         self.steps: list[StepRecord] = []
         self.on_step = on_step
-        self._clock, self._sleep = clock, sleep
-        self._unsettled = False
-        """An action taken from the cache did not wait for the screen to settle: the next step's
-        check against the cache does (only when the screen does not match yet), or settles first."""
+        self.clock, self.sleep = clock, sleep
+        self.pipeline = StepPipeline(self)
+        """observe → decide → act → settle → verify → record: every step goes through it."""
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def close(self, status: str | None = None, *, error: str | None = None) -> None:
         """Finish the run directory (if any). ``status`` defaults to passed unless a step failed."""
-        if self._unsettled:
-            self._catch_up(None)
+        if self.pipeline.unsettled and status is None:
+            self.pipeline.catch_up(None)
         if self.recorder is not None and not self.recorder.finished:
-            if status is None:
-                outcomes = {s.outcome for s in self.steps}
-                status = "error" if "error" in outcomes else "failed" if outcomes - {"passed"} else "passed"
-            self.recorder.finish(status, error=error)
+            self.recorder.finish(status or "passed", error=error)  # never passed with a failed step
 
     def __enter__(self) -> Agent:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc_type is None:
+        if exc is None:
             self.close()
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.close("interrupted", error="interrupted by the user (Ctrl-C)")
-        elif issubclass(exc_type, DriverError):
-            self.close("error", error=str(exc))
-        elif issubclass(exc_type, PixelPilotError):
-            self.close("failed", error=str(exc))
         else:
-            self.close("error", error=f"{exc_type.__name__}: {exc}")
+            status, error, _ = outcome_of(exc)
+            self.close(status, error=error)
 
     # -- scripted steps ------------------------------------------------------------------------------
     def open(self, url: str) -> StepRecord:
@@ -133,17 +125,17 @@ class Agent:
         def body(_: Screen, rec: StepRecord) -> None:
             if not isinstance(self.driver, Navigable):
                 raise DriverError(f"the {self._driver_name} driver cannot open URLs")
-            t = self._clock()
+            t = self.clock()
             res: Any = self.driver.goto(url, timeout=self.settings.nav_timeout)
-            rec.timings["act"] = _ms(t, self._clock())
+            rec.timings["act"] = _ms(t, self.clock())
             rec.action = {"action": "open", "url": url}
             rec.actions.append(rec.action)
             if res is not None and not getattr(res, "ok", True):
                 rec.result = {"status": getattr(res, "status", None)}
                 raise StepFailed(f"could not open {url}: {res.error}")
-            self._settle(rec)
+            self.pipeline.settle(rec)
 
-        return self._step("open", url, {"url": url}, body, observe_first=False)
+        return self.pipeline.run("open", url, {"url": url}, body, observe_first=False)
 
     def click(
         self, target: str | None = None, *, image: str | Path | None = None, nth: int | None = None
@@ -156,23 +148,23 @@ class Agent:
 
         def body(screen: Screen, rec: StepRecord) -> None:
             if image is not None:
-                t = self._clock()
+                t = self.clock()
                 loc = self.locator.image(screen, str(image), nth=nth)
-                rec.timings["locate"] = _ms(t, self._clock())
-                self._note_location(rec, loc)
+                rec.timings["locate"] = _ms(t, self.clock())
+                self.pipeline.note_location(rec, loc)
             else:
                 assert target is not None
                 loc = self._locate(screen, target, nth, rec)
-            point = self._hit(loc, what)
-            self._act(rec, A.Click(at=point))
+            point = self.pipeline.hit(loc, what)
+            self.pipeline.act(rec, A.Click(at=point))
             if rec.effect == "none" and self.settings.retry_no_effect:
-                self._settle(rec, quiet_ms=300)
+                self.pipeline.settle(rec, quiet_ms=300)
                 if rec.effect == "none":
                     log.info("click on %r had no visible effect; clicking once more", what)
                     rec.retried = True
-                    self._act(rec, A.Click(at=self._hit(loc, what)))
+                    self.pipeline.act(rec, A.Click(at=self.pipeline.hit(loc, what)))
 
-        return self._step(
+        return self.pipeline.run(
             "click",
             what,
             {"target": target, "image": str(image) if image else None, "nth": nth},
@@ -190,18 +182,22 @@ class Agent:
             node: UINode | None = None
             if into is not None:
                 loc = self.locator.field(screen, into, nth=nth)
-                self._note_location(rec, loc)
+                self.pipeline.note_location(rec, loc)
                 node = loc.node
-                self._act(rec, A.Click(at=self._hit(loc, into)), settle=False)
-                if self._focused(node) is None:
-                    self._settle(rec)  # the click did not focus the field (yet): wait for the page
+                self.pipeline.act(rec, A.Click(at=self.pipeline.hit(loc, into)), settle=False)
+                if self.pipeline.focused(node) is None:
+                    self.pipeline.settle(rec)  # the click did not focus the field (yet): wait for the page
                 if clear and node is not None and node.value:
-                    self._act(rec, A.Key(keys=["ctrl", "a"]), settle=False)  # selects what it holds
-            self._act(rec, A.Type(text=text))
+                    self.pipeline.act(rec, A.Key(keys=["ctrl", "a"]), settle=False)  # selects what it holds
+            self.pipeline.act(rec, A.Type(text=text))
+            if into is None:
+                self.pipeline.require_effect(rec, f"typing {text[:40]!r}")
             if node is not None and self.settings.verify_typing and isinstance(self.driver, ElementDriver):
-                self._verify_field(rec, node, text if clear else (node.value or "") + text, into or "")
+                self.pipeline.verify_field(
+                    rec, node, text if clear else (node.value or "") + text, into or ""
+                )
 
-        return self._step(
+        return self.pipeline.run(
             "type", text if into is None else f"{text!r} into {into}", {"text": text, "into": into}, body
         )
 
@@ -210,9 +206,9 @@ class Agent:
         combo = parse_combo(keys) if isinstance(keys, str) else list(keys)
 
         def body(_: Screen, rec: StepRecord) -> None:
-            self._act(rec, A.Key(keys=combo))
+            self.pipeline.act(rec, A.Key(keys=combo))
 
-        return self._step("key", "+".join(combo), {"keys": combo}, body)
+        return self.pipeline.run("key", "+".join(combo), {"keys": combo}, body)
 
     def scroll(
         self,
@@ -232,9 +228,9 @@ class Agent:
             size = screen.height if direction in ("up", "down") else screen.width
             n = amount if amount is not None else int(size * 0.8)
             dx, dy = {"up": (0, -n), "down": (0, n), "left": (-n, 0), "right": (n, 0)}[direction]
-            self._act(rec, A.Scroll(at=at, dx=dx, dy=dy))
+            self.pipeline.act(rec, A.Scroll(at=at, dx=dx, dy=dy))
 
-        return self._step(
+        return self.pipeline.run(
             "scroll",
             f"{direction} {amount or ''}".strip(),
             {"direction": direction, "amount": amount, "target": target},
@@ -257,20 +253,20 @@ class Agent:
                         candidates=list(node.options),
                     )
                 label = labels[normalize(option)]
-                t = self._clock()
+                t = self.clock()
                 self.driver.select_option(node, label)
-                rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, self._clock())
+                rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, self.clock())
                 rec.action = {"action": "select", "option": label, "at": list(node.box.center)}
                 rec.actions.append(rec.action)
-                self._settle(rec)
+                self.pipeline.settle(rec)
                 if self.settings.verify_typing:
-                    self._verify_field(rec, node, label, field or option)
+                    self.pipeline.verify_field(rec, node, label, field or option)
             else:  # a drawn dropdown: open it, then click the option's text
-                self._act(rec, A.Click(at=self._hit(loc, field or option)))
+                self.pipeline.act(rec, A.Click(at=self.pipeline.hit(loc, field or option)))
                 opened = self.driver.observe()
-                self._act(rec, A.Click(at=self.locator.text(opened, option).point))
+                self.pipeline.act(rec, A.Click(at=self.locator.text(opened, option).point))
 
-        return self._step(
+        return self.pipeline.run(
             "select",
             f"{option}" + (f" in {field}" if field else ""),
             {"option": option, "field": field},
@@ -282,23 +278,23 @@ class Agent:
         limit = self.settings.wait_timeout if timeout is None else timeout
 
         def body(screen: Screen, rec: StepRecord) -> None:
-            start = self._clock()
+            start = self.clock()
             current = screen
             polls = 0
             while True:
                 if text_on_screen(current, text, self.locator):
-                    rec.result = {"waited_ms": _ms(start, self._clock()), "polls": polls}
+                    rec.result = {"waited_ms": _ms(start, self.clock()), "polls": polls}
                     if polls:
-                        self._save_after(rec)
+                        self.pipeline.save_after(rec)
                     return
-                if self._clock() - start >= limit:
-                    self._save_after(rec)
+                if self.clock() - start >= limit:
+                    self.pipeline.save_after(rec)
                     raise StepFailed(f"{text!r} did not appear within {limit:g} s")
-                self._sleep(self.settings.poll_interval)
+                self.sleep(self.settings.poll_interval)
                 polls += 1
-                current = self._poll_screen()
+                current = self.pipeline.poll_screen()
 
-        return self._step("wait_for", text, {"text": text, "timeout": limit}, body)
+        return self.pipeline.run("wait_for", text, {"text": text, "timeout": limit}, body)
 
     def see(self, text: str) -> StepRecord:
         """Assert that ``text`` is visible now; raises :class:`CheckFailed` otherwise."""
@@ -310,7 +306,7 @@ class Agent:
                 )
             rec.result = True
 
-        return self._step("see", text, {"text": text}, body)
+        return self.pipeline.run("see", text, {"text": text}, body)
 
     def locate(self, target: str, *, nth: int | None = None) -> Located:
         """Where ``target`` is on the current screen: UI tree, OCR, then the model's grounding.
@@ -320,7 +316,7 @@ class Agent:
         def body(screen: Screen, rec: StepRecord) -> None:
             found.append(self._locate(screen, target, nth, rec))
 
-        self._step("locate", target, {"target": target, "nth": nth}, body, cache_aware=True)
+        self.pipeline.run("locate", target, {"target": target, "nth": nth}, body, cache_aware=True)
         return found[0]
 
     # -- model-decided steps -------------------------------------------------------------------------
@@ -358,111 +354,36 @@ class Agent:
         """Ask the model about the current screen; returns its answer."""
         return loop.ask(self, question)
 
-    def check(self, statement: str) -> Verdict:
-        """Ask the model whether ``statement`` holds on screen; truthy Verdict with the model's reason."""
-        return loop.check(self, statement)
+    def check(self, statement: str, *, strict: bool = False) -> Verdict:
+        """Ask the model whether ``statement`` holds on screen; truthy Verdict with the model's reason.
+        ``strict=True`` makes it an assertion: a false verdict fails the step and raises
+        :class:`CheckFailed` (task files' ``check:`` steps are strict)."""
+        return loop.check(self, statement, strict=strict)
 
     def perform(self, action: A.Action, *, instruction: str = "") -> StepRecord:
         """Perform a raw action (points in screenshot pixels) as a recorded step."""
 
         def body(_: Screen, rec: StepRecord) -> None:
-            self._act(rec, action)
+            self.pipeline.act(rec, action)
 
-        return self._step(action.action, instruction or action.action, action.model_dump(), body)
+        return self.pipeline.run(action.action, instruction or action.action, action.model_dump(), body)
 
     # -- machinery -----------------------------------------------------------------------------------
     @property
     def _driver_name(self) -> str:
         return getattr(self.driver, "name", type(self.driver).__name__)
 
-    def _step(
-        self,
-        kind: str,
-        instruction: str,
-        params: dict[str, Any],
-        body: Callable[[Screen, StepRecord], None],
-        *,
-        observe_first: bool = True,
-        cache_aware: bool = False,
-    ) -> StepRecord:
-        """One recorded step. ``cache_aware`` steps look their decision up in the cache first
-        (through :func:`agent.cached.lookup`), which settles the screen itself when it has to; when
-        the cached decision is typing into a field the driver can name, the step takes no frame
-        (``cached.UNOBSERVED``) and the lookup checks the keyboard focus instead."""
-        rec = StepRecord(index=len(self.steps), kind=kind, instruction=instruction, params=params)
-        start = self._clock()
-        try:
-            if self._unsettled and not (cache_aware and self.cache is not None):
-                self._catch_up(rec)
-            if not observe_first:
-                screen = _NO_SCREEN
-            elif cache_aware and cached.types_from_cache(self, rec):
-                screen = cached.UNOBSERVED
-            else:
-                screen = self._observe(rec)
-            body(screen, rec)
-            if not observe_first:
-                self._observe(rec)  # the frame after opening, so the report shows the page
-        except KeyboardInterrupt:
-            rec.outcome, rec.error, rec.error_type = (
-                "interrupted",
-                "interrupted by the user (Ctrl-C)",
-                "KeyboardInterrupt",
-            )
-            self._record(rec, start)
-            raise
-        except PixelPilotError as exc:
-            rec.outcome = "error" if isinstance(exc, DriverError) else "failed"
-            rec.error, rec.error_type = str(exc), type(exc).__name__
-            if isinstance(exc, LocateError):
-                rec.candidates = [str(c) for c in exc.candidates]
-            self._record(rec, start)
-            raise
-        self._record(rec, start)
-        return rec
-
-    def _record(self, rec: StepRecord, start: float) -> None:
-        rec.timings["total"] = _ms(start, self._clock())
-        self.steps.append(rec)
-        if self.recorder is not None:
-            self.recorder.append(rec)
-        if self.on_step is not None:
-            self.on_step(rec)
-
-    def _observe(self, rec: StepRecord) -> Screen:
-        t = self._clock()
-        screen = self.driver.observe()
-        rec.timings["observe"] = _ms(t, self._clock())
-        rec.screen, rec.scale = (screen.width, screen.height), screen.scale
-        if self.recorder is not None:
-            rec.frame = self.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
-        return screen
-
-    def _save_after(self, rec: StepRecord) -> None:
-        if self.recorder is None:
-            return
-        try:
-            screen = self.driver.observe(tree=False)
-        except DriverError:
-            return
-        rec.frame_after = self.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
-
-    def _poll_screen(self) -> Screen:
-        if isinstance(self.driver, ElementDriver):
-            return Screen(b"", 0, 0, tree=self.driver.ui_tree())
-        return self.driver.observe()
-
     def _locate(self, screen: Screen, target: str, nth: int | None, rec: StepRecord) -> Located:
-        t = self._clock()
+        t = self.clock()
         mode = self.settings.use_model if self.model is not None else "never"
         hit, screen = cached.lookup(self, rec, screen) if self.cache is not None else (None, screen)
         if hit is not None and hit.point is not None:
-            rec.timings["locate"] = _ms(t, self._clock())
+            rec.timings["locate"] = _ms(t, self.clock())
             rec.result = {
                 "cache": {"from_run": str(hit.source_run), "step": hit.step.index, "score": hit.score}
             }
             loc = Located(hit.point, "cache", hit.box, None)
-            self._note_location(rec, loc)
+            self.pipeline.note_location(rec, loc)
             return loc
         if mode == "only":
             loc = loop.ground(self, screen, target, rec)
@@ -474,26 +395,12 @@ class Agent:
                     raise
                 rec.candidates = [str(c) for c in exc.candidates]
                 loc = loop.ground(self, screen, target, rec)
-        rec.timings["locate"] = _ms(t, self._clock())
-        self._note_location(rec, loc)
+        rec.timings["locate"] = _ms(t, self.clock())
+        self.pipeline.note_location(rec, loc)
         return loc
 
-    def _catch_up(self, rec: StepRecord | None) -> None:
-        """Settle after an earlier action from the cache."""
-        self._unsettled = False
-        if isinstance(self.driver, Settling):
-            t = self._clock()
-            self.driver.settle(timeout=self.settings.settle_timeout)
-            if rec is not None:
-                rec.timings["settle"] = rec.timings.get("settle", 0) + _ms(t, self._clock())
-
-    def _note_location(self, rec: StepRecord, loc: Located) -> None:
-        rec.locator, rec.target = loc.source, (loc.node.describe() if loc.node else None)
-        rec.box = loc.box.as_list() if loc.box else None
-        rec.point = loc.point
-
     def _dropdown(self, screen: Screen, option: str, field: str | None, rec: StepRecord) -> Located:
-        t = self._clock()
+        t = self.clock()
         if field is not None:
             loc = self.locator.field(screen, field)
         elif screen.tree is not None:
@@ -511,82 +418,9 @@ class Agent:
             loc = Located(boxes[0].box.center, "ui-tree", boxes[0].box, boxes[0])
         else:
             raise LocateError(f"say which dropdown holds {option!r} (field:)", target=option)
-        rec.timings["locate"] = _ms(t, self._clock())
-        self._note_location(rec, loc)
+        rec.timings["locate"] = _ms(t, self.clock())
+        self.pipeline.note_location(rec, loc)
         return loc
-
-    def _hit(self, loc: Located, target: str) -> A.Point:
-        if loc.node is None or not isinstance(self.driver, ElementDriver):
-            return loc.point
-        point = self.driver.hit_point(loc.node)
-        if point is None:
-            raise LocateError(
-                f"{target!r} is covered by another element (or gone); nothing there can be clicked",
-                target=target,
-                candidates=[loc.node.describe()],
-                kind="covered",
-            )
-        return point
-
-    def _act(self, rec: StepRecord, action: A.Action, *, settle: bool = True) -> None:
-        if isinstance(action, A.Type):
-            cached.note_focus(self, rec)
-        t = self._clock()
-        self.driver.perform(action)
-        rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, self._clock())
-        rec.action = action.model_dump(mode="json")
-        rec.actions.append(rec.action)
-        if action.point is not None:
-            rec.point = action.point
-        if rec.locator == "cache" and self.cache is not None and isinstance(self.driver, Settling):
-            # verified against the cache before acting; the next step checks (and settles) lazily
-            self._unsettled, rec.effect = True, "deferred"
-            return
-        if settle:
-            self._settle(rec)
-
-    def _focused(self, node: UINode | None) -> UINode | None:
-        """The field with keyboard focus if the driver can tell cheaply and it is ``node`` (same role and
-        place): then a focus click needs no settle before typing, and the value reads back from it."""
-        if node is None or not isinstance(self.driver, FocusReader):
-            return None
-        now = self.driver.keyboard_focus()
-        return now if now is not None and _same_place(now, node) else None
-
-    def _settle(self, rec: StepRecord, *, quiet_ms: float | None = None) -> None:
-        t = self._clock()
-        if isinstance(self.driver, Settling):
-            kwargs: dict[str, Any] = {"timeout": self.settings.settle_timeout}
-            if quiet_ms is not None:
-                kwargs["quiet_ms"] = quiet_ms
-            facts = self.driver.settle(**kwargs)
-            rec.effect = "changed" if facts.get("changed") else "none"
-        else:
-            rec.effect = "unknown"
-        rec.timings["settle"] = rec.timings.get("settle", 0) + _ms(t, self._clock())
-
-    def _verify_field(self, rec: StepRecord, node: UINode, expected: str, label: str) -> None:
-        assert isinstance(self.driver, ElementDriver)
-        t = self._clock()
-        focused = self._focused(node)  # still in the field: read it alone, not the whole tree
-        same = (
-            [focused] if focused is not None else [n for n in self.driver.ui_tree() if _same_place(n, node)]
-        )
-        rec.timings["verify"] = _ms(t, self._clock())
-        if not same:
-            return  # the field went away (a submit on Enter, a closed dialog): nothing to check
-        value = same[0].value
-        if value is not None and value != expected:
-            raise StepFailed(f"typed into {label!r}, but the field holds {value!r} instead of {expected!r}")
-
-
-_NO_SCREEN = Screen(None, 0, 0)
-"""Given to steps that run before their first observation (open)."""
-
-
-def _same_place(a: UINode, b: UINode) -> bool:
-    """The same element read twice: same role, top-left corner within 2 pixels."""
-    return a.role == b.role and abs(a.box.x - b.box.x) < 2 and abs(a.box.y - b.box.y) < 2
 
 
 def _nearby(similar: list[str]) -> str:

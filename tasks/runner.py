@@ -10,17 +10,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from agent.errors import (
-    CheckFailed,
-    ConfigError,
-    DriverError,
-    DriverUnavailable,
-    PixelPilotError,
-    StepFailed,
-)
+from agent.errors import ConfigError, DriverUnavailable, StepFailed
 from agent.memory import StepRecord
 from agent.runlog import RunWriter, slugify
 from agent.session import Agent, AgentSettings
+from agent.step import outcome_of
 from drivers.base import Driver
 
 from . import spec as S
@@ -192,11 +186,7 @@ def _run_step(agent: Agent, step: Any, base: Path, values: dict[str, Any]) -> No
             if a.save_as:
                 values[a.save_as] = answer
         case S.CheckStep():
-            verdict = agent.check(step.check)
-            if not verdict:
-                agent.steps[-1].outcome = "failed"
-                agent.steps[-1].error = f"the model judged it false: {verdict.reason}"
-                raise CheckFailed(f"check failed: {step.check!r}", reason=verdict.reason)
+            agent.check(step.check, strict=True)
         case _:  # pragma: no cover - the schema admits nothing else
             raise ConfigError(f"unsupported step {step!r}")
 
@@ -226,17 +216,21 @@ def run_task(
         extra = local.model_dump(exclude={"local"}) if local else {}
         model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1], **extra)
     driver = driver_factory(task, opts) if driver_factory else make_driver(task, opts, task_path.parent)
-    run = RunWriter(
-        opts.output,
-        slugify(name),
-        meta={
-            "task": name,
-            "task_file": str(task_path),
-            "driver": driver.name,
-            "model": getattr(model, "name", None),
-            "total_steps": len(task.steps),
-        },
-    )
+    try:
+        run = RunWriter(
+            opts.output,
+            slugify(name),
+            meta={
+                "task": name,
+                "task_file": str(task_path),
+                "driver": driver.name,
+                "model": getattr(model, "name", None),
+                "total_steps": len(task.steps),
+            },
+        )
+    except BaseException:
+        _close(driver)
+        raise
     if on_start is not None:
         on_start(task, run.path)
     settings = AgentSettings(
@@ -260,22 +254,26 @@ def run_task(
     try:
         for step in task.steps:
             _run_step(agent, step, task_path.parent, values)
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by the user (Ctrl-C)"
     except DriverUnavailable:
         run.finish("error", error="the driver became unavailable")
-        driver.close()
+        _close(driver)
         raise
-    except DriverError as exc:
-        status, error = "error", str(exc)
-    except PixelPilotError as exc:
-        status, error = "failed", str(exc)
-    finally:
-        if status == "passed" and any(s.outcome != "passed" for s in agent.steps):
-            status = "failed"
+    except BaseException as exc:  # every way a run can end is recorded, then reported
+        status, error, _ = outcome_of(exc)
+        if not isinstance(exc, Exception | KeyboardInterrupt):
+            run.finish(status, error=error, values=values, model_calls=agent.model_calls)
+            _close(driver)
+            raise
+    try:
         run.finish(status, error=error, values=values, model_calls=agent.model_calls)
-        try:
-            driver.close()
-        except Exception:  # noqa: BLE001 - the browser may already be gone; the run is recorded
-            log.debug("closing the driver failed", exc_info=True)
-    return TaskResult(name, status, run.path, agent.steps, error, values)
+    finally:
+        _close(driver)
+    status = run.meta["status"]  # never passed with a step that did not pass
+    return TaskResult(name, status, run.path, agent.steps, run.meta.get("error"), values)
+
+
+def _close(driver: Driver) -> None:
+    try:
+        driver.close()
+    except Exception:  # noqa: BLE001 - the browser may already be gone; the run is recorded
+        log.debug("closing the driver failed", exc_info=True)

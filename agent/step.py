@@ -1,0 +1,267 @@
+"""The step pipeline: observe → decide → act → settle → verify → record, for one Agent.
+
+Every step of every kind — a scripted ``click``, a model's goal step, a cached decision, a replayed
+action — runs through :meth:`StepPipeline.run`, and its outcome is decided in one place
+(:func:`outcome_of`) *before* the step is written: an exception of any type is a recorded step that
+did not pass (its type and message kept, and the model's raw reply where there is one), and a
+:class:`~agent.runlog.RunWriter` refuses to call a run passed if one of its steps did not pass.
+
+The loop (:mod:`agent.loop`), the cache (:mod:`agent.cached`) and replay (:mod:`agent.replay`) use
+the public methods here; nothing reaches into the Agent's private state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from drivers.base import ElementDriver, FocusReader, Screen, Settling, UINode
+from tools import actions as A
+from tools.errors import DriverError
+
+from . import cached
+from .errors import Interrupted, LocateError, ModelOutputError, PixelPilotError, StepFailed
+from .locate import Located
+from .memory import Outcome, StepRecord
+from .memory import elapsed_ms as _ms
+
+if TYPE_CHECKING:
+    from .session import Agent
+
+__all__ = ["NO_SCREEN", "StepPipeline", "outcome_of", "same_place"]
+
+log = logging.getLogger(__name__)
+
+NO_SCREEN = Screen(None, 0, 0)
+"""Given to steps that run before their first observation (open)."""
+
+StepBody = Callable[[Screen, StepRecord], None]
+
+
+def outcome_of(exc: BaseException | None) -> tuple[Outcome, str | None, str | None]:
+    """A step's outcome, error message and error type, from how its body ended.
+
+    passed: it returned. interrupted: Ctrl-C or SIGTERM. error: the driver broke, or anything that is
+    not one of ours (a bug, a dependency's exception) — never silently a pass. failed: one of ours
+    (not found, a check that did not hold, an unusable model reply, a budget)."""
+    if exc is None:
+        return "passed", None, None
+    if isinstance(exc, KeyboardInterrupt):
+        message = str(exc) if isinstance(exc, Interrupted) else "interrupted by the user (Ctrl-C)"
+        return "interrupted", message, type(exc).__name__
+    if isinstance(exc, DriverError):
+        return "error", str(exc), type(exc).__name__
+    if isinstance(exc, PixelPilotError):
+        return "failed", str(exc), type(exc).__name__
+    text = str(exc) or repr(exc)
+    return "error", f"{type(exc).__name__}: {text}", type(exc).__name__
+
+
+class StepPipeline:
+    """The machinery of one Agent's steps. ``agent.pipeline`` is the one instance."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.unsettled = False
+        """An action taken from the cache did not wait for the screen to settle: the next step's
+        check against the cache does (only when the screen does not match yet), or settles first."""
+
+    # -- the step ----------------------------------------------------------------------------------
+    def run(
+        self,
+        kind: str,
+        instruction: str,
+        params: dict[str, Any],
+        body: StepBody,
+        *,
+        observe_first: bool = True,
+        cache_aware: bool = False,
+    ) -> StepRecord:
+        """One recorded step. ``cache_aware`` steps look their decision up in the cache first (through
+        :func:`agent.cached.lookup`), which settles the screen itself when it has to; when the cached
+        decision is typing into a field the driver can name, the step takes no frame
+        (``cached.UNOBSERVED``) and the lookup checks the keyboard focus instead.
+
+        Whatever ``body`` raises is recorded (see :func:`outcome_of`) and raised again."""
+        agent = self.agent
+        rec = StepRecord(index=len(agent.steps), kind=kind, instruction=instruction, params=params)
+        start = agent.clock()
+        try:
+            if self.unsettled and not (cache_aware and agent.cache is not None):
+                self.catch_up(rec)
+            if not observe_first:
+                screen = NO_SCREEN
+            elif cache_aware and cached.types_from_cache(agent, rec):
+                screen = cached.UNOBSERVED
+            else:
+                screen = self.observe(rec)
+            body(screen, rec)
+            if not observe_first:
+                self.observe(rec)  # the frame after opening, so the report shows the page
+        except BaseException as exc:
+            self._fail(rec, exc)
+            self.record(rec, start)
+            raise
+        self.record(rec, start)
+        return rec
+
+    @staticmethod
+    def _fail(rec: StepRecord, exc: BaseException) -> None:
+        rec.outcome, rec.error, rec.error_type = outcome_of(exc)
+        if isinstance(exc, LocateError):
+            rec.candidates = [str(c) for c in exc.candidates]
+        if isinstance(exc, ModelOutputError):
+            rec.model = rec.model or {"calls": []}
+            rec.model.setdefault("raw", exc.raw)
+
+    def record(self, rec: StepRecord, start: float) -> None:
+        """Write a finished step: the agent's list, the run directory, the ``on_step`` callback."""
+        agent = self.agent
+        rec.timings["total"] = _ms(start, agent.clock())
+        agent.steps.append(rec)
+        if agent.recorder is not None:
+            agent.recorder.append(rec)
+        if agent.on_step is not None:
+            agent.on_step(rec)
+
+    # -- observe -----------------------------------------------------------------------------------
+    def observe(self, rec: StepRecord) -> Screen:
+        """A frame for ``rec`` (saved in the run directory when recording)."""
+        agent = self.agent
+        t = agent.clock()
+        screen = agent.driver.observe()
+        rec.timings["observe"] = _ms(t, agent.clock())
+        rec.screen, rec.scale = (screen.width, screen.height), screen.scale
+        if agent.recorder is not None:
+            rec.frame = agent.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
+        return screen
+
+    def save_after(self, rec: StepRecord) -> None:
+        """The last frame seen, for waits and failures."""
+        agent = self.agent
+        if agent.recorder is None:
+            return
+        try:
+            screen = agent.driver.observe(tree=False)
+        except DriverError:
+            return
+        rec.frame_after = agent.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
+
+    def poll_screen(self) -> Screen:
+        """What a wait polls: the UI tree alone where the driver has one, else a frame."""
+        driver = self.agent.driver
+        if isinstance(driver, ElementDriver):
+            return Screen(b"", 0, 0, tree=driver.ui_tree())
+        return driver.observe()
+
+    # -- act, settle, verify -----------------------------------------------------------------------
+    def act(self, rec: StepRecord, action: A.Action, *, settle: bool = True) -> None:
+        """Perform ``action`` and (unless ``settle=False``) wait until the screen is still."""
+        agent = self.agent
+        if isinstance(action, A.Type):
+            cached.note_focus(agent, rec)
+        t = agent.clock()
+        agent.driver.perform(action)
+        rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, agent.clock())
+        rec.action = action.model_dump(mode="json")
+        rec.actions.append(rec.action)
+        if action.point is not None:
+            rec.point = action.point
+        if rec.locator == "cache" and agent.cache is not None and isinstance(agent.driver, Settling):
+            # verified against the cache before acting; the next step checks (and settles) lazily
+            self.unsettled, rec.effect = True, "deferred"
+            return
+        if settle:
+            self.settle(rec)
+
+    def settle(self, rec: StepRecord, *, quiet_ms: float | None = None) -> None:
+        """Wait until the screen is still; ``rec.effect`` says whether the action changed anything."""
+        agent = self.agent
+        t = agent.clock()
+        if isinstance(agent.driver, Settling):
+            kwargs: dict[str, Any] = {"timeout": agent.settings.settle_timeout}
+            if quiet_ms is not None:
+                kwargs["quiet_ms"] = quiet_ms
+            facts = agent.driver.settle(**kwargs)
+            rec.effect = "changed" if facts.get("changed") else "none"
+        else:
+            rec.effect = "unknown"
+        rec.timings["settle"] = rec.timings.get("settle", 0) + _ms(t, agent.clock())
+
+    def catch_up(self, rec: StepRecord | None) -> None:
+        """Settle after an earlier action from the cache."""
+        self.unsettled = False
+        agent = self.agent
+        if isinstance(agent.driver, Settling):
+            t = agent.clock()
+            agent.driver.settle(timeout=agent.settings.settle_timeout)
+            if rec is not None:
+                rec.timings["settle"] = rec.timings.get("settle", 0) + _ms(t, agent.clock())
+
+    def require_effect(self, rec: StepRecord, what: str) -> None:
+        """Typing with nothing to show for it fails: nothing had the keyboard focus (or the field
+        refused the text). Only where the driver can tell (``effect`` is ``none``, not ``unknown``)."""
+        if rec.effect != "none":
+            return
+        focus = None
+        driver = self.agent.driver
+        if isinstance(driver, FocusReader):
+            try:
+                focus = driver.keyboard_focus()
+            except DriverError:
+                focus = None
+        where = f"the keyboard focus is on {focus.describe()}" if focus else "nothing had the keyboard focus"
+        raise StepFailed(f"{what} had no effect: {where}; name the field with into:, or click it first")
+
+    # -- where to act ------------------------------------------------------------------------------
+    @staticmethod
+    def note_location(rec: StepRecord, loc: Located) -> None:
+        rec.locator, rec.target = loc.source, (loc.node.describe() if loc.node else None)
+        rec.box = loc.box.as_list() if loc.box else None
+        rec.point = loc.point
+
+    def hit(self, loc: Located, target: str) -> A.Point:
+        """The point to click for ``loc``: one where the element is really on top, where the driver
+        can hit-test; a fully covered element is an error."""
+        driver = self.agent.driver
+        if loc.node is None or not isinstance(driver, ElementDriver):
+            return loc.point
+        point = driver.hit_point(loc.node)
+        if point is None:
+            raise LocateError(
+                f"{target!r} is covered by another element (or gone); nothing there can be clicked",
+                target=target,
+                candidates=[loc.node.describe()],
+                kind="covered",
+            )
+        return point
+
+    def focused(self, node: UINode | None) -> UINode | None:
+        """The field with keyboard focus if the driver can tell cheaply and it is ``node`` (same role and
+        place): then a focus click needs no settle before typing, and the value reads back from it."""
+        driver = self.agent.driver
+        if node is None or not isinstance(driver, FocusReader):
+            return None
+        now = driver.keyboard_focus()
+        return now if now is not None and same_place(now, node) else None
+
+    def verify_field(self, rec: StepRecord, node: UINode, expected: str, label: str) -> None:
+        """Read a field back after typing or choosing: it must hold ``expected``."""
+        agent = self.agent
+        driver = agent.driver
+        assert isinstance(driver, ElementDriver)
+        t = agent.clock()
+        focused = self.focused(node)  # still in the field: read it alone, not the whole tree
+        same = [focused] if focused is not None else [n for n in driver.ui_tree() if same_place(n, node)]
+        rec.timings["verify"] = _ms(t, agent.clock())
+        if not same:
+            return  # the field went away (a submit on Enter, a closed dialog): nothing to check
+        value = same[0].value
+        if value is not None and value != expected:
+            raise StepFailed(f"typed into {label!r}, but the field holds {value!r} instead of {expected!r}")
+
+
+def same_place(a: UINode, b: UINode) -> bool:
+    """The same element read twice: same role, top-left corner within 2 pixels."""
+    return a.role == b.role and abs(a.box.x - b.box.x) < 2 and abs(a.box.y - b.box.y) < 2
