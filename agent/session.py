@@ -56,6 +56,8 @@ class AgentSettings:
     """Default step budget of ``run``/``iter``."""
     use_model: Literal["fallback", "never", "only"] = "fallback"
     """When text targets go to the model: after the UI tree and OCR fail, never, or straight away."""
+    step_timeout: float | None = None
+    """Seconds one step may take before it fails (a hung server, a page that never settles)."""
 
 
 class Agent:
@@ -97,6 +99,9 @@ class Agent:
         self.steps: list[StepRecord] = []
         self.on_step = on_step
         self.clock, self.sleep = clock, sleep
+        self.deadline: float | None = None
+        """The run's end (on ``clock``), when it has a run_timeout: see :meth:`limit_run`."""
+        self.run_timeout: float | None = None
         self.pipeline = StepPipeline(self)
         """observe → decide → act → settle → verify → record: every step goes through it."""
 
@@ -107,6 +112,12 @@ class Agent:
             self.pipeline.catch_up(None)
         if self.recorder is not None and not self.recorder.finished:
             self.recorder.finish(status or "passed", error=error)  # never passed with a failed step
+
+    def limit_run(self, seconds: float | None) -> None:
+        """From now on the run has ``seconds`` left: a step still running then fails, and no step
+        starts after it (``None``: no limit)."""
+        self.run_timeout = seconds
+        self.deadline = None if seconds is None else self.clock() + seconds
 
     def __enter__(self) -> Agent:
         return self

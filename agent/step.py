@@ -12,8 +12,11 @@ the public methods here; nothing reaches into the Agent's private state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from drivers.base import ElementDriver, FocusReader, Screen, Settling, UINode
@@ -21,7 +24,7 @@ from tools import actions as A
 from tools.errors import DriverError
 
 from . import cached
-from .errors import Interrupted, LocateError, ModelOutputError, PixelPilotError, StepFailed
+from .errors import BudgetExceeded, Interrupted, LocateError, ModelOutputError, PixelPilotError, StepFailed
 from .locate import Located
 from .memory import Outcome, StepRecord
 from .memory import elapsed_ms as _ms
@@ -88,23 +91,66 @@ class StepPipeline:
         rec = StepRecord(index=len(agent.steps), kind=kind, instruction=instruction, params=params)
         start = agent.clock()
         try:
-            if self.unsettled and not (cache_aware and agent.cache is not None):
-                self.catch_up(rec)
-            if not observe_first:
-                screen = NO_SCREEN
-            elif cache_aware and cached.types_from_cache(agent, rec):
-                screen = cached.UNOBSERVED
-            else:
-                screen = self.observe(rec)
-            body(screen, rec)
-            if not observe_first:
-                self.observe(rec)  # the frame after opening, so the report shows the page
+            with self._time_limit(rec):
+                self._steps(rec, body, observe_first=observe_first, cache_aware=cache_aware)
         except BaseException as exc:
             self._fail(rec, exc)
             self.record(rec, start)
             raise
         self.record(rec, start)
         return rec
+
+    def _steps(self, rec: StepRecord, body: StepBody, *, observe_first: bool, cache_aware: bool) -> None:
+        agent = self.agent
+        if self.unsettled and not (cache_aware and agent.cache is not None):
+            self.catch_up(rec)
+        if not observe_first:
+            screen = NO_SCREEN
+        elif cache_aware and cached.types_from_cache(agent, rec):
+            screen = cached.UNOBSERVED
+        else:
+            screen = self.observe(rec)
+        body(screen, rec)
+        if not observe_first:
+            self.observe(rec)  # the frame after opening, so the report shows the page
+
+    @contextlib.contextmanager
+    def _time_limit(self, rec: StepRecord) -> Iterator[None]:
+        """The step's budget: ``settings.step_timeout`` and what is left of the run's ``deadline``.
+        In the main thread a timer interrupts a step that runs past it (a hung server, a page that
+        never settles); elsewhere the run's deadline is checked before each step."""
+        agent = self.agent
+        limits: list[tuple[float, str]] = []
+        if agent.settings.step_timeout is not None:
+            limits.append(
+                (
+                    agent.settings.step_timeout,
+                    f"the step ran past its step_timeout of {agent.settings.step_timeout:g} s",
+                )
+            )
+        if agent.deadline is not None:
+            left = agent.deadline - agent.clock()
+            limits.append((left, f"the run ran past its run_timeout ({agent.run_timeout:g} s)"))
+        if not limits:
+            yield
+            return
+        seconds, why = min(limits)
+        if seconds <= 0:
+            raise BudgetExceeded(why)
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def expire(_signum: int, _frame: Any) -> None:
+            raise BudgetExceeded(why)
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
     @staticmethod
     def _fail(rec: StepRecord, exc: BaseException) -> None:

@@ -27,6 +27,7 @@ from tools import actions as A
 from tools.errors import DriverError, DriverUnavailable
 
 from .base import Screen
+from .procs import die_with_parent
 from .xvfb import INSTALL_XVFB, VirtualDisplay
 
 __all__ = ["DesktopDriver"]
@@ -219,6 +220,7 @@ class DesktopDriver:
                 env={**os.environ, **(env or {}), "DISPLAY": self.display},
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGKILL),
             )
         except OSError as exc:
             raise DriverError(f"cannot launch {cmd[0]!r}: {exc.strerror}") from exc

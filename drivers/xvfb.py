@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tools.errors import DriverError, DriverUnavailable
 
+from .procs import die_with_parent
+
 __all__ = ["INSTALL_XVFB", "VirtualDisplay"]
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class VirtualDisplay:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),  # Xvfb removes its lock and socket on TERM
             )
         finally:
             os.close(w)

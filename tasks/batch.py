@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from typing import Any
 
 from agent.errors import ConfigError
 
+from .lifeline import Worker, spawn
 from .runner import ExitCode
 
 __all__ = [
@@ -39,25 +41,47 @@ TASK_SUFFIXES = (".yaml", ".yml")
 
 
 def collect_tasks(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Task files named, and every *.yaml / *.yml under the folders named (not inside hidden folders
-    such as .venv, nor node_modules), sorted and de-duplicated."""
+    """Task files named, and the task files under the folders named: *.yaml / *.yml files with a
+    top-level ``steps:`` (a docker-compose file or a CI config beside them is not a task), not inside
+    hidden folders such as .venv, nor node_modules; sorted and de-duplicated. A folder that holds no
+    task file is an error, not an empty green run."""
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += [
+            here = [
                 f
                 for f in p.rglob("*")
-                if f.is_file()
-                and f.suffix in TASK_SUFFIXES
+                if f.suffix in TASK_SUFFIXES
                 and not any(
                     part.startswith(".") or part == "node_modules" for part in f.relative_to(p).parts[:-1]
                 )
+                and f.is_file()
+                and _looks_like_a_task(f)
             ]
+            if not here:
+                raise ConfigError("no task files here (*.yaml with a top-level steps:)", file=str(p))
+            found += here
         elif p.is_file():
             found.append(p)
         else:
             raise ConfigError("no such task file or folder", file=str(p))
     return sorted(dict.fromkeys(f.resolve() for f in found), key=lambda f: str(f))
+
+
+_STEPS_KEY = re.compile(rb"^steps\s*:", re.MULTILINE)
+
+
+def _looks_like_a_task(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(MAX_SCAN)
+    except OSError:
+        return False
+    return _STEPS_KEY.search(head) is not None
+
+
+MAX_SCAN = 1 << 20
+"""How much of a YAML file is read to decide whether it is a task file."""
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -78,7 +102,7 @@ def select_shard(tasks: Sequence[Path], shard: tuple[int, int] | None) -> list[P
 class TaskOutcome:
     path: Path
     status: str = "pending"
-    """pending, running, passed, failed, error."""
+    """pending, running, passed, failed, error, interrupted."""
     exit_code: int | None = None
     run_dir: Path | None = None
     error: str | None = None
@@ -100,9 +124,13 @@ class TaskOutcome:
 class BatchResult:
     outcomes: list[TaskOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
+    """Ctrl-C or SIGTERM stopped the batch."""
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
         codes = {o.exit_code for o in self.outcomes}
         for code in (ExitCode.ENVIRONMENT, ExitCode.USAGE, ExitCode.FAILED):
             if code in codes:
@@ -112,23 +140,19 @@ class BatchResult:
         return ExitCode.PASSED
 
 
-def _progress_of(o: TaskOutcome, output: Path) -> None:
-    """Read the task's run directory as its worker writes it (steps so far, total)."""
+def _progress_of(o: TaskOutcome, marker: Path) -> None:
+    """Read the task's run directory as its worker writes it (steps so far, total). The worker names
+    its run directory in ``marker`` (never a run of an earlier invocation)."""
     if o.run_dir is None:
-        for meta in output.glob("*/run.json"):
-            try:
-                data = json.loads(meta.read_text())
-            except (OSError, ValueError):
-                continue
-            if data.get("task_file") and Path(data["task_file"]).resolve() == o.path:
-                o.run_dir = meta.parent
-                o.steps_total = int(data.get("total_steps") or 0)
-                break
-    if o.run_dir is not None:
-        with contextlib.suppress(OSError):
-            o.steps_done = sum(
-                1 for line in (o.run_dir / "steps.jsonl").read_text().splitlines() if line.strip()
-            )
+        try:
+            run = Path(marker.read_text().strip())
+            data = json.loads((run / "run.json").read_text())
+        except (OSError, ValueError):
+            return
+        o.run_dir = run
+        o.steps_total = int(data.get("total_steps") or 0) if isinstance(data, dict) else 0
+    with contextlib.suppress(OSError):
+        o.steps_done = sum(1 for line in (o.run_dir / "steps.jsonl").read_text().splitlines() if line.strip())
 
 
 def run_batch(
@@ -139,52 +163,93 @@ def run_batch(
     extra_args: Sequence[str] = (),
     on_update: Callable[[list[TaskOutcome]], None] | None = None,
     poll: float = 0.25,
+    grace: float = 30.0,
 ) -> BatchResult:
-    """Run ``tasks`` with up to ``workers`` processes; ``on_update`` sees the outcomes as they change."""
+    """Run ``tasks`` with up to ``workers`` processes; ``on_update`` sees the outcomes as they change.
+
+    Ctrl-C or SIGTERM stops the batch: running workers are told to stop (each records its run as
+    interrupted and closes its browser, within ``grace`` seconds), tasks not started are marked
+    ``interrupted``, and the result says so. A worker dies with this process even on SIGKILL."""
+    if workers < 1:
+        raise ConfigError(f"--workers takes a number ≥ 1 (got {workers})")
     output.mkdir(parents=True, exist_ok=True)
     outcomes = [TaskOutcome(t) for t in tasks]
     pending = list(outcomes)
-    running: dict[int, tuple[TaskOutcome, subprocess.Popen[str], Path, Any]] = {}
+    running: dict[int, tuple[TaskOutcome, Worker, Path, Any]] = {}
     start = time.monotonic()
-    scratch = Path(tempfile.mkdtemp(prefix="pixelpilot-batch-"))
-    while pending or running:
-        while pending and len(running) < max(1, workers):
-            o = pending.pop(0)
-            result_file = scratch / f"{len(running)}-{o.path.stem}-{time.monotonic_ns()}.json"
-            log = (scratch / (result_file.stem + ".log")).open("w+")
-            cmd = [
-                sys.executable,
-                "-m",
-                "tasks.cli",
-                "run",
-                str(o.path),
-                "--output",
-                str(output),
-                "--result-json",
-                str(result_file),
-                *extra_args,
-            ]
-            proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "160"}
-            )
-            o.status, o.started = "running", time.monotonic()
-            running[proc.pid] = (o, proc, result_file, log)
-        for pid, (o, proc, result_file, log) in list(running.items()):
-            _progress_of(o, output)
-            rc = proc.poll()
-            if rc is None:
-                continue
-            del running[pid]
-            o.ended, o.exit_code = time.monotonic(), rc
-            log.seek(0)
-            o.output = log.read()
-            log.close()
-            _finish(o, result_file, rc)
-        if on_update is not None:
-            on_update(outcomes)
-        if running:
-            time.sleep(poll)
-    return BatchResult(outcomes, time.monotonic() - start)
+    result = BatchResult(outcomes)
+    with tempfile.TemporaryDirectory(prefix="pixelpilot-batch-") as tmp:
+        scratch = Path(tmp)
+        try:
+            while pending or running:
+                while pending and len(running) < workers:
+                    o = pending.pop(0)
+                    stem = f"{len(outcomes) - len(pending)}-{o.path.stem}"
+                    log = (scratch / f"{stem}.log").open("w+")
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "tasks.cli",
+                        "run",
+                        str(o.path),
+                        "--output",
+                        str(output),
+                        "--result-json",
+                        str(scratch / f"{stem}.json"),
+                        "--run-dir-file",
+                        str(scratch / f"{stem}.rundir"),
+                        *extra_args,
+                    ]
+                    w = spawn(
+                        cmd,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                        env={**os.environ, "COLUMNS": "160"},
+                    )
+                    o.status, o.started = "running", time.monotonic()
+                    running[w.proc.pid] = (o, w, scratch / stem, log)
+                _reap(running, poll_only=True)
+                if on_update is not None:
+                    on_update(outcomes)
+                if running:
+                    time.sleep(poll)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            for _, w, _, _ in running.values():
+                with contextlib.suppress(ProcessLookupError):
+                    w.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while running and time.monotonic() < deadline:
+                _reap(running, poll_only=True)
+                time.sleep(0.1)
+            for _, w, _, _ in running.values():  # past the grace: the worker's whole session
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(w.proc.pid, signal.SIGKILL)
+            _reap(running, poll_only=False)
+            for o in pending:
+                o.status, o.error = "interrupted", "not started: the batch was interrupted"
+            if on_update is not None:
+                on_update(outcomes)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _reap(running: dict[int, tuple[TaskOutcome, Worker, Path, Any]], *, poll_only: bool) -> None:
+    """Collect the workers that ended (all of them, waiting, unless ``poll_only``)."""
+    for pid, (o, w, stem, log) in list(running.items()):
+        _progress_of(o, stem.with_suffix(".rundir"))
+        rc = w.proc.poll() if poll_only else w.proc.wait()
+        if rc is None:
+            continue
+        del running[pid]
+        w.release()
+        o.ended, o.exit_code = time.monotonic(), rc
+        log.seek(0)
+        o.output = log.read()
+        log.close()
+        _progress_of(o, stem.with_suffix(".rundir"))
+        _finish(o, stem.with_suffix(".json"), rc)
 
 
 def _finish(o: TaskOutcome, result_file: Path, rc: int) -> None:
@@ -206,6 +271,15 @@ def _finish(o: TaskOutcome, result_file: Path, rc: int) -> None:
     o.step_table = data.get("step_table", "")
     if rc in (ExitCode.USAGE, ExitCode.ENVIRONMENT) and o.status == "passed":
         o.status = "error"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Text as JUnit XML may hold it: no terminal colours (FORCE_COLOR), no characters XML forbids."""
+    return _NOT_XML.sub("", _ANSI.sub("", text))
 
 
 def write_junit(result: BatchResult, path: Path, *, suite: str = "pixelpilot") -> None:
@@ -242,16 +316,23 @@ def write_junit(result: BatchResult, path: Path, *, suite: str = "pixelpilot") -
         )
         if o.status == "failed":
             el = ET.SubElement(
-                case, "failure", message=(o.error or "failed").splitlines()[0][:500], type="TaskFailed"
+                case,
+                "failure",
+                message=_xml_text((o.error or "failed").splitlines()[0][:500]),
+                type="TaskFailed",
             )
-            el.text = (o.error or "") + ("\n\n" + o.step_table if o.step_table else "")
+            el.text = _xml_text((o.error or "") + ("\n\n" + o.step_table if o.step_table else ""))
         elif o.status != "passed":
             el = ET.SubElement(
-                case, "error", message=(o.error or o.status).splitlines()[0][:500], type="TaskError"
+                case,
+                "error",
+                message=_xml_text((o.error or o.status).splitlines()[0][:500]),
+                type="TaskError",
             )
-            el.text = (o.error or "") + "\n\n" + o.output[-4000:]
+            el.text = _xml_text((o.error or "") + "\n\n" + o.output[-4000:])
         out = ET.SubElement(case, "system-out")
-        out.text = f"task file: {o.path}\nrun: {o.run_dir or '-'}\nreport: {(o.run_dir / 'report.html') if o.run_dir else '-'}"
+        report = o.run_dir / "report.html" if o.run_dir and (o.run_dir / "report.html").is_file() else None
+        out.text = _xml_text(f"task file: {o.path}\nrun: {o.run_dir or '-'}\nreport: {report or '-'}")
     ET.indent(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

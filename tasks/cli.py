@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from agent.errors import ConfigError, DriverUnavailable, ModelError
+from agent.errors import ConfigError, DriverError, ModelError, RunLogError
 from agent.memory import StepRecord
 
 from .runner import ExitCode, RunOptions, TaskResult, run_task
@@ -26,6 +27,26 @@ from .runner import ExitCode, RunOptions, TaskResult, run_task
 __all__ = ["main"]
 
 _MARK = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "error": "[red]![/]", "interrupted": "[yellow]■[/]"}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number > 0), got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds (a number > 0), got {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--workers",
         "-j",
-        type=int,
+        type=_positive_int,
         default=1,
         help="run this many task files in parallel (one process and driver each)",
     )
@@ -74,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--model-name", default=None, help="with openai:<url>: the served model (default: the only one)"
+    )
+    r.add_argument(
+        "--model-timeout",
+        type=_positive_float,
+        default=None,
+        help="seconds one model-server request may take in all (default 120)",
+    )
+    r.add_argument(
+        "--timeout", type=_positive_float, default=None, help="seconds a task may run before it fails"
+    )
+    r.add_argument(
+        "--step-timeout", type=_positive_float, default=None, help="seconds a step may take before it fails"
     )
 
     ui = sub.add_parser("ui", help="the web console: runs, live runs, the model playground")
@@ -126,20 +159,20 @@ class _Progress:
         self.total = len(getattr(task, "steps", []))
         self.started = time.monotonic()
         name = getattr(task, "name", None) or run_dir.name
-        self.console.print(f"[bold]▶ {name}[/]  [dim]{self.total} steps → {run_dir}[/]")
+        self.console.print(f"[bold]▶ {escape(name)}[/]  [dim]{self.total} steps → {escape(str(run_dir))}[/]")
 
     def step(self, rec: StepRecord) -> None:
         done = rec.index + 1
         elapsed = time.monotonic() - self.started
         eta = elapsed / done * max(self.total - done, 0)
-        how = f"[dim]{rec.locator}[/] " if rec.locator else ""
+        how = f"[dim]{escape(rec.locator)}[/] " if rec.locator else ""
         self.console.print(
-            f"  {_MARK.get(rec.outcome, '?')} [{done}/{self.total}] [bold]{rec.kind:<8}[/] {rec.instruction[:60]}  "
+            f"  {_MARK.get(rec.outcome, '?')} \\[{done}/{self.total}] [bold]{rec.kind:<8}[/] {escape(rec.instruction[:60])}  "
             f"{how}[dim]{rec.timings.get('total', 0):.0f} ms · ETA {eta:.0f} s[/]",
             highlight=False,
         )
         if rec.error:
-            self.console.print(f"      [red]{rec.error}[/]", highlight=False)
+            self.console.print(f"      [red]{escape(rec.error)}[/]", highlight=False)
 
 
 def _write_result(
@@ -167,7 +200,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         tasks = collect_tasks(args.tasks)
         shard = parse_shard(args.shard) if args.shard else None
     except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return ExitCode.USAGE
     selected = select_shard(tasks, shard)
     batch = (
@@ -187,6 +220,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         model_name=args.model_name,
         driver=args.driver,
         cache=args.cache,
+        timeout=args.timeout,
+        step_timeout=args.step_timeout,
+        model_timeout=args.model_timeout,
     )
     path = selected[0]
     progress = _Progress(console)
@@ -199,22 +235,27 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
         res = run_task(path, opts, on_step=progress.step, on_start=started)
     except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         _write_result(args.result_json, None, error=str(exc))
         return ExitCode.USAGE
-    except (DriverUnavailable, ModelError) as exc:
+    except (DriverError, ModelError, RunLogError) as exc:  # before the run could start, or its log broke
         label = "model" if isinstance(exc, ModelError) else "environment"
-        console.print(f"[red]{label}:[/] {exc}", highlight=False)
+        console.print(f"[red]{label}:[/] {escape(str(exc))}", highlight=False)
         _write_result(args.result_json, None, error=str(exc))
         return ExitCode.ENVIRONMENT
+    except KeyboardInterrupt as exc:  # stopped before the run directory existed
+        console.print(f"[yellow]interrupted[/] {escape(str(exc))}", highlight=False)
+        _write_result(args.result_json, None, status="interrupted", error=str(exc) or "interrupted")
+        return ExitCode.INTERRUPTED
     _write_result(args.result_json, res)
     color = "green" if res.status == "passed" else "red"
     console.print(
-        f"[{color}]{res.status.upper()}[/] {res.task} · report: {res.run_dir / 'report.html' if res.run_dir else '-'}",
+        f"[{color}]{res.status.upper()}[/] {escape(res.task)} · report: "
+        + escape(str(res.run_dir / "report.html") if res.run_dir else "-"),
         highlight=False,
     )
     if res.error and res.status != "passed":
-        console.print(f"  [red]{res.error.splitlines()[0]}[/]", highlight=False)
+        console.print(f"  [red]{escape(res.error.splitlines()[0])}[/]", highlight=False)
     return res.exit_code
 
 
@@ -229,6 +270,9 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         ("--model", args.model),
         ("--model-name", args.model_name),
         ("--driver", args.driver),
+        ("--model-timeout", args.model_timeout),
+        ("--timeout", args.timeout),
+        ("--step-timeout", args.step_timeout),
     ):
         if value is not None:
             out += [flag, str(value)]
@@ -254,7 +298,7 @@ def _table(outcomes: list[Any], started: float, workers: int) -> Table:
             else (str(o.steps_done) if o.steps_done else "")
         )
         t.add_row(
-            str(o.path.name),
+            escape(o.path.name),
             step,
             f"[{style.get(o.status, '')}]{o.status}[/]",
             f"{o.seconds:.1f} s" if o.started else "",
@@ -275,7 +319,9 @@ def _cmd_batch(
     from .batch import run_batch, write_junit
 
     where = f" (shard {shard[0]}/{shard[1]} of {total})" if shard else ""
-    console.print(f"[bold]▶ {len(tasks)} task file(s){where} · {args.workers} worker(s) → {args.output}[/]")
+    console.print(
+        f"[bold]▶ {len(tasks)} task file(s){where} · {args.workers} worker(s) → {escape(str(args.output))}[/]"
+    )
     started = time.monotonic()
     with Live(
         _table([], started, args.workers),
@@ -295,16 +341,27 @@ def _cmd_batch(
     for o in result.outcomes:
         if o.status != "passed":
             console.print(
-                f"[red]{o.status.upper()}[/] {o.path}: {(o.error or '').splitlines()[0] if o.error else ''}",
+                f"[red]{o.status.upper()}[/] {escape(str(o.path))}: "
+                + escape((o.error or "").splitlines()[0] if o.error else ""),
                 highlight=False,
             )
             if o.run_dir:
-                console.print(f"  report: {o.run_dir / 'report.html'}", highlight=False)
+                console.print(f"  report: {escape(str(o.run_dir / 'report.html'))}", highlight=False)
     if args.junit:
-        write_junit(result, args.junit)
-        console.print(f"JUnit: {args.junit}")
+        try:
+            write_junit(result, args.junit)
+        except OSError as exc:
+            console.print(
+                f"[red]environment:[/] cannot write {escape(str(args.junit))}: {escape(exc.strerror or str(exc))}"
+            )
+            return ExitCode.ENVIRONMENT
+        console.print(f"JUnit: {escape(str(args.junit))}")
     passed = sum(o.status == "passed" for o in result.outcomes)
-    console.print(f"{passed} passed, {len(result.outcomes) - passed} failed", highlight=False)
+    stopped = sum(o.status == "interrupted" for o in result.outcomes)
+    line = f"{passed} passed, {len(result.outcomes) - passed - stopped} failed"
+    if stopped:
+        line += f", {stopped} interrupted"
+    console.print(line, highlight=False)
     return result.exit_code
 
 
@@ -315,13 +372,13 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
     try:
         run = read_run(args.run_dir)
     except FileNotFoundError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return ExitCode.USAGE
     out = write_report(args.run_dir)
-    console.print(f"{run.meta.get('task')} · {run.meta.get('status')} · {len(run.steps)} steps")
+    console.print(escape(f"{run.meta.get('task')} · {run.meta.get('status')} · {len(run.steps)} steps"))
     for p in run.problems:
-        console.print(f"  [yellow]note:[/] {p}", highlight=False)
-    console.print(str(out))
+        console.print(f"  [yellow]note:[/] {escape(p)}", highlight=False)
+    console.print(escape(str(out)))
     return ExitCode.PASSED
 
 
@@ -342,7 +399,11 @@ def _cmd_doctor(console: Console) -> int:
     missing_required = False
     for c in checks():
         status = "[green]ok[/]" if c.ok else ("[red]missing[/]" if c.required else "[yellow]missing[/]")
-        table.add_row(c.name + ("" if c.required else " (optional)"), status, c.detail if c.ok else c.fix)
+        table.add_row(
+            escape(c.name + ("" if c.required else " (optional)")),
+            status,
+            escape(c.detail if c.ok else c.fix),
+        )
         missing_required |= c.required and not c.ok
     console.print(table)
     return ExitCode.ENVIRONMENT if missing_required else ExitCode.PASSED
@@ -353,7 +414,7 @@ def _cmd_ui(args: argparse.Namespace, console: Console) -> int:
 
     def ready(url: str) -> None:
         console.print(
-            f"[bold]pixelpilot console[/] on [link={url}]{url}[/]  [dim]runs: {args.runs} · Ctrl-C stops[/]"
+            f"[bold]pixelpilot console[/] on [link={url}]{url}[/]  [dim]runs: {escape(str(args.runs))} · Ctrl-C stops[/]"
         )
 
     try:
@@ -367,40 +428,65 @@ def _cmd_ui(args: argparse.Namespace, console: Console) -> int:
             on_ready=ready,
         )
     except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return ExitCode.USAGE
     return ExitCode.PASSED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console(stderr=False, highlight=False)
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    from .lifeline import install
+
+    install()  # SIGTERM/SIGHUP end a run as interrupted; a worker stops when its parent dies
     try:
-        if args.command == "run":
-            return _cmd_run(args, console)
-        if args.command == "replay":
-            from .replay_cmd import cmd_replay
-
-            return cmd_replay(args, console)
-        if args.command == "report":
-            return _cmd_report(args, console)
-        if args.command == "parse-reply":
-            from .parse_reply import cmd_parse_reply
-
-            return cmd_parse_reply(args, console)
-        if args.command == "ui":
-            return _cmd_ui(args, console)
-        if args.command == "schema":
-            return _cmd_schema(console)
-        if args.command == "doctor":
-            return _cmd_doctor(console)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
+        return _dispatch(args, console)
+    except KeyboardInterrupt as exc:
+        console.print(f"[yellow]interrupted[/] {escape(str(exc))}", highlight=False)
         return ExitCode.INTERRUPTED
-    return ExitCode.USAGE  # pragma: no cover
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        return ExitCode.USAGE
+    except (DriverError, ModelError, RunLogError) as exc:
+        console.print(f"[red]environment:[/] {escape(str(exc))}", highlight=False)
+        return ExitCode.ENVIRONMENT
+    except OSError as exc:  # a file or folder named on the command line that cannot be used
+        where = f" ({exc.filename})" if exc.filename else ""
+        console.print(f"[red]environment:[/] {escape((exc.strerror or str(exc)) + where)}", highlight=False)
+        return ExitCode.ENVIRONMENT
+    except Exception as exc:  # a bug of ours: a message, not a traceback (-v shows it)
+        logging.getLogger(__name__).info("internal error", exc_info=True)
+        console.print(
+            f"[red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')} "
+            "(run with -v for the traceback, and please report it)",
+            highlight=False,
+        )
+        return ExitCode.FAILED
+
+
+def _dispatch(args: argparse.Namespace, console: Console) -> int:
+    if args.command == "run":
+        return _cmd_run(args, console)
+    if args.command == "replay":
+        from .replay_cmd import cmd_replay
+
+        return cmd_replay(args, console)
+    if args.command == "report":
+        return _cmd_report(args, console)
+    if args.command == "parse-reply":
+        from .parse_reply import cmd_parse_reply
+
+        return cmd_parse_reply(args, console)
+    if args.command == "ui":
+        return _cmd_ui(args, console)
+    if args.command == "schema":
+        return _cmd_schema(console)
+    if args.command == "doctor":
+        return _cmd_doctor(console)
+    return ExitCode.USAGE  # pragma: no cover - argparse requires a command
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,6 +46,12 @@ class RunOptions:
     driver: str | None = None
     """browser, desktop or android: overrides the task file's ``driver:`` kind (with that driver's defaults)."""
     model_name: str | None = None
+    timeout: float | None = None
+    """Overrides the task file's ``settings.run_timeout`` (seconds)."""
+    step_timeout: float | None = None
+    """Overrides the task file's ``settings.step_timeout`` (seconds)."""
+    model_timeout: float | None = None
+    """Seconds one model-server request may take in all (the openai backend)."""
 
 
 DEFAULT_MODEL = "qwen3-vl-4b"
@@ -126,6 +132,18 @@ def make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
         device_scale_factor=b.device_scale_factor,
         slow_mo=opts.slow_mo if opts.slow_mo is not None else b.slow_mo,
     )
+
+
+def _model_options(task: S.TaskFile, opts: RunOptions, spec: str) -> dict[str, Any]:
+    """Backend options from the task file's ``model:`` mapping and the command line."""
+    extra: dict[str, Any] = {}
+    if isinstance(task.model, S.LocalModelSpec) and not opts.model:
+        extra = task.model.model_dump(exclude={"local"})
+    if isinstance(task.model, S.OpenAIModelSpec) and not opts.model:
+        extra = task.model.model_dump(include={"timeout", "retries"}, exclude_none=True)
+    if opts.model_timeout is not None and spec.startswith("openai:"):
+        extra["timeout"] = opts.model_timeout
+    return extra
 
 
 def _model_spec(task: S.TaskFile, opts: RunOptions) -> tuple[str, str | None] | None:
@@ -212,8 +230,7 @@ def run_task(
     if spec is not None:
         from agent.models import load_model
 
-        local = task.model if isinstance(task.model, S.LocalModelSpec) and not opts.model else None
-        extra = local.model_dump(exclude={"local"}) if local else {}
+        extra = _model_options(task, opts, spec[0])
         model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1], **extra)
     driver = driver_factory(task, opts) if driver_factory else make_driver(task, opts, task_path.parent)
     try:
@@ -237,6 +254,7 @@ def run_task(
         wait_timeout=task.settings.wait_timeout,
         settle_timeout=task.settings.settle_timeout,
         nav_timeout=task.settings.nav_timeout,
+        step_timeout=opts.step_timeout or task.settings.step_timeout,
     )
     cache = None
     if opts.cache if opts.cache is not None else task.cache:
@@ -251,6 +269,7 @@ def run_task(
     )
     status, error = "passed", None
     values: dict[str, Any] = {}
+    agent.limit_run(opts.timeout or task.settings.run_timeout)
     try:
         for step in task.steps:
             _run_step(agent, step, task_path.parent, values)

@@ -278,11 +278,21 @@ class TaskSettings(_Strict):
     wait_timeout: float = Field(default=10.0, gt=0, description="default timeout of wait_for, seconds")
     settle_timeout: float = Field(default=3.0, gt=0)
     nav_timeout: float = Field(default=30.0, gt=0)
+    step_timeout: float | None = Field(
+        default=None, gt=0, description="seconds one step may take before it fails (default: no limit)"
+    )
+    run_timeout: float | None = Field(
+        default=None, gt=0, description="seconds the whole run may take before it fails (default: no limit)"
+    )
 
 
 class OpenAIModelSpec(_Strict):
     openai: str = Field(description="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     name: str | None = Field(default=None, description="served model name (default: the only one)")
+    timeout: float | None = Field(
+        default=None, gt=0, le=3600, description="seconds one request may take in all (default 120)"
+    )
+    retries: int | None = Field(default=None, ge=0, le=10, description="tries after the first (default 2)")
 
 
 class LocalModelSpec(_Strict):
@@ -444,25 +454,122 @@ def _useful(errors: list[Any]) -> list[Any]:
     return branch or errors
 
 
+MAX_TASK_BYTES = 1 << 20
+"""The largest task file read (a long task is a few kilobytes)."""
+MAX_DEPTH = 64
+"""How deeply a task file may nest lists and mappings."""
+MAX_NODES = 100_000
+"""How many values a task file may hold once its aliases (``*name``) are expanded."""
+
+
+class _Refused(Exception):
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with the limits untrusted input needs: no duplicate keys (the second
+    would silently replace the first), a nesting limit, and no alias bombs."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _Refused(f"duplicate key {key!r} (first on line {seen[key]})", line)
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _expanded(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values ``node`` stands for with every alias expanded (a shared node counts each time)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = MAX_NODES + 1  # a node that contains itself expands without end
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            total += _expanded(child, memo)
+            if total > MAX_NODES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            total += _expanded(k, memo) + _expanded(v, memo)
+            if total > MAX_NODES:
+                break
+    memo[id(node)] = total
+    return total
+
+
+def _parse(text: str) -> tuple[Any, yaml.Node | None]:
+    """The task file's data and its node tree (for line numbers), composed once."""
+    loader = _TaskLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded(node, {}) > MAX_NODES:
+            raise _Refused(
+                f"expands to more than {MAX_NODES:,} values through its aliases (*name); write them out", 1
+            )
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
+
+
 def load_task(path: str | os.PathLike[str]) -> TaskFile:
     """Read and validate a task file; raises :class:`ConfigError` naming the file, line and key."""
     p = Path(path)
     name = str(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_TASK_BYTES:
+            raise ConfigError(
+                f"the task file is {size / 2**20:.1f} MiB; task files are limited to {MAX_TASK_BYTES >> 20} MiB",
+                file=name,
+            )
         text = p.read_text("utf-8")
     except FileNotFoundError:
         raise ConfigError("no such task file", file=name) from None
+    except IsADirectoryError:
+        raise ConfigError("is a folder, not a task file", file=name) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the task file: {exc}", file=name) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
+        data, node = _parse(text)
+    except _Refused as exc:
+        raise ConfigError(str(exc), file=name, line=exc.line) from None
+    except yaml.MarkedYAMLError as exc:
+        mark, opened = exc.problem_mark, exc.context_mark
+        problem = exc.problem or str(exc)
+        if opened is not None and exc.context and mark is not None and opened.line != mark.line:
+            # an unclosed bracket or quote: say where it opened, not where the file ended
+            raise ConfigError(
+                f"not valid YAML: {problem} {exc.context} opened here (the error shows on line {mark.line + 1})",
+                file=name,
+                line=opened.line + 1,
+            ) from None
         raise ConfigError(
             f"not valid YAML: {problem}", file=name, line=mark.line + 1 if mark else None
         ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=name) from None
+    except RecursionError:
+        raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", file=name) from None
     if not isinstance(data, dict):
         raise ConfigError("a task file is a mapping with at least `steps:`", file=name, line=1)
     lines: dict[tuple[Any, ...], int] = {}

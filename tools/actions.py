@@ -114,8 +114,8 @@ class Scroll(_Base):
 
     action: Literal["scroll"] = "scroll"
     at: Point | None = None
-    dx: int = 0
-    dy: int = 0
+    dx: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    dy: int = Field(default=0, ge=-1_000_000, le=1_000_000)
 
 
 class Swipe(_Base):

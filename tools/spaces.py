@@ -9,6 +9,7 @@ and returned by this module are already in screenshot pixels: the 0–1000 grid 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -41,8 +42,19 @@ def _require(args: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> A
         raise ValueError(f"action `{args.get('action')}` needs `{key}`")
     value = args[key]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(f"`{key}` has the wrong type: {value!r}")
+        raise ValueError(f"`{key}` has the wrong type: {_short(value)}")
+    if isinstance(value, int | float) and not (math.isfinite(value) and abs(value) <= MAX_NUMBER):
+        raise ValueError(f"`{key}` is out of range: {_short(value)}")
     return value
+
+
+MAX_NUMBER = 1_000_000
+"""No argument of a tool call is a number this large (scroll amounts, times, coordinates)."""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + f"… ({len(text)} characters)"
 
 
 @dataclass(frozen=True)

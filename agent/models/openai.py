@@ -10,17 +10,20 @@ server's verdict on the request and are reported with its message.
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import io
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..qwen.profile import QwenProfile
 from ..qwen.prompts import Prompt
 from .base import Reply
@@ -57,6 +60,7 @@ class OpenAIModel:
         send_image_budget: bool = False,
         image_format: str = "png",
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         transport: Any = None,
     ) -> None:
         import httpx
@@ -68,11 +72,14 @@ class OpenAIModel:
         # vLLM refuses per-request processor kwargs unless started with --trust-request-mm-kwargs;
         # by default the server's own --mm-processor-kwargs sets the image budget.
         self.send_image_budget = send_image_budget
-        self._sleep = sleep
+        self._sleep, self._clock = sleep, clock
+        if not (timeout > 0 and timeout != float("inf")):
+            raise ConfigError(f"the model server's timeout must be a number of seconds > 0, got {timeout!r}")
+        self.timeout = float(timeout)
         key = api_key or os.environ.get("PIXELPILOT_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self._client = httpx.Client(
             base_url=self.base_url,
-            timeout=timeout,
+            timeout=self.timeout,
             headers={"Authorization": f"Bearer {key}"},
             transport=transport,
         )
@@ -81,45 +88,87 @@ class OpenAIModel:
         self.name = f"openai:{self.base_url}#{self.model}"
 
     # -- transport ---------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, **kwargs: Any) -> _Answer:
+        """One request under one deadline (``timeout`` seconds for every try together, counted over
+        the whole body: a server that sends a byte at a time cannot hold a step forever). Connection
+        errors, time-outs, 429 and 5xx are tried again while time is left, after the server's
+        ``Retry-After`` when it sends one; every failure is a :class:`ModelError`."""
         httpx = self._httpx
-        last: Exception | None = None
+        deadline = self._clock() + self.timeout
+        last: str | None = None
+        wait_for: float | None = None
+        attempt = 0
         for attempt in range(self.retries + 1):
             if attempt:
-                delay = self.backoff * 2 ** (attempt - 1)
+                delay = self.backoff * 2 ** (attempt - 1) if wait_for is None else wait_for
+                if self._clock() + delay >= deadline:
+                    last = f"{last}; no time left for another try within {self.timeout:g} s"
+                    break
                 log.info("retrying %s %s in %.1f s (%s)", method, path, delay, last)
                 self._sleep(delay)
+            left = deadline - self._clock()
+            if left <= 0:
+                break
             try:
-                resp = self._client.request(method, path, **kwargs)
+                answer = self._send(method, path, deadline, timeout=httpx.Timeout(left), **kwargs)
+            except _TooSlow:
+                last = f"no complete answer within {self.timeout:g} s"
+                continue
+            except httpx.TimeoutException:
+                last = f"no answer within {self.timeout:g} s"
+                continue
             except httpx.ConnectError as exc:
-                last = exc
+                last = f"cannot connect ({_reason(exc)})"
                 continue
-            except httpx.TimeoutException as exc:
-                last = exc
+            except httpx.HTTPError as exc:  # the connection closed mid-body, a protocol error ...
+                last = f"{type(exc).__name__}: {_reason(exc)}"
                 continue
-            if resp.status_code in (429, 500, 502, 503, 504):
-                last = ModelError(f"the model server answered {resp.status_code}: {_message(resp)}")
-                continue
-            if resp.status_code >= 400:
+            except httpx.InvalidURL as exc:
                 raise ModelError(
-                    f"the model server refused the request ({resp.status_code}): {_message(resp)}"
+                    f"the model server's address {self.base_url!r} is not valid: {exc}"
+                ) from None
+            wait_for = None
+            if answer.status in (429, 500, 502, 503, 504):
+                last = f"it answered {answer.status}: {answer.message()}"
+                wait_for = _retry_after(answer.headers.get("retry-after"))
+                continue
+            if answer.status >= 400:
+                raise ModelError(
+                    f"the model server refused the request ({answer.status}): {answer.message()}"
                 )
-            return resp
-        if isinstance(last, httpx.ConnectError):
-            raise ModelError(
-                f"no model server at {self.base_url}: connection refused after {self.retries + 1} tries — "
-                "is it running? (e.g. vllm serve Qwen/Qwen3-VL-4B-Instruct --enable-auto-tool-choice --tool-call-parser hermes)"
-            ) from last
-        if isinstance(last, httpx.TimeoutException):
-            raise ModelError(
-                f"the model server at {self.base_url} did not answer within {self._client.timeout.read} s ({self.retries + 1} tries)"
-            ) from last
-        assert last is not None
-        raise last
+            return answer
+        hint = ""
+        if last and last.startswith("cannot connect"):
+            hint = (
+                " — is it running? (e.g. vllm serve Qwen/Qwen3-VL-4B-Instruct --enable-auto-tool-choice "
+                "--tool-call-parser hermes)"
+            )
+        raise ModelError(
+            f"the model server at {self.base_url} failed {method} {path} after {attempt + 1} "
+            f"{'try' if attempt == 0 else 'tries'}: {last or 'no time left'}{hint}"
+        )
+
+    def _send(self, method: str, path: str, deadline: float, **kwargs: Any) -> _Answer:
+        with self._client.stream(method, path, **kwargs) as resp:
+            body = bytearray()
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise ModelError(
+                        f"the model server's answer to {method} {path} is larger than {MAX_ANSWER_BYTES >> 20} MiB"
+                    )
+                if self._clock() > deadline:
+                    raise _TooSlow
+            return _Answer(resp.status_code, dict(resp.headers), bytes(body))
 
     def _only_model(self) -> str:
         data = self._request("GET", "/models").json()
-        ids = [m.get("id") for m in data.get("data", [])]
+        listed = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(listed, list):
+            raise ModelError(
+                f"the server at {self.base_url} does not list its models (GET /models): {data!r:.200}"
+            )
+        ids = [m.get("id") for m in listed if isinstance(m, dict)]
         if len(ids) != 1:
             raise ModelError(
                 f"the server at {self.base_url} serves {ids or 'no models'}; say which one (model name)"
@@ -187,6 +236,10 @@ class OpenAIModel:
             try:
                 choice = data["choices"][0]
                 msg = choice["message"]
+                if not isinstance(msg, dict) or not isinstance(msg.get("content") or "", str):
+                    raise TypeError("message")
+                if not isinstance(msg.get("tool_calls") or [], list):
+                    raise TypeError("tool_calls")
             except (KeyError, IndexError, TypeError):
                 raise ModelError(
                     f"the model server sent an unexpected reply: {json.dumps(data)[:300]}"
@@ -206,12 +259,12 @@ class OpenAIModel:
         )
 
     def _stream(self, body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], dict[str, Any], str | None]:
-        resp = self._request("POST", "/chat/completions", json=body)
+        answer = self._request("POST", "/chat/completions", json=body)
         content: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
         usage: dict[str, Any] = {}
         finish = None
-        for event in _sse(resp.iter_lines()):
+        for event in _sse(answer.text().splitlines()):
             if event.get("usage"):
                 usage = event["usage"]
             for choice in event.get("choices") or []:
@@ -251,14 +304,60 @@ def _call_text(call: dict[str, Any]) -> str:
     return f'<tool_call>\n{{"name": "{fn.get("name", "")}", "arguments": {args_text}}}\n</tool_call>'
 
 
-def _message(resp: Any) -> str:
+MAX_ANSWER_BYTES = 16 << 20
+"""The largest answer read from a model server (a reply of 512 tokens is a few kilobytes)."""
+
+
+class _TooSlow(Exception):
+    """The answer did not arrive in full before the request's deadline."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, RecursionError):
+            raise ModelError(
+                f"the model server sent something that is not JSON: {self.text()[:200]!r}"
+            ) from None
+
+    def message(self) -> str:
+        """The error message in the server's answer, shortened."""
+        try:
+            data = json.loads(self.body)
+        except (ValueError, RecursionError):
+            return self.text()[:300]
+        if isinstance(data, dict):
+            err = data.get("error", data)
+            if isinstance(err, dict):
+                return str(err.get("message") or err.get("detail") or err)[:500]
+            return str(err)[:500]
+        return str(data)[:300]
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds, or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
     try:
-        data = resp.json()
-    except ValueError:
-        return resp.text[:300]
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict):
-            return str(err.get("message") or err.get("detail") or err)[:500]
-        return str(err)[:500]
-    return str(data)[:300]
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__

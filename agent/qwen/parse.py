@@ -10,6 +10,7 @@ validate against the action schema and coordinates must lie on the grid — anyt
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -67,14 +68,31 @@ def _split_thinking(text: str) -> tuple[str | None, str]:
     return None, text
 
 
+MAX_REPLY_CHARS = 32_000
+"""Replies are read up to here: a tool call is ~100 characters, a reasoning block a few thousand;
+past this the rest is ignored (and the log says the reply was cut)."""
+MAX_OBJECTS = 32
+"""At most this many JSON objects are looked at in one reply."""
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` whose every failure is a ValueError (a 5000-digit number, 50k nested brackets)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _objects(text: str) -> list[Any]:
     """Every JSON value that starts at a '{' in ``text`` and parses (trailing garbage tolerated)."""
     out = []
     i = text.find("{")
-    while i != -1:
+    tries = 0
+    while i != -1 and len(out) < MAX_OBJECTS and tries < 4 * MAX_OBJECTS:
+        tries += 1
         try:
             obj, end = _DECODER.raw_decode(text, i)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a number past Python's digit limit, too deep
             i = text.find("{", i + 1)
             continue
         out.append(obj)
@@ -89,8 +107,8 @@ def _as_call(obj: Any, *, inside_block: bool) -> ToolCall | None:
         args = obj["arguments"]
         if isinstance(args, str):
             try:
-                args = json.loads(args)
-            except json.JSONDecodeError:
+                args = _loads(args)
+            except ValueError:
                 return ToolCall(obj["name"] if isinstance(obj["name"], str) else None, {"__unparsed__": args})
         if isinstance(args, dict):
             return ToolCall(obj["name"] if isinstance(obj["name"], str) else None, args)
@@ -109,7 +127,7 @@ def _line(text: str, label: str) -> str | None:
 
 def parse_reply(raw: str) -> ParsedReply:
     """Find the tool call(s) and the narration in a reply. Never raises."""
-    thinking, body = _split_thinking(raw)
+    thinking, body = _split_thinking(raw[:MAX_REPLY_CHARS])
     calls: list[ToolCall] = []
     blocks = _CALL.findall(body)
     for block in blocks:
@@ -166,7 +184,9 @@ def reply_to_action(
         if (
             not isinstance(value, list | tuple)
             or len(value) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+            )
         ):
             raise ModelOutputError(f"`{key}` must be [x, y] with two numbers, got {value!r}", raw=parsed.raw)
         try:
@@ -194,14 +214,14 @@ class GroundingItem:
 
 def parse_grounding(raw: str) -> list[GroundingItem]:
     """``point_2d`` / ``bbox_2d`` answers (a fenced JSON list, or objects in text). Raises ModelOutputError."""
-    _, body = _split_thinking(raw)
+    _, body = _split_thinking(raw[:MAX_REPLY_CHARS])
     fenced = _FENCE.findall(body)
     text = fenced[0] if fenced else body
     items: list[Any] = []
     try:
-        data = json.loads(text)
-        items = data if isinstance(data, list) else [data]
-    except json.JSONDecodeError:
+        data = _loads(text)
+        items = data[:MAX_OBJECTS] if isinstance(data, list) else [data]
+    except ValueError:
         items = _objects(text)
     out: list[GroundingItem] = []
     for it in items:
@@ -222,13 +242,13 @@ def _numbers(v: Any, n: int) -> bool:
     return (
         isinstance(v, list | tuple)
         and len(v) == n
-        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v)
     )
 
 
 def parse_check(raw: str) -> tuple[bool, str]:
     """``{"result": bool, "reason": str}``, or a plain yes/no/true/false. Raises ModelOutputError."""
-    _, body = _split_thinking(raw)
+    _, body = _split_thinking(raw[:MAX_REPLY_CHARS])
     for obj in _objects(body):
         if isinstance(obj, dict) and isinstance(obj.get("result"), bool):
             return obj["result"], str(obj.get("reason", "")).strip()
