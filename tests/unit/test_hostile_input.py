@@ -111,8 +111,9 @@ def server(handler) -> OpenAIModel:
 
 
 def test_non_json_and_wrong_shapes_are_model_errors():
-    from agent.qwen import act_prompt
     from PIL import Image
+
+    from agent.qwen import act_prompt
 
     prompt = act_prompt(COMPUTER, "click", Image.new("RGB", (64, 64)))
     for body in (

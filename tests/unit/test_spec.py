@@ -82,7 +82,7 @@ steps:
             2,
             "steps[0].wait_for.timeout: Input should be a valid number",
         ),
-        ("steps:\n  - click: [a\n", 3, "not valid YAML"),
+        ("steps:\n  - click: [a\n", 2, "flow sequence opened here"),  # where it opened
         ("steps:\n  - key: ctrl++\n", 2, "bad key combination 'ctrl++'"),
         ("version: 2\nsteps:\n  - click: a\n", 1, "version: Input should be 1"),
         (
