@@ -22,8 +22,16 @@ _env = Environment(
 )
 
 
+def _seconds(value: Any) -> float | None:
+    """A time from run.json, if it is one (the file is input: it may hold anything)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _when(ts: float | None) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
+    try:
+        return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
+    except (OverflowError, OSError, ValueError):
+        return "—"
 
 
 def _pct(v: float, total: int | None) -> float:
@@ -58,16 +66,22 @@ def _model_view(model: dict[str, Any] | None) -> dict[str, Any] | None:
     if not model:
         return None
     view = {k: model.get(k) for k in _MODEL_KEYS}
-    view["calls"] = [{k: c.get(k) for k in _CALL_KEYS} for c in model.get("calls", [])]
+    calls = model.get("calls")
+    view["calls"] = (
+        [{k: c.get(k) for k in _CALL_KEYS} for c in calls if isinstance(c, dict)]
+        if isinstance(calls, list)
+        else []
+    )
     for c in view["calls"]:
-        c["images"], c["images_to_model"] = c["images"] or [], c["images_to_model"] or []
+        for key in ("images", "images_to_model"):
+            c[key] = c[key] if isinstance(c[key], list) else []
     return view
 
 
 def render_report(run: RunData) -> str:
     """The report of ``run`` as an HTML string."""
     meta = run.meta
-    started, ended = meta.get("started"), meta.get("ended")
+    started, ended = _seconds(meta.get("started")), _seconds(meta.get("ended"))
     duration = f"{ended - started:.2f} s" if started and ended else "—"
     steps: list[dict[str, Any]] = []
     for s in run.steps:

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +37,17 @@ def slugify(name: str) -> str:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all (a full disk leaves the old file, never a torn one)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
+    tmp: str | None = None
+    try:  # a new file of our own (O_EXCL: never through a link someone left), renamed over the old
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise RunLogError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 

@@ -55,7 +55,7 @@ def serve(
             raise ConfigError(
                 f"cannot listen on {host}:{port}: {exc.strerror} (choose another --port)"
             ) from None
-    app = create_app(runs, tasks=tasks, model=model, token=token)
+    app = create_app(runs, tasks=tasks, model=model, token=token, host=host)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
     if callable(on_ready):

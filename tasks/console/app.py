@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import secrets
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -23,9 +25,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from agent.errors import ModelError
+from agent.errors import ConfigError, ModelError
 from tools.errors import PixelPilotError
 
+from .guard import allowed_hosts, host_of, inside, origin_allowed, task_models
 from .index import SORTABLE, RunIndex
 from .jobs import JobManager, step_summary
 from .playground import MODES, Playground
@@ -34,6 +37,8 @@ __all__ = ["MAX_UPLOAD", "create_app"]
 
 MAX_UPLOAD = 16 * 1024 * 1024
 """Largest screenshot the playground accepts (bytes)."""
+MAX_PIXELS = 40_000_000
+"""Largest screenshot the playground decodes (pixels): 8K is 33 megapixels."""
 
 
 class LaunchRequest(BaseModel):
@@ -54,10 +59,13 @@ def create_app(
     tasks: Path | None = None,
     model: str | None = None,
     token: str | None = None,
+    host: str = "127.0.0.1",
     refresh_interval: float = 0.5,
 ) -> FastAPI:
+    """The console's app. ``host``: what it listens on — requests must name it or a loopback name."""
     runs = runs.resolve()
     tasks = (tasks or Path.cwd()).resolve()
+    hosts = allowed_hosts(host)
     index = RunIndex(runs)
     index.refresh()
     jobs = JobManager(runs)
@@ -99,7 +107,7 @@ def create_app(
             or request.cookies.get("pixelpilot_token")
             or request.query_params.get("token")
         )
-        if not given or not secrets.compare_digest(given, token):
+        if not given or not secrets.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
             return JSONResponse(
                 {
                     "detail": "this console needs its token: Authorization: Bearer <token>, or ?token=<token> once"
@@ -110,6 +118,44 @@ def create_app(
         if request.query_params.get("token"):
             response.set_cookie("pixelpilot_token", token, httponly=True, samesite="strict")
         return response
+
+    @app.middleware("http")
+    async def same_site_only(request: Request, call_next: Any) -> Response:
+        """Runs before the token check (added after it): a request for another host name (DNS
+        rebinding) or a state change from another origin (a page elsewhere posting here) is refused."""
+        if host_of(request.headers.get("host")) not in hosts:
+            return JSONResponse(
+                {"detail": "unknown host: this console answers to " + ", ".join(sorted(hosts))}, 421
+            )
+        if not origin_allowed(
+            request.method,
+            request.headers.get("origin"),
+            request.headers.get("sec-fetch-site"),
+            request.headers.get("host"),
+        ):
+            return JSONResponse({"detail": "cross-origin requests cannot change anything here"}, 403)
+        return await call_next(request)
+
+    def allowed_models() -> set[str]:
+        """The console's model and the ones its task files name: a request cannot load any other."""
+        return task_models(_task_files()) | ({model} if model else set())
+
+    def check_model(spec: str | None) -> None:
+        if spec is not None and spec not in allowed_models():
+            raise HTTPException(
+                403,
+                f"model {spec!r} is neither the console's (--model) nor named by a task file under {tasks}",
+            )
+
+    def _task_files() -> list[Path]:
+        from ..batch import collect_tasks
+
+        try:
+            found = collect_tasks([tasks])
+        except ConfigError:
+            return []
+        # collect_tasks resolves links: one that led out of the tasks folder is not offered
+        return [p for p in found if p.is_relative_to(tasks) and inside(tasks, p.relative_to(tasks)) is not None]
 
     # -- pages ---------------------------------------------------------------------------------------
     def page(name: str, **ctx: Any) -> HTMLResponse:
@@ -129,10 +175,11 @@ def create_app(
 
     # -- runs ----------------------------------------------------------------------------------------
     def run_dir(run_id: str) -> Path:
+        """A run folder directly under the runs folder: a real folder holding a real run.json, no link."""
         if "/" in run_id or "\\" in run_id or run_id.startswith(".") or not run_id:
             raise HTTPException(404, f"no run {run_id!r}")
-        path = (runs / run_id).resolve()
-        if path.parent != runs or not (path / "run.json").is_file():
+        path = inside(runs, run_id, kind="dir")
+        if path is None or inside(path, "run.json") is None:
             raise HTTPException(404, f"no run {run_id!r}")
         return path
 
@@ -155,7 +202,10 @@ def create_app(
     @app.get("/api/runs/{run_id}", summary="One run: its run.json and its steps")
     def get_run(run_id: str) -> dict[str, Any]:
         path = run_dir(run_id)
-        meta = json.loads((path / "run.json").read_text("utf-8"))
+        try:
+            meta = json.loads((path / "run.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            raise HTTPException(422, f"run {run_id!r} has an unreadable run.json") from None
         steps = []
         try:
             for line in (path / "steps.jsonl").read_text("utf-8").splitlines():
@@ -172,33 +222,33 @@ def create_app(
     def report(run_id: str) -> Response:
         path = run_dir(run_id)
         report = path / "report.html"
-        if not report.is_file():  # a run still going (or killed): render what is there
+        if os.path.lexists(report) and inside(path, "report.html") is None:
+            raise HTTPException(404, f"run {run_id!r} has no report (report.html is not a plain file)")
+        if not report.exists():  # a run still going (or killed): render what is there
             from agent.report import write_report
 
-            write_report(path)
+            write_report(path)  # written whole, in a new file: never through a link
         return FileResponse(report, media_type="text/html")
 
     @app.get("/runs/{run_id}/{rel:path}", summary="A file of a run (frames, steps.jsonl, report)")
     def run_file(run_id: str, rel: str) -> Response:
-        path = run_dir(run_id)
-        target = (path / rel).resolve()
-        if not target.is_relative_to(path) or not target.is_file():
+        target = inside(run_dir(run_id), rel)
+        if target is None:
             raise HTTPException(404, f"no file {rel!r} in run {run_id!r}")
         return FileResponse(target)
 
     # -- live ----------------------------------------------------------------------------------------
     @app.get("/api/tasks", summary="Task files the console can launch")
     def list_tasks() -> dict[str, Any]:
-        from ..batch import collect_tasks
-
-        found = [str(p.relative_to(tasks)) for p in collect_tasks([tasks])]
+        found = [str(p.relative_to(tasks)) for p in _task_files()]
         return {"root": str(tasks), "tasks": found[:500]}
 
     @app.post("/api/jobs", status_code=201, summary="Start a task file; watch it at /api/jobs/{id}/events")
     def launch(req: LaunchRequest) -> dict[str, Any]:
-        target = (tasks / req.task_file).resolve()
-        if not target.is_relative_to(tasks) or not target.is_file():
+        target = inside(tasks, req.task_file)
+        if target is None:
             raise HTTPException(400, f"no task file {req.task_file!r} under {tasks}")
+        check_model(req.model)
         job = jobs.launch(target, driver=req.driver, model=req.model, headless=req.headless)
         return job.describe()
 
@@ -255,14 +305,25 @@ def create_app(
             raise HTTPException(413, f"the screenshot is larger than {MAX_UPLOAD // 2**20} MiB")
         try:
             picture = Image.open(io.BytesIO(data))
+            w, h = picture.size  # from the header: nothing decoded yet
+            if w * h > MAX_PIXELS:
+                raise HTTPException(
+                    413,
+                    f"the screenshot is {w}x{h} ({w * h / 1e6:.0f} megapixels); the limit is {MAX_PIXELS // 10**6}",
+                )
             picture.load()
+        except Image.DecompressionBombError as exc:  # Pillow's own, past twice its pixel limit
+            raise HTTPException(413, f"the screenshot is too large: {exc}") from None
         except (UnidentifiedImageError, OSError, ValueError):
             raise HTTPException(415, "not a picture: upload a PNG or JPEG screenshot") from None
         picture = picture.convert("RGB")
+        check_model(model_spec)
         try:
             return await asyncio.to_thread(playground.run, picture, instruction, mode, model_spec)
         except ModelError as exc:
             raise HTTPException(503, str(exc)) from None
+        except PixelPilotError as exc:
+            raise HTTPException(400, str(exc)) from None
 
     @app.post(
         "/api/screenshot",
@@ -271,6 +332,9 @@ def create_app(
         responses={200: {"content": {"image/png": {}}}},
     )
     async def screenshot(req: ScreenshotRequest) -> Response:
+        if req.url is not None and urlsplit(req.url).scheme.lower() not in ("http", "https"):
+            raise HTTPException(400, f"only http(s) pages can be shown here, not {req.url[:100]!r}")
+
         def take() -> bytes:
             from drivers import BrowserDriver, DesktopDriver
 
@@ -281,7 +345,7 @@ def create_app(
                         d.settle()
                     img = d.observe(tree=False).image
             else:
-                with DesktopDriver.launch() as d:
+                with DesktopDriver.start(headless=True) as d:
                     img = d.observe(tree=False).image
             buf = io.BytesIO()
             img.save(buf, format="PNG")

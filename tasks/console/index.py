@@ -8,6 +8,7 @@ are gone. The database lives in ``<runs>/.pixelpilot/index.sqlite`` and can be d
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -18,6 +19,8 @@ from typing import Any
 __all__ = ["SORTABLE", "RunIndex"]
 
 SORTABLE = ("started", "task", "driver", "model", "status", "steps", "duration")
+log = logging.getLogger(__name__)
+
 _COLUMNS = "id, task, task_file, driver, model, status, steps, total_steps, started, ended, duration, error"
 
 _SCHEMA = """
@@ -47,40 +50,50 @@ def _stamp(run: Path, *, steps: bool = True) -> str | None:
     return "|".join(parts)
 
 
+def _text(value: Any, limit: int = 2000) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 31 else None
+
+
 def _row(run: Path, stamp: str) -> tuple[Any, ...] | None:
+    """The index row of one run directory, every field of the type its column promises (a run.json is
+    input like any other: a string where a number belongs never reaches the page as markup)."""
     try:
         meta = json.loads((run / "run.json").read_text("utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(meta, dict):
         return None
-    steps = meta.get("steps") or 0
+    steps = _count(meta.get("steps")) or 0
     if meta.get("status") == "running":
-        stamp = (
-            _stamp(run) or stamp
-        )  # watch its steps.jsonl too until it ends  # run.json is written at start and end; count what is on disk
-        try:
+        stamp = _stamp(run) or stamp  # watch its steps.jsonl too until it ends
+        try:  # run.json is written at start and end; count what is on disk
             with (run / "steps.jsonl").open("rb") as f:
                 steps = sum(1 for line in f if line.strip())
         except OSError:
             pass
-    started, ended = meta.get("started"), meta.get("ended")
-    duration = (
-        (ended - started) if isinstance(started, int | float) and isinstance(ended, int | float) else None
-    )
+    started, ended = _number(meta.get("started")), _number(meta.get("ended"))
+    duration = (ended - started) if started is not None and ended is not None else None
     return (
         run.name,
-        str(meta.get("task") or run.name),
-        meta.get("task_file"),
-        meta.get("driver"),
-        meta.get("model"),
-        str(meta.get("status") or "unknown"),
-        int(steps),
-        meta.get("total_steps"),
+        _text(meta.get("task") or run.name, 300),
+        _text(meta.get("task_file")),
+        _text(meta.get("driver"), 100),
+        _text(meta.get("model"), 300),
+        _text(meta.get("status") or "unknown", 40),
+        steps,
+        _count(meta.get("total_steps")),
         started,
         ended,
         duration,
-        (meta.get("error") or None),
+        _text(meta.get("error") or None),
         stamp,
     )
 
@@ -117,9 +130,11 @@ class RunIndex:
                     running.add(run_id)
             seen: set[str] = set()
             changed: list[tuple[Any, ...]] = []
+            skipped: list[str] = []
             with os.scandir(self.runs) as it:
                 for entry in it:
-                    if not entry.is_dir() or entry.name.startswith("."):
+                    # a link is not a run folder: following it could list (and serve) anything
+                    if not entry.is_dir(follow_symlinks=False) or entry.name.startswith("."):
                         continue
                     run = Path(entry.path)
                     stamp = _stamp(run, steps=entry.name in running)
@@ -130,16 +145,21 @@ class RunIndex:
                         row = _row(run, stamp)
                         if row is not None:
                             changed.append(row)
+                        else:
+                            skipped.append(entry.name)
             gone = [k for k in known if k not in seen]
             with self._db:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", changed
                 )
                 self._db.executemany("DELETE FROM runs WHERE id = ?", [(k,) for k in gone])
+        for name in skipped:
+            log.warning("skipping the run folder %s: its run.json cannot be read", name)
         self.last_refresh = {
             "runs": len(seen),
             "updated": len(changed),
             "removed": len(gone),
+            "skipped": len(skipped),
             "ms": round((time.perf_counter() - t0) * 1000, 1),
         }
         return self.last_refresh

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -19,9 +20,6 @@ from agent import Agent
 from drivers import FakeDriver, FakeWidget
 
 from ..conftest import EXAMPLES
-
-fastapi = pytest.importorskip("fastapi")
-httpx = pytest.importorskip("httpx")
 
 
 def free_port() -> int:
@@ -317,11 +315,26 @@ def test_playground_page_draws_the_models_point(site, browser, tmp_path):
 
 @pytest.mark.browser
 def test_screenshot_api_takes_a_browser_frame_of_a_page(site):
-    page = (site["tasks"] / "demo_app" / "index.html").as_uri()
-    r = api(site, "POST", "/api/screenshot", json={"driver": "browser", "url": page})
-    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
-    assert Image.open(io.BytesIO(r.content)).size == (1280, 800)
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site["tasks"] / "demo_app"))
+    web = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        page = f"http://127.0.0.1:{web.server_address[1]}/index.html"
+        r = api(site, "POST", "/api/screenshot", json={"driver": "browser", "url": page})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(r.content)).size == (1280, 800)
+    finally:
+        web.shutdown()
     assert api(site, "POST", "/api/screenshot", json={"driver": "phone"}).status_code == 422
+
+
+@pytest.mark.desktop
+def test_screenshot_api_takes_a_desktop_frame(site):
+    r = api(site, "POST", "/api/screenshot", json={"driver": "desktop"})
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (1280, 800)
 
 
 @pytest.mark.browser
