@@ -24,7 +24,15 @@ from tools import actions as A
 from tools.errors import DriverError
 
 from . import cached
-from .errors import BudgetExceeded, Interrupted, LocateError, ModelOutputError, PixelPilotError, StepFailed
+from .errors import (
+    BudgetExceeded,
+    Interrupted,
+    LocateError,
+    ModelOutputError,
+    PixelPilotError,
+    RunLogError,
+    StepFailed,
+)
 from .locate import Located
 from .memory import Outcome, StepRecord
 from .memory import elapsed_ms as _ms
@@ -45,15 +53,15 @@ StepBody = Callable[[Screen, StepRecord], None]
 def outcome_of(exc: BaseException | None) -> tuple[Outcome, str | None, str | None]:
     """A step's outcome, error message and error type, from how its body ended.
 
-    passed: it returned. interrupted: Ctrl-C or SIGTERM. error: the driver broke, or anything that is
-    not one of ours (a bug, a dependency's exception) — never silently a pass. failed: one of ours
+    passed: it returned. interrupted: Ctrl-C or SIGTERM. error: the driver broke, the run directory
+    could not be written, or anything that is not one of ours (a bug, a dependency's exception) — never silently a pass. failed: one of ours
     (not found, a check that did not hold, an unusable model reply, a budget)."""
     if exc is None:
         return "passed", None, None
     if isinstance(exc, KeyboardInterrupt):
         message = str(exc) if isinstance(exc, Interrupted) else "interrupted by the user (Ctrl-C)"
         return "interrupted", message, type(exc).__name__
-    if isinstance(exc, DriverError):
+    if isinstance(exc, DriverError | RunLogError):
         return "error", str(exc), type(exc).__name__
     if isinstance(exc, PixelPilotError):
         return "failed", str(exc), type(exc).__name__

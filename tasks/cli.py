@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from agent.errors import ConfigError, DriverError, ModelError, RunLogError
 from agent.memory import StepRecord
@@ -290,7 +291,14 @@ def _table(outcomes: list[Any], started: float, workers: int) -> Table:
     )
     for col in ("task", "step", "status", "time"):
         t.add_column(col)
-    style = {"passed": "green", "failed": "red", "error": "red", "running": "cyan", "pending": "dim"}
+    style = {
+        "passed": "green",
+        "failed": "red",
+        "error": "red",
+        "running": "cyan",
+        "pending": "dim",
+        "interrupted": "yellow",
+    }
     for o in outcomes:
         step = (
             f"{o.steps_done}/{o.steps_total}"
@@ -298,9 +306,9 @@ def _table(outcomes: list[Any], started: float, workers: int) -> Table:
             else (str(o.steps_done) if o.steps_done else "")
         )
         t.add_row(
-            escape(o.path.name),
+            Text(o.path.name),
             step,
-            f"[{style.get(o.status, '')}]{o.status}[/]",
+            Text(o.status, style=style.get(o.status, "")),
             f"{o.seconds:.1f} s" if o.started else "",
         )
     return t

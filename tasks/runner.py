@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from agent.errors import ConfigError, DriverUnavailable, StepFailed
+from agent.errors import ConfigError, DriverUnavailable, RunLogError, StepFailed
 from agent.memory import StepRecord
 from agent.runlog import RunWriter, slugify
 from agent.session import Agent, AgentSettings
@@ -273,14 +274,14 @@ def run_task(
     try:
         for step in task.steps:
             _run_step(agent, step, task_path.parent, values)
-    except DriverUnavailable:
-        run.finish("error", error="the driver became unavailable")
-        _close(driver)
-        raise
     except BaseException as exc:  # every way a run can end is recorded, then reported
         status, error, _ = outcome_of(exc)
-        if not isinstance(exc, Exception | KeyboardInterrupt):
-            run.finish(status, error=error, values=values, model_calls=agent.model_calls)
+        if isinstance(exc, DriverUnavailable | RunLogError) or not isinstance(
+            exc, Exception | KeyboardInterrupt
+        ):
+            # the environment failed (exit 3), or the process is exiting: record what can be, then re-raise
+            with contextlib.suppress(RunLogError):
+                run.finish(status, error=error, values=values, model_calls=agent.model_calls)
             _close(driver)
             raise
     try:

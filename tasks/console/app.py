@@ -155,7 +155,9 @@ def create_app(
         except ConfigError:
             return []
         # collect_tasks resolves links: one that led out of the tasks folder is not offered
-        return [p for p in found if p.is_relative_to(tasks) and inside(tasks, p.relative_to(tasks)) is not None]
+        return [
+            p for p in found if p.is_relative_to(tasks) and inside(tasks, p.relative_to(tasks)) is not None
+        ]
 
     # -- pages ---------------------------------------------------------------------------------------
     def page(name: str, **ctx: Any) -> HTMLResponse:

@@ -202,9 +202,7 @@ def test_a_non_ascii_token_is_a_401_not_a_500(tmp_path):
 
     server = Server(create_app(tmp_path / "r", token="s3cret"), free_port())
     try:
-        r = httpx.get(
-            server.url + "/api/runs", headers=[(b"Authorization", "Bearer ünïcødé".encode())]
-        )
+        r = httpx.get(server.url + "/api/runs", headers=[(b"Authorization", "Bearer ünïcødé".encode())])
         assert r.status_code == 401
     finally:
         server.stop()

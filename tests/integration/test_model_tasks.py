@@ -77,7 +77,10 @@ def test_a_false_check_fails_the_task_with_the_reason(chromium, tmp_path):
         ),
     )
     assert res.status == "failed"
-    assert "check failed: 'An order confirmation is shown': only a sign in form is visible" in res.error
+    assert (
+        "check failed: 'An order confirmation is shown': the model judged it false: only a sign in form is visible"
+        in res.error
+    )
     assert [s.kind for s in res.steps] == ["open", "check"] and res.steps[-1].outcome == "failed"
 
 
