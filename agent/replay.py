@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from drivers.base import Driver, FocusReader, Screen
 from tools.actions import parse_action
+from tools.images import open_picture
 
 from .cache import same_field
 from .errors import PixelPilotError, StepFailed
@@ -128,7 +129,7 @@ def replay_run(
             continue
         diverged: Divergence | None = None
         if step.frame and step.kind not in ("open",):
-            recorded = Image.open(Path(run_dir) / step.frame).convert("RGB")
+            recorded = open_picture(Path(run_dir) / step.frame, what=f"the recorded frame {step.frame}")
             current: Screen = driver.observe(tree=False)
             g, local, region = _compare(recorded, current.image, step)
             if g < threshold or (local is not None and local < local_threshold):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import logging
 import os
 import re
@@ -21,10 +20,11 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from tools import actions as A
 from tools.errors import DriverError, DriverUnavailable
+from tools.images import PictureError, open_picture
 
 from .base import Box, Screen, UINode
 
@@ -251,11 +251,9 @@ class AndroidDriver:
         data = self._screencap()
         self._last_hash = zlib.crc32(data)
         try:
-            img = Image.open(io.BytesIO(data))
-            img.load()
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DriverError(f"screencap on {self.serial} returned an unreadable image: {exc}") from exc
-        img = img.convert("RGB")
+            img = open_picture(data, what=f"the screencap of {self.serial}")
+        except PictureError as exc:
+            raise DriverError(str(exc)) from exc
         if self.scale != 1:
             img = img.resize(
                 (round(img.width * self.scale), round(img.height * self.scale)), Image.Resampling.BILINEAR

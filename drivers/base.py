@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from tools.actions import Action, Point
+from tools.images import open_picture
 
 __all__ = [
     "Box",
@@ -160,9 +161,7 @@ class Screen:
             if array is not None:
                 self._image = Image.fromarray(array)
             else:
-                img = Image.open(io.BytesIO(self.image_bytes))
-                img.load()
-                self._image = img.convert("RGB") if img.mode != "RGB" else img
+                self._image = open_picture(self.image_bytes, what="the screenshot")
             # names the pixels by the bytes they came from: hashing those is ~20x cheaper (a model
             # backend that caches by picture content uses it instead of hashing the pixels). An
             # attribute of this object, not ``info``: a copy, crop or drawing does not inherit it

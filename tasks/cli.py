@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from agent.errors import ConfigError, DriverError, ModelError, RunLogError
+from agent.errors import ConfigError, DriverError, ModelError, PixelPilotError, RunLogError
 from agent.memory import StepRecord
 
 from .runner import ExitCode, RunOptions, TaskResult, run_task
@@ -461,6 +461,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DriverError, ModelError, RunLogError) as exc:
         console.print(f"[red]environment:[/] {escape(str(exc))}", highlight=False)
         return ExitCode.ENVIRONMENT
+    except (
+        PixelPilotError
+    ) as exc:  # anything else of ours that ended a command (a picture that cannot be read ...)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        return ExitCode.FAILED
     except OSError as exc:  # a file or folder named on the command line that cannot be used
         where = f" ({exc.filename})" if exc.filename else ""
         console.print(f"[red]environment:[/] {escape((exc.strerror or str(exc)) + where)}", highlight=False)

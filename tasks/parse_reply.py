@@ -11,9 +11,11 @@ import re
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from agent.errors import ModelOutputError
 from agent.qwen import parse_grounding, parse_reply, reply_to_action
+from tools.images import open_picture
 from tools.spaces import get_space
 
 __all__ = ["cmd_parse_reply"]
@@ -21,8 +23,10 @@ __all__ = ["cmd_parse_reply"]
 
 def cmd_parse_reply(args: argparse.Namespace, console: Console) -> int:
     m = re.fullmatch(r"(\d+)[xX×](\d+)", args.screen.strip())
-    if not m:
-        console.print(f"[red]error:[/] --screen must be WIDTHxHEIGHT, e.g. 2560x1440 (got {args.screen!r})")
+    if not m or not int(m.group(1)) or not int(m.group(2)) or len(args.screen) > 20:
+        console.print(
+            f"[red]error:[/] --screen must be WIDTHxHEIGHT, e.g. 2560x1440 (got {escape(repr(args.screen[:40]))})"
+        )
         return 2
     size = (int(m.group(1)), int(m.group(2)))
     space = get_space(args.space)
@@ -41,15 +45,23 @@ def cmd_parse_reply(args: argparse.Namespace, console: Console) -> int:
             print(json.dumps({"error": exc.reason, "raw": raw}, ensure_ascii=False))
             sys.stderr.write(f"not a usable reply: {exc.reason}\n")
             return 1
-        from agent.qwen.grid import grid_to_pixels
+        from agent.qwen.grid import OffScreen, grid_to_pixels
 
         first = items[0]
-        if first.point:
-            point, box = grid_to_pixels(first.point, size, 1000), None
-        else:
-            assert first.bbox is not None
-            p0, p1 = grid_to_pixels(first.bbox[:2], size, 1000), grid_to_pixels(first.bbox[2:], size, 1000)
-            box, point = (*p0, *p1), ((p0[0] + p1[0]) // 2, (p0[1] + p1[1]) // 2)
+        try:
+            if first.point:
+                point, box = grid_to_pixels(first.point, size, 1000), None
+            else:
+                assert first.bbox is not None
+                p0, p1 = (
+                    grid_to_pixels(first.bbox[:2], size, 1000),
+                    grid_to_pixels(first.bbox[2:], size, 1000),
+                )
+                box, point = (*p0, *p1), ((p0[0] + p1[0]) // 2, (p0[1] + p1[1]) // 2)
+        except OffScreen as off:
+            print(json.dumps({"error": str(off), "raw": raw}, ensure_ascii=False))
+            sys.stderr.write(f"not a usable reply: {off}\n")
+            return 1
         out = {
             "grounding": [i.__dict__ for i in items],
             "pixel_point": list(point),
@@ -75,9 +87,9 @@ def _mark(
     box: tuple[int, ...] | None,
     console: Console,
 ) -> None:
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
-    img = Image.open(args.image).convert("RGB")
+    img = open_picture(args.image, what=str(args.image))
     if img.size != size:
         sys.stderr.write(
             f"note: the image is {img.width}x{img.height}, --screen says {size[0]}x{size[1]}; drawing in --screen pixels scaled to the image\n"

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DriverUnavailable
+from .images import open_picture
 
 __all__ = ["TemplateMatch", "find_template", "load_template"]
 
@@ -30,7 +31,7 @@ def load_template(path: str | Path) -> Image.Image:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no image file at {p}")
-    return Image.open(p).convert("RGB")
+    return open_picture(p, what=f"the image target {p}")
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

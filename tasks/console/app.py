@@ -22,11 +22,11 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from agent.errors import ConfigError, ModelError
 from tools.errors import PixelPilotError
+from tools.images import PictureError, open_picture
 
 from .guard import allowed_hosts, host_of, inside, origin_allowed, task_models
 from .index import SORTABLE, RunIndex
@@ -306,19 +306,11 @@ def create_app(
         if len(data) > MAX_UPLOAD:
             raise HTTPException(413, f"the screenshot is larger than {MAX_UPLOAD // 2**20} MiB")
         try:
-            picture = Image.open(io.BytesIO(data))
-            w, h = picture.size  # from the header: nothing decoded yet
-            if w * h > MAX_PIXELS:
-                raise HTTPException(
-                    413,
-                    f"the screenshot is {w}x{h} ({w * h / 1e6:.0f} megapixels); the limit is {MAX_PIXELS // 10**6}",
-                )
-            picture.load()
-        except Image.DecompressionBombError as exc:  # Pillow's own, past twice its pixel limit
-            raise HTTPException(413, f"the screenshot is too large: {exc}") from None
-        except (UnidentifiedImageError, OSError, ValueError):
+            picture = open_picture(data, what="the screenshot", max_pixels=MAX_PIXELS)
+        except PictureError as exc:
+            if exc.too_large:
+                raise HTTPException(413, str(exc)) from None
             raise HTTPException(415, "not a picture: upload a PNG or JPEG screenshot") from None
-        picture = picture.convert("RGB")
         check_model(model_spec)
         try:
             return await asyncio.to_thread(playground.run, picture, instruction, mode, model_spec)
