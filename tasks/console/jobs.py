@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..lifeline import Worker, spawn
+
 __all__ = ["Job", "JobManager", "step_summary"]
 
 
@@ -50,12 +52,16 @@ class Job:
     log: Path
     started: float = field(default_factory=time.time)
     ended: float | None = None
+    worker: Worker | None = None
     run_dir: Path | None = None
     stop_requested: bool = False
 
     @property
     def exit_code(self) -> int | None:
-        return self.proc.poll()
+        code = self.proc.poll()
+        if code is not None and self.worker is not None:
+            self.worker.release()  # its lifeline is no longer needed
+        return code
 
     def find_run(self) -> Path | None:
         if self.run_dir is None and self.marker.exists():
@@ -119,11 +125,9 @@ class JobManager:
             cmd += ["--model", model]
         if not headless:
             cmd += ["--headed"]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "140"}
-            )
-        job = Job(job_id, str(task_file), driver, model, headless, proc, marker, log)
+        with log.open("wb") as out:  # a worker that stops (interrupted) if the console dies
+            worker = spawn(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "140"})
+        job = Job(job_id, str(task_file), driver, model, headless, worker.proc, marker, log, worker=worker)
         with self._lock:
             self.jobs[job_id] = job
         return job
@@ -138,6 +142,8 @@ class JobManager:
             except subprocess.TimeoutExpired:
                 job.proc.terminate()
                 job.proc.wait(5)
+        if job.worker is not None:
+            job.worker.release()
         job.ended = time.time()
 
     def events(self, job: Job, *, poll: float = 0.2, timeout: float = 3600) -> Iterator[dict[str, Any]]:

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -193,6 +194,7 @@ def _batch(tmp_path: Path, n: int = 3) -> Path:
 def test_sigint_to_a_batch_stops_every_worker_and_says_so(chromium, tmp_path, mark):
     folder = _batch(tmp_path)
     junit = tmp_path / "j.xml"
+    scratch_before = set(Path(tempfile.gettempdir()).glob("pixelpilot-batch-*"))
     proc = start(
         ["run", str(folder), "--workers", "2", "--output", str(tmp_path / "runs"), "--junit", str(junit)],
         mark,
@@ -208,7 +210,7 @@ def test_sigint_to_a_batch_stops_every_worker_and_says_so(chromium, tmp_path, ma
     cases = ET.parse(junit).getroot().findall(".//testcase")
     assert len(cases) == 3 and all(c.find("error") is not None for c in cases)
     assert gone(mark) == []
-    assert not [p for p in Path("/tmp").glob("pixelpilot-batch-*") if str(proc.pid) in p.name]
+    assert set(Path(tempfile.gettempdir()).glob("pixelpilot-batch-*")) <= scratch_before  # no scratch left
 
 
 def test_sigkill_of_a_batch_parent_stops_its_workers_cleanly(chromium, tmp_path, mark):
@@ -477,3 +479,29 @@ def test_user_text_is_never_read_as_markup_and_junit_stays_valid_with_colours(ch
     assert (
         "[staging] login [/x]" in single.stdout and "'[/x] not there [bold]' is not visible" in single.stdout
     )
+
+
+# -- the console ----------------------------------------------------------------------------------------------
+def test_sigkill_of_the_console_stops_its_live_runs_cleanly(chromium, tmp_path, mark):
+    import httpx
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "slow.yaml").write_text(SLOW)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = start(["ui", "--runs", str(tmp_path / "runs"), "--tasks", str(tasks), "--port", str(port)], mark)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/api/tasks", timeout=5).status_code == 200:
+                break
+        time.sleep(0.1)
+    assert httpx.post(url + "/api/jobs", json={"task_file": "slow.yaml"}, timeout=30).status_code == 201
+    (run_dir,) = wait_for_steps(tmp_path / "runs", 2)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert gone(mark, timeout=60) == []
+    assert listening(mark) == []
+    assert_complete(run_dir, "interrupted")
