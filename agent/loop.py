@@ -194,6 +194,8 @@ def act(agent: Agent, instruction: str) -> StepRecord:
             _finish(rec, action)
         else:
             agent.pipeline.act(rec, action)
+            if isinstance(action, A.Type):
+                agent.pipeline.require_effect(rec, f"the model's typing of {action.text[:40]!r}")
 
     return agent.pipeline.run("act", instruction, {"instruction": instruction}, body, cache_aware=True)
 
@@ -248,6 +250,8 @@ def iter_goal(agent: Agent, goal: str, limits: Limits) -> Generator[StepRecord, 
                     f"loop guard: the same action ({action.action} {action.point or ''}) on an unchanged screen three times"
                 )
             agent.pipeline.act(rec, action)
+            if isinstance(action, A.Type):
+                agent.pipeline.require_effect(rec, f"the model's typing of {action.text[:40]!r}")
 
         try:
             rec = agent.pipeline.run(

@@ -159,3 +159,11 @@ def test_an_agent_used_as_a_context_manager_records_foreign_exceptions(tmp_path)
         1 / 0  # noqa: B018 - user code between steps
     meta = read_run(agent.recorder.path).meta
     assert meta["status"] == "error" and meta["error"] == "ZeroDivisionError: division by zero"
+
+
+def test_a_models_typing_into_nothing_ends_the_goal_run_saying_so():
+    typing = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "type", "text": "alice"}}\n</tool_call>'
+    agent = Agent(app(), model=ScriptedModel([typing]), locator=Locator(use_ocr=False))
+    res = agent.run("Log in", max_steps=3)
+    assert res.status == "failed" and "nothing had the keyboard focus" in res.reason
+    assert agent.steps[-1].outcome == "failed"
