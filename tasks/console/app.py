@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
 import os
 import secrets
 import time
@@ -34,6 +35,8 @@ from .jobs import JobManager, step_summary
 from .playground import MODES, Playground
 
 __all__ = ["MAX_UPLOAD", "create_app"]
+
+log = logging.getLogger(__name__)
 
 MAX_UPLOAD = 16 * 1024 * 1024
 """Largest screenshot the playground accepts (bytes)."""
@@ -91,6 +94,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.index, app.state.jobs, app.state.runs = index, jobs, runs
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """A bug of ours: a short JSON answer, the traceback in the console's log (never to the client)."""
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
     def fresh_index() -> RunIndex:
         if time.monotonic() - last["refresh"] >= refresh_interval:

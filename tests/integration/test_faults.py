@@ -191,7 +191,8 @@ def _batch(tmp_path: Path, n: int = 3) -> Path:
     return folder
 
 
-def test_sigint_to_a_batch_stops_every_worker_and_says_so(chromium, tmp_path, mark):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_to_a_batch_stops_every_worker_and_says_so(chromium, tmp_path, mark, sig):
     folder = _batch(tmp_path)
     junit = tmp_path / "j.xml"
     scratch_before = set(Path(tempfile.gettempdir()).glob("pixelpilot-batch-*"))
@@ -200,7 +201,7 @@ def test_sigint_to_a_batch_stops_every_worker_and_says_so(chromium, tmp_path, ma
         mark,
     )
     started = wait_for_steps(tmp_path / "runs", 2, count=2)
-    os.kill(proc.pid, signal.SIGINT)  # the parent alone, as `kill -INT` does
+    os.kill(proc.pid, sig)  # the parent alone, as `kill` does
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 130, out
     assert "0 passed, 0 failed, 3 interrupted" in out and "Traceback" not in out
