@@ -1,6 +1,6 @@
 """The perceive-plan-act loop and everything that talks to the model."""
 
-from .errors import (
+from pixelpilot.agent.errors import (
     BudgetExceeded,
     CheckFailed,
     ConfigError,
@@ -12,11 +12,11 @@ from .errors import (
     PixelPilotError,
     StepFailed,
 )
-from .locate import Located, Locator
-from .memory import StepRecord
-from .report import render_report, write_report
-from .runlog import RunData, RunWriter, read_run
-from .session import Agent, AgentSettings
+from pixelpilot.agent.locate import Located, Locator
+from pixelpilot.agent.memory import StepRecord
+from pixelpilot.agent.report import render_report, write_report
+from pixelpilot.agent.runlog import RunData, RunWriter, read_run
+from pixelpilot.agent.session import Agent, AgentSettings
 
 __all__ = [
     "Agent",

@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from drivers.base import Box, Screen, UINode, decode_frame
-
-from .memory import StepRecord
-from .runlog import read_run
-from .similarity import Prepared, acted_region, prepare, similarity
+from pixelpilot.agent.memory import StepRecord
+from pixelpilot.agent.runlog import read_run
+from pixelpilot.agent.similarity import Prepared, acted_region, prepare, similarity
+from pixelpilot.drivers.base import Box, Screen, UINode, decode_frame
 
 __all__ = ["CacheHit", "StepCache", "focus_record", "last_passing_run", "same_field"]
 

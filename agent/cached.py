@@ -13,15 +13,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from drivers.base import FocusReader, Screen
-from tools.errors import DriverError
-
-from .cache import CacheHit, focus_record
-from .memory import StepRecord
-from .memory import elapsed_ms as _ms
+from pixelpilot.agent.cache import CacheHit, focus_record
+from pixelpilot.agent.memory import StepRecord
+from pixelpilot.agent.memory import elapsed_ms as _ms
+from pixelpilot.drivers.base import FocusReader, Screen
+from pixelpilot.tools.errors import DriverError
 
 if TYPE_CHECKING:
-    from .session import Agent
+    from pixelpilot.agent.session import Agent
 
 __all__ = ["UNOBSERVED", "lookup", "note_focus", "types_from_cache"]
 

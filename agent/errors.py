@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tools.errors import DriverError, DriverUnavailable, PixelPilotError
+from pixelpilot.tools.errors import DriverError, DriverUnavailable, PixelPilotError
 
 __all__ = [
     "BudgetExceeded",

@@ -14,10 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from drivers.base import Box, Screen, UINode
-from tools.ocr import OcrEngine, OcrText, find_text, normalize
-
-from .errors import LocateError
+from pixelpilot.agent.errors import LocateError
+from pixelpilot.drivers.base import Box, Screen, UINode
+from pixelpilot.tools.ocr import OcrEngine, OcrText, find_text, normalize
 
 __all__ = ["Located", "Locator", "match_fields", "match_nodes", "text_on_screen"]
 
@@ -82,7 +81,7 @@ class Locator:
 
     def image(self, screen: Screen, path: str, *, nth: int | None = None, threshold: float = 0.9) -> Located:
         """Find a picture (a file cut from a screenshot) on screen by template matching."""
-        from tools.template import find_template, load_template
+        from pixelpilot.tools.template import find_template, load_template
 
         try:
             tpl = load_template(path)

@@ -13,18 +13,20 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import Box, Screen
-from tools import actions as A
-from tools.spaces import ActionSpace, get_space
-
-from . import cached
-from .errors import CheckFailed, ModelError, ModelOutputError, StepFailed
-from .locate import Located
-from .memory import StepRecord
-from .models.base import Reply, VisionModel
-from .qwen import grid
-from .qwen.parse import ParsedReply, parse_check, parse_grounding, parse_reply, reply_to_action
-from .qwen.prompts import (
+from pixelpilot.agent import cached
+from pixelpilot.agent.errors import CheckFailed, ModelError, ModelOutputError, StepFailed
+from pixelpilot.agent.locate import Located
+from pixelpilot.agent.memory import StepRecord
+from pixelpilot.agent.models.base import Reply, VisionModel
+from pixelpilot.agent.qwen import grid
+from pixelpilot.agent.qwen.parse import (
+    ParsedReply,
+    parse_check,
+    parse_grounding,
+    parse_reply,
+    reply_to_action,
+)
+from pixelpilot.agent.qwen.prompts import (
     HistoryItem,
     Prompt,
     act_prompt,
@@ -34,9 +36,12 @@ from .qwen.prompts import (
     loop_prompt,
     reask,
 )
+from pixelpilot.drivers.base import Box, Screen
+from pixelpilot.tools import actions as A
+from pixelpilot.tools.spaces import ActionSpace, get_space
 
 if TYPE_CHECKING:
-    from .session import Agent
+    from pixelpilot.agent.session import Agent
 
 __all__ = ["Limits", "RunResult", "Verdict", "act", "ask", "check", "ground", "iter_goal", "run_goal"]
 

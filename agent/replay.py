@@ -18,15 +18,14 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from drivers.base import Driver, FocusReader, Screen
-from tools.actions import parse_action
-from tools.images import open_picture
-
-from .cache import same_field
-from .errors import PixelPilotError, StepFailed
-from .memory import StepRecord
-from .runlog import RunData, read_run
-from .similarity import acted_region, similarity
+from pixelpilot.agent.cache import same_field
+from pixelpilot.agent.errors import PixelPilotError, StepFailed
+from pixelpilot.agent.memory import StepRecord
+from pixelpilot.agent.runlog import RunData, read_run
+from pixelpilot.agent.similarity import acted_region, similarity
+from pixelpilot.drivers.base import Driver, FocusReader, Screen
+from pixelpilot.tools.actions import parse_action
+from pixelpilot.tools.images import open_picture
 
 __all__ = ["ReplayResult", "replay_run", "similarity"]  # similarity re-exported for callers of replay
 
@@ -230,7 +229,7 @@ def _heal(agent: Any, step: StepRecord) -> None:
         raise StepFailed("cannot heal without a model (--model)")
     p = step.params
     if step.kind == "click" and p.get("target"):
-        from .session import AgentSettings
+        from pixelpilot.agent.session import AgentSettings
 
         saved = agent.settings
         agent.settings = AgentSettings(**{**saved.__dict__, "use_model": "only"})

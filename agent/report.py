@@ -9,12 +9,12 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from .runlog import RunData, read_run, write_atomic
+from pixelpilot.agent.runlog import RunData, read_run, write_atomic
 
 __all__ = ["render_report", "write_report"]
 
 _env = Environment(
-    loader=PackageLoader("agent", "templates"),
+    loader=PackageLoader("pixelpilot.agent", "templates"),
     autoescape=select_autoescape(["html", "j2"]),
     undefined=StrictUndefined,
     trim_blocks=True,

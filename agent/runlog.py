@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RunLogError
-from .memory import StepRecord
+from pixelpilot.agent.errors import RunLogError
+from pixelpilot.agent.memory import StepRecord
 
 __all__ = ["RunData", "RunWriter", "read_run", "run_status", "slugify", "write_atomic"]
 
@@ -156,7 +156,7 @@ class RunWriter:
         self.meta.update(status=status, ended=time.time(), error=error, **extra)
         _write_json_atomic(self.path / "run.json", self.meta)
         if report:
-            from .report import write_report
+            from pixelpilot.agent.report import write_report
 
             write_report(self.path)
         return self.path
@@ -168,7 +168,7 @@ class RunWriter:
         if exc is None:
             self.finish("passed")
         else:
-            from .step import outcome_of
+            from pixelpilot.agent.step import outcome_of
 
             status, error, _ = outcome_of(exc)
             self.finish(status, error=error)

@@ -20,21 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from drivers.base import Driver, ElementDriver, Navigable, Screen, UINode
-from drivers.keys import parse_combo
-from tools import actions as A
-from tools.ocr import normalize
-
-from . import cached, loop
-from .cache import StepCache
-from .errors import CheckFailed, DriverError, LocateError, StepFailed
-from .locate import Located, Locator, text_on_screen
-from .loop import Limits, RunResult, Verdict
-from .memory import StepRecord
-from .memory import elapsed_ms as _ms
-from .models.base import VisionModel
-from .runlog import RunWriter
-from .step import StepPipeline, outcome_of
+from pixelpilot.agent import cached, loop
+from pixelpilot.agent.cache import StepCache
+from pixelpilot.agent.errors import CheckFailed, DriverError, LocateError, StepFailed
+from pixelpilot.agent.locate import Located, Locator, text_on_screen
+from pixelpilot.agent.loop import Limits, RunResult, Verdict
+from pixelpilot.agent.memory import StepRecord
+from pixelpilot.agent.memory import elapsed_ms as _ms
+from pixelpilot.agent.models.base import VisionModel
+from pixelpilot.agent.runlog import RunWriter
+from pixelpilot.agent.step import StepPipeline, outcome_of
+from pixelpilot.drivers.base import Driver, ElementDriver, Navigable, Screen, UINode
+from pixelpilot.drivers.keys import parse_combo
+from pixelpilot.tools import actions as A
+from pixelpilot.tools.ocr import normalize
 
 __all__ = ["Agent", "AgentSettings"]
 
@@ -81,7 +80,7 @@ class Agent:
     ) -> None:
         self.driver = driver
         if isinstance(model, str):
-            from .models import load_model
+            from pixelpilot.agent.models import load_model
 
             model = load_model(model)
         self.model: VisionModel | None = model

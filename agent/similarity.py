@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .memory import StepRecord
+from pixelpilot.agent.memory import StepRecord
 
 __all__ = ["Prepared", "acted_region", "grey", "prepare", "similarity"]
 

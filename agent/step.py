@@ -19,12 +19,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import ElementDriver, FocusReader, Screen, Settling, UINode
-from tools import actions as A
-from tools.errors import DriverError
-
-from . import cached
-from .errors import (
+from pixelpilot.agent import cached
+from pixelpilot.agent.errors import (
     BudgetExceeded,
     Interrupted,
     LocateError,
@@ -33,12 +29,15 @@ from .errors import (
     RunLogError,
     StepFailed,
 )
-from .locate import Located
-from .memory import Outcome, StepRecord
-from .memory import elapsed_ms as _ms
+from pixelpilot.agent.locate import Located
+from pixelpilot.agent.memory import Outcome, StepRecord
+from pixelpilot.agent.memory import elapsed_ms as _ms
+from pixelpilot.drivers.base import ElementDriver, FocusReader, Screen, Settling, UINode
+from pixelpilot.tools import actions as A
+from pixelpilot.tools.errors import DriverError
 
 if TYPE_CHECKING:
-    from .session import Agent
+    from pixelpilot.agent.session import Agent
 
 __all__ = ["NO_SCREEN", "StepPipeline", "outcome_of", "same_place"]
 

@@ -18,9 +18,9 @@ sys.path.insert(0, str(ROOT))
 
 from _timing import timed  # noqa: E402
 
-from drivers.android import AndroidDriver  # noqa: E402
+from pixelpilot.drivers.android import AndroidDriver  # noqa: E402
+from pixelpilot.tools import actions as A  # noqa: E402
 from tests.support.fake_adb import FakeAdbServer, FakeDevice  # noqa: E402
-from tools import actions as A  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

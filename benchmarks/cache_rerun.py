@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent import Agent
-from agent.cache import StepCache
-from agent.models import ScriptedModel
-from agent.qwen import pixels_to_grid
-from drivers import BrowserDriver
+from pixelpilot.agent import Agent
+from pixelpilot.agent.cache import StepCache
+from pixelpilot.agent.models import ScriptedModel
+from pixelpilot.agent.qwen import pixels_to_grid
+from pixelpilot.drivers import BrowserDriver
 
 ROOT = Path(__file__).resolve().parent.parent
 URL = (ROOT / "examples" / "demo_app" / "index.html").as_uri()

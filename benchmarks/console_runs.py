@@ -52,9 +52,9 @@ def make_runs(runs: Path, n: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     import httpx
 
-    from drivers import BrowserDriver
-    from tasks.console.app import create_app
-    from tasks.console.index import RunIndex
+    from pixelpilot.drivers import BrowserDriver
+    from pixelpilot.tasks.console.app import create_app
+    from pixelpilot.tasks.console.index import RunIndex
     from tests.integration.test_console import Server, free_port
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

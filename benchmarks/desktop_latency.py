@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from _timing import p90, timed  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
-from agent import Agent
-from drivers.desktop import DesktopDriver
-from tools import actions as A
+from pixelpilot.agent import Agent
+from pixelpilot.drivers.desktop import DesktopDriver
+from pixelpilot.tools import actions as A
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "tests" / "apps" / "tk_app.py"

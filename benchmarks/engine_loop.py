@@ -52,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import step_latency as sl
 
-    from agent.models.local import LocalModel
-    from agent.qwen.parse import parse_reply, reply_to_action
-    from agent.qwen.profile import QwenProfile
-    from agent.qwen.prompts import HistoryItem, loop_prompt
-    from tools.spaces import get_space
+    from pixelpilot.agent.models.local import LocalModel
+    from pixelpilot.agent.qwen.parse import parse_reply, reply_to_action
+    from pixelpilot.agent.qwen.profile import QwenProfile
+    from pixelpilot.agent.qwen.prompts import HistoryItem, loop_prompt
+    from pixelpilot.tools.spaces import get_space
 
     sl.DEVICE = args.device
     w, h = (int(v) for v in args.screen.split("x"))

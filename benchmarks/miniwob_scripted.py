@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent import Agent, PixelPilotError
-from agent.locate import Locator
-from drivers import BrowserDriver
+from pixelpilot.agent import Agent, PixelPilotError
+from pixelpilot.agent.locate import Locator
+from pixelpilot.drivers import BrowserDriver
 
 Solution = Callable[[Agent, str], None]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from agent import Agent
-from drivers import BrowserDriver
+from pixelpilot.agent import Agent
+from pixelpilot.drivers import BrowserDriver
 
 ROOT = Path(__file__).resolve().parent.parent
 URL = (ROOT / "examples" / "demo_app" / "index.html").as_uri()

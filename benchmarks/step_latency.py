@@ -146,7 +146,7 @@ def offline_processor(device: str):  # type: ignore[no-untyped-def]
     import tempfile
 
     sys.path.insert(0, str(HERE.parent))
-    from agent.models.local import load_processor
+    from pixelpilot.agent.models.local import load_processor
     from tests.support.tiny_qwen import build_tokenizer, write_processor_files
 
     d = Path(tempfile.mkdtemp(prefix="pp-proc-"))
@@ -192,9 +192,9 @@ def prompt_cpu_ms(engine, picture) -> dict[str, object]:  # type: ignore[no-unty
     a driver gives it: JPEG bytes in a Screen, decoded (untimed: every backend decodes it)."""
     import io
 
-    from agent.qwen.prompts import act_prompt
-    from drivers.base import Screen
-    from tools.spaces import get_space
+    from pixelpilot.agent.qwen.prompts import act_prompt
+    from pixelpilot.drivers.base import Screen
+    from pixelpilot.tools.spaces import get_space
 
     size = {"longest_edge": 16777216, "shortest_edge": 65536}
     buf = io.BytesIO()
@@ -224,9 +224,9 @@ def _run_size(
     from PIL import Image
     from transformers import LogitsProcessorList
 
-    from agent.models.engine import Engine
-    from agent.qwen.constrain import tool_call_grammar
-    from tools.spaces import get_space
+    from pixelpilot.agent.models.engine import Engine
+    from pixelpilot.agent.qwen.constrain import tool_call_grammar
+    from pixelpilot.tools.spaces import get_space
 
     x = inputs(model, screen=screen)
     ids = x["input_ids"][0].tolist()
@@ -436,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.thoughts:
                 rows += run_size(size, args.reps, sc, True, args.thought_paths, model, processor)  # type: ignore[arg-type]
         if args.int8:
-            from agent.models.quant import quantize_int8
+            from pixelpilot.agent.models.quant import quantize_int8
 
             quantize_int8(model)
             WEIGHTS[0] = (

@@ -1,10 +1,19 @@
 """Drivers: where screenshots come from and where actions go."""
 
-from .android import AndroidDriver
-from .base import Box, Driver, ElementDriver, FocusReader, Navigable, Screen, Settling, UINode
-from .browser import BrowserDriver, NavigationResult, find_chromium
-from .desktop import DesktopDriver
-from .fake import FakeDriver, FakeWidget
+from pixelpilot.drivers.android import AndroidDriver
+from pixelpilot.drivers.base import (
+    Box,
+    Driver,
+    ElementDriver,
+    FocusReader,
+    Navigable,
+    Screen,
+    Settling,
+    UINode,
+)
+from pixelpilot.drivers.browser import BrowserDriver, NavigationResult, find_chromium
+from pixelpilot.drivers.desktop import DesktopDriver
+from pixelpilot.drivers.fake import FakeDriver, FakeWidget
 
 __all__ = [
     "AndroidDriver",

@@ -22,11 +22,10 @@ from typing import Any
 
 from PIL import Image
 
-from tools import actions as A
-from tools.errors import DriverError, DriverUnavailable
-from tools.images import PictureError, open_picture
-
-from .base import Box, Screen, UINode
+from pixelpilot.drivers.base import Box, Screen, UINode
+from pixelpilot.tools import actions as A
+from pixelpilot.tools.errors import DriverError, DriverUnavailable
+from pixelpilot.tools.images import PictureError, open_picture
 
 __all__ = ["ADB_KEYBOARD", "AndroidDriver"]
 

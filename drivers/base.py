@@ -18,8 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from tools.actions import Action, Point
-from tools.images import open_picture
+from pixelpilot.tools.actions import Action, Point
+from pixelpilot.tools.images import open_picture
 
 __all__ = [
     "Box",

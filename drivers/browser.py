@@ -21,11 +21,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tools import actions as A
-from tools.errors import DriverError, DriverUnavailable
-
-from .base import Box, Screen, UINode
-from .keys import playwright_combo
+from pixelpilot.drivers.base import Box, Screen, UINode
+from pixelpilot.drivers.keys import playwright_combo
+from pixelpilot.tools import actions as A
+from pixelpilot.tools.errors import DriverError, DriverUnavailable
 
 __all__ = ["BrowserDriver", "NavigationResult", "find_chromium"]
 
@@ -70,7 +69,7 @@ def find_chromium(env: dict[str, str] | None = None) -> str:
 
 @cache
 def _js(name: str) -> str:
-    return resources.files("drivers").joinpath("js", name).read_text("utf-8")
+    return resources.files("pixelpilot.drivers").joinpath("js", name).read_text("utf-8")
 
 
 class _Playwright:

@@ -23,12 +23,11 @@ from typing import Any
 
 from PIL import Image
 
-from tools import actions as A
-from tools.errors import DriverError, DriverUnavailable
-
-from .base import Screen
-from .procs import die_with_parent
-from .xvfb import INSTALL_XVFB, VirtualDisplay
+from pixelpilot.drivers.base import Screen
+from pixelpilot.drivers.procs import die_with_parent
+from pixelpilot.drivers.xvfb import INSTALL_XVFB, VirtualDisplay
+from pixelpilot.tools import actions as A
+from pixelpilot.tools.errors import DriverError, DriverUnavailable
 
 __all__ = ["DesktopDriver"]
 

@@ -13,10 +13,9 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from tools import actions as A
-from tools.errors import DriverError
-
-from .base import Box, Screen, UINode
+from pixelpilot.drivers.base import Box, Screen, UINode
+from pixelpilot.tools import actions as A
+from pixelpilot.tools.errors import DriverError
 
 __all__ = ["FakeDriver", "FakeWidget"]
 

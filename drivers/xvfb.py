@@ -14,9 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.errors import DriverError, DriverUnavailable
-
-from .procs import die_with_parent
+from pixelpilot.drivers.procs import die_with_parent
+from pixelpilot.tools.errors import DriverError, DriverUnavailable
 
 __all__ = ["INSTALL_XVFB", "VirtualDisplay"]
 

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
-
-from .lifeline import Worker, spawn
-from .runner import ExitCode
+from pixelpilot.agent.errors import ConfigError
+from pixelpilot.tasks.lifeline import Worker, spawn
+from pixelpilot.tasks.runner import ExitCode
 
 __all__ = [
     "BatchResult",
@@ -189,7 +188,7 @@ def run_batch(
                     cmd = [
                         sys.executable,
                         "-m",
-                        "tasks.cli",
+                        "pixelpilot.tasks.cli",
                         "run",
                         str(o.path),
                         "--output",

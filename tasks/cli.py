@@ -20,10 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from agent.errors import ConfigError, DriverError, ModelError, PixelPilotError, RunLogError
-from agent.memory import StepRecord
-
-from .runner import ExitCode, RunOptions, TaskResult, run_task
+from pixelpilot.agent.errors import ConfigError, DriverError, ModelError, PixelPilotError, RunLogError
+from pixelpilot.agent.memory import StepRecord
+from pixelpilot.tasks.runner import ExitCode, RunOptions, TaskResult, run_task
 
 __all__ = ["main"]
 
@@ -134,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--image", type=Path, help="a frame to draw the point on")
     pr.add_argument("--out", type=Path, help="where to write the marked frame (with --image)")
 
-    from .replay_cmd import add_parser as add_replay
+    from pixelpilot.tasks.replay_cmd import add_parser as add_replay
 
     add_replay(sub)
 
@@ -182,7 +181,7 @@ def _write_result(
     """The worker's answer to a batch run (``--result-json``)."""
     if path is None:
         return
-    from agent.memory import step_table
+    from pixelpilot.agent.memory import step_table
 
     data = {
         "status": status or (res.status if res else "error"),
@@ -195,7 +194,7 @@ def _write_result(
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from .batch import collect_tasks, parse_shard, select_shard
+    from pixelpilot.tasks.batch import collect_tasks, parse_shard, select_shard
 
     try:
         tasks = collect_tasks(args.tasks)
@@ -324,7 +323,7 @@ def _cmd_batch(
 ) -> int:
     from rich.live import Live
 
-    from .batch import run_batch, write_junit
+    from pixelpilot.tasks.batch import run_batch, write_junit
 
     where = f" (shard {shard[0]}/{shard[1]} of {total})" if shard else ""
     console.print(
@@ -374,8 +373,8 @@ def _cmd_batch(
 
 
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from agent.report import write_report
-    from agent.runlog import read_run
+    from pixelpilot.agent.report import write_report
+    from pixelpilot.agent.runlog import read_run
 
     try:
         run = read_run(args.run_dir)
@@ -391,14 +390,14 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_schema(console: Console) -> int:
-    from .spec import schema_json
+    from pixelpilot.tasks.spec import schema_json
 
     sys.stdout.write(schema_json() + "\n")
     return ExitCode.PASSED
 
 
 def _cmd_doctor(console: Console) -> int:
-    from .doctor import checks
+    from pixelpilot.tasks.doctor import checks
 
     table = Table(title="pixelpilot doctor", show_lines=False)
     table.add_column("what")
@@ -418,7 +417,7 @@ def _cmd_doctor(console: Console) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace, console: Console) -> int:
-    from .console import serve
+    from pixelpilot.tasks.console import serve
 
     def ready(url: str) -> None:
         console.print(
@@ -447,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from .lifeline import install
+    from pixelpilot.tasks.lifeline import install
 
     install()  # SIGTERM/SIGHUP end a run as interrupted; a worker stops when its parent dies
     try:
@@ -484,13 +483,13 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     if args.command == "run":
         return _cmd_run(args, console)
     if args.command == "replay":
-        from .replay_cmd import cmd_replay
+        from pixelpilot.tasks.replay_cmd import cmd_replay
 
         return cmd_replay(args, console)
     if args.command == "report":
         return _cmd_report(args, console)
     if args.command == "parse-reply":
-        from .parse_reply import cmd_parse_reply
+        from pixelpilot.tasks.parse_reply import cmd_parse_reply
 
         return cmd_parse_reply(args, console)
     if args.command == "ui":

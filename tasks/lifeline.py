@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.errors import Interrupted
+from pixelpilot.agent.errors import Interrupted
 
 __all__ = ["ENV", "Worker", "install", "spawn"]
 

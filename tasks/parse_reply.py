@@ -13,10 +13,10 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from agent.errors import ModelOutputError
-from agent.qwen import parse_grounding, parse_reply, reply_to_action
-from tools.images import open_picture
-from tools.spaces import get_space
+from pixelpilot.agent.errors import ModelOutputError
+from pixelpilot.agent.qwen import parse_grounding, parse_reply, reply_to_action
+from pixelpilot.tools.images import open_picture
+from pixelpilot.tools.spaces import get_space
 
 __all__ = ["cmd_parse_reply"]
 
@@ -45,7 +45,7 @@ def cmd_parse_reply(args: argparse.Namespace, console: Console) -> int:
             print(json.dumps({"error": exc.reason, "raw": raw}, ensure_ascii=False))
             sys.stderr.write(f"not a usable reply: {exc.reason}\n")
             return 1
-        from agent.qwen.grid import OffScreen, grid_to_pixels
+        from pixelpilot.agent.qwen.grid import OffScreen, grid_to_pixels
 
         first = items[0]
         try:

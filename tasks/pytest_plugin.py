@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from agent.errors import PixelPilotError
-from agent.memory import step_table
+from pixelpilot.agent.errors import PixelPilotError
+from pixelpilot.agent.memory import step_table
 
 _RUN_KEY = pytest.StashKey["_TestRun"]()
 _REPORT_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -89,7 +89,7 @@ def _settings(item: pytest.Item) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def browser_driver(pytestconfig: pytest.Config) -> Iterator[Any]:
     """One Chromium for the session (headless unless --headed); each ``agent`` starts on a blank page."""
-    from drivers.browser import BrowserDriver
+    from pixelpilot.drivers.browser import BrowserDriver
 
     with BrowserDriver.launch(
         headless=not pytestconfig.getoption("headed"), slow_mo=pytestconfig.getoption("slowmo")
@@ -100,7 +100,7 @@ def browser_driver(pytestconfig: pytest.Config) -> Iterator[Any]:
 @pytest.fixture
 def desktop_driver(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh private Xvfb for the test (launch apps with ``desktop_driver.launch([...])``)."""
-    from drivers.desktop import DesktopDriver
+    from pixelpilot.drivers.desktop import DesktopDriver
 
     s = _settings(request.node)
     with DesktopDriver.start(size=tuple(s.get("size", (1280, 800)))) as d:
@@ -110,7 +110,7 @@ def desktop_driver(request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def android_driver() -> Iterator[Any]:
     """The device named by ANDROID_SERIAL, or the only one, on the adb server."""
-    from drivers.android import AndroidDriver
+    from pixelpilot.drivers.android import AndroidDriver
 
     with AndroidDriver.connect() as d:
         yield d
@@ -124,12 +124,12 @@ class _TestRun:
 @pytest.fixture
 def agent(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Iterator[Any]:
     """An :class:`agent.Agent` on the chosen driver, recording the test's run."""
-    from agent.session import Agent, AgentSettings
+    from pixelpilot.agent.session import Agent, AgentSettings
 
     s = _settings(request.node)
     kind = s.get("driver") or pytestconfig.getoption("pixelpilot_driver")
     driver = request.getfixturevalue(f"{kind}_driver")
-    from drivers.base import Navigable
+    from pixelpilot.drivers.base import Navigable
 
     if isinstance(driver, Navigable):  # a shared browser: every test starts on a blank page
         driver.goto("about:blank")
@@ -221,7 +221,7 @@ class TaskItem(pytest.Item):
     """One task file, run by the task runner; a failure shows its steps, not a traceback."""
 
     def runtest(self) -> None:
-        from tasks.runner import RunOptions, run_task
+        from pixelpilot.tasks.runner import RunOptions, run_task
 
         cfg = self.config
         out = Path(cfg.getoption("output")) / _slug(self.nodeid)

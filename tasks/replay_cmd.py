@@ -8,13 +8,12 @@ from typing import Any
 
 from rich.console import Console
 
-from agent.errors import ConfigError, DriverUnavailable, ModelError
-from agent.replay import replay_run
-from agent.runlog import RunWriter, read_run, slugify
-from agent.session import Agent
-
-from .runner import ExitCode, RunOptions, make_driver
-from .spec import TaskFile, load_task
+from pixelpilot.agent.errors import ConfigError, DriverUnavailable, ModelError
+from pixelpilot.agent.replay import replay_run
+from pixelpilot.agent.runlog import RunWriter, read_run, slugify
+from pixelpilot.agent.session import Agent
+from pixelpilot.tasks.runner import ExitCode, RunOptions, make_driver
+from pixelpilot.tasks.spec import TaskFile, load_task
 
 __all__ = ["add_parser", "cmd_replay"]
 
@@ -56,7 +55,7 @@ def cmd_replay(args: argparse.Namespace, console: Console) -> int:
         base = task_file.parent if task_file else Path.cwd()
         model = None
         if args.heal:
-            from agent.models import load_model
+            from pixelpilot.agent.models import load_model
 
             spec = args.model or meta.get("model")
             if not spec:

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from agent.errors import ConfigError, DriverUnavailable, RunLogError, StepFailed
-from agent.memory import StepRecord
-from agent.runlog import RunWriter, slugify
-from agent.session import Agent, AgentSettings
-from agent.step import outcome_of
-from drivers.base import Driver
-
-from . import spec as S
+from pixelpilot.agent.errors import ConfigError, DriverUnavailable, RunLogError, StepFailed
+from pixelpilot.agent.memory import StepRecord
+from pixelpilot.agent.runlog import RunWriter, slugify
+from pixelpilot.agent.session import Agent, AgentSettings
+from pixelpilot.agent.step import outcome_of
+from pixelpilot.drivers.base import Driver
+from pixelpilot.tasks import spec as S
 
 __all__ = ["ExitCode", "RunOptions", "TaskResult", "make_driver", "resolve_url", "run_task"]
 
@@ -96,8 +95,8 @@ def make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
     """The driver a task file asks for (options over the file's own), apps launched from ``base``."""
     kind = opts.driver or task.driver_kind
     if kind == "android":
-        from drivers.android import AndroidDriver
-        from tools.actions import OpenApp
+        from pixelpilot.drivers.android import AndroidDriver
+        from pixelpilot.tools.actions import OpenApp
 
         a = task.android
         phone = AndroidDriver.connect(a.serial, host=a.host, port=a.port, scale=a.scale)
@@ -105,7 +104,7 @@ def make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
             phone.perform(OpenApp(app=a.open_app))
         return phone
     if kind == "desktop":
-        from drivers.desktop import DesktopDriver
+        from pixelpilot.drivers.desktop import DesktopDriver
 
         d = task.desktop
         headless = (
@@ -121,7 +120,7 @@ def make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
                 driver.close()
                 raise
         return driver
-    from drivers.browser import BrowserDriver
+    from pixelpilot.drivers.browser import BrowserDriver
 
     b = task.browser
     headless = (
@@ -229,7 +228,7 @@ def run_task(
     spec = _model_spec(task, opts)
     model = None
     if spec is not None:
-        from agent.models import load_model
+        from pixelpilot.agent.models import load_model
 
         extra = _model_options(task, opts, spec[0])
         model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1], **extra)
@@ -259,7 +258,7 @@ def run_task(
     )
     cache = None
     if opts.cache if opts.cache is not None else task.cache:
-        from agent.cache import StepCache, last_passing_run
+        from pixelpilot.agent.cache import StepCache, last_passing_run
 
         previous = last_passing_run(opts.output, name)
         if previous is not None:

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.errors import ConfigError
+from pixelpilot.agent.errors import ConfigError
 
 __all__ = ["STEP_VERBS", "BrowserOptions", "Step", "TaskFile", "load_task", "task_schema"]
 
@@ -106,7 +106,7 @@ class KeyStep(_Strict):
     @field_validator("key")
     @classmethod
     def _combo(cls, v: str) -> str:
-        from drivers.keys import parse_combo
+        from pixelpilot.drivers.keys import parse_combo
 
         parse_combo(v)
         return v

@@ -17,8 +17,8 @@ pytest_plugins = ["pytester"]
 
 
 def _chromium() -> str | None:
-    from agent.errors import DriverUnavailable
-    from drivers.browser import find_chromium
+    from pixelpilot.agent.errors import DriverUnavailable
+    from pixelpilot.drivers.browser import find_chromium
 
     try:
         return find_chromium()
@@ -39,7 +39,7 @@ def chromium() -> str:
 @pytest.fixture(scope="session")
 def browser(chromium: str) -> Iterator[object]:
     """One browser for the session; tests navigate it as they need."""
-    from drivers.browser import BrowserDriver
+    from pixelpilot.drivers.browser import BrowserDriver
 
     with BrowserDriver.launch(headless=True, viewport=(1280, 800)) as d:
         yield d

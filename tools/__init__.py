@@ -1,6 +1,6 @@
 """Actions a model or a script can ask for, the Qwen3-VL action spaces, and offline locators."""
 
-from .actions import (
+from pixelpilot.tools.actions import (
     Action,
     Answer,
     Click,
@@ -22,7 +22,7 @@ from .actions import (
     Wait,
     parse_action,
 )
-from .spaces import COMPUTER_USE, MOBILE_USE, ActionSpace, get_space
+from pixelpilot.tools.spaces import COMPUTER_USE, MOBILE_USE, ActionSpace, get_space
 
 __all__ = [
     "COMPUTER_USE",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import PixelPilotError
+from pixelpilot.tools.errors import PixelPilotError
 
 __all__ = ["MAX_PIXELS", "PictureError", "open_picture"]
 

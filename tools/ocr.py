@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .errors import DriverUnavailable
+from pixelpilot.tools.errors import DriverUnavailable
 
 __all__ = ["OcrEngine", "OcrText", "find_text", "normalize"]
 

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from . import actions as A
+from pixelpilot.tools import actions as A
 
 __all__ = ["COMPUTER_USE", "MOBILE_USE", "ActionSpace", "get_space"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import DriverUnavailable
-from .images import open_picture
+from pixelpilot.tools.errors import DriverUnavailable
+from pixelpilot.tools.images import open_picture
 
 __all__ = ["TemplateMatch", "find_template", "load_template"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
-from .base import Reply, VisionModel
-from .scripted import ScriptedModel
+from pixelpilot.agent.errors import ConfigError
+from pixelpilot.agent.models.base import Reply, VisionModel
+from pixelpilot.agent.models.scripted import ScriptedModel
 
 __all__ = ["Reply", "ScriptedModel", "VisionModel", "load_model"]
 
@@ -15,7 +15,7 @@ def load_model(spec: str, *, model_name: str | None = None, **options: Any) -> V
     """A model from its name: ``qwen3-vl-2b|4b|8b[-thinking]``, a hub id, a local directory, or
     ``openai:<base_url>`` (``model_name`` picks the served model; default: the only one)."""
     if spec.startswith("openai:"):
-        from .openai import OpenAIModel
+        from pixelpilot.agent.models.openai import OpenAIModel
 
         url = spec.removeprefix("openai:")
         if "#" in url:
@@ -24,6 +24,6 @@ def load_model(spec: str, *, model_name: str | None = None, **options: Any) -> V
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"openai models need a base URL: openai:http://host:8000/v1 (got {spec!r})")
         return OpenAIModel(url, model_name, **options)
-    from .local import LocalModel
+    from pixelpilot.agent.models.local import LocalModel
 
     return LocalModel(spec, **options)

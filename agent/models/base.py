@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..qwen.profile import QwenProfile
-from ..qwen.prompts import Prompt
+from pixelpilot.agent.qwen.profile import QwenProfile
+from pixelpilot.agent.qwen.prompts import Prompt
 
 __all__ = ["Reply", "VisionModel"]
 

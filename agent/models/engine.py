@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from .engine_inputs import Grid, PromptInputs
-from .engine_vision import VisionTower
-from .grammar import Grammars, ReplyMatcher
+from pixelpilot.agent.models.engine_inputs import Grid, PromptInputs
+from pixelpilot.agent.models.engine_vision import VisionTower
+from pixelpilot.agent.models.grammar import Grammars, ReplyMatcher
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Engine:
 
         import torch
 
-        from .fused import choose_backend
+        from pixelpilot.agent.models.fused import choose_backend
 
         self.torch = torch
         self.model, self.processor = model, processor
@@ -313,7 +313,7 @@ class Engine:
         cost more host time (launch-bound) than the fusion saves (measured: 2B prefill 62 → 98 ms)."""
         import contextlib
 
-        from .fused import fused_modules
+        from pixelpilot.agent.models.fused import fused_modules
 
         return fused_modules(self.model, self.fuse) if self.fuse else contextlib.nullcontext()
 

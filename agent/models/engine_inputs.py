@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from drivers.base import SOURCE_DIGEST
+from pixelpilot.drivers.base import SOURCE_DIGEST
 
 __all__ = ["Grid", "PromptInputs"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..qwen.constrain import RESERVE
+from pixelpilot.agent.qwen.constrain import RESERVE
 
 __all__ = ["Grammars", "ReplyMatcher"]
 

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
-from ..qwen.profile import QwenProfile
-from ..qwen.prompts import Prompt
-from .base import Reply
+from pixelpilot.agent.errors import ModelError
+from pixelpilot.agent.models.base import Reply
+from pixelpilot.agent.qwen.profile import QwenProfile
+from pixelpilot.agent.qwen.prompts import Prompt
 
 __all__ = ["HUB_IDS", "LocalModel", "load_processor"]
 
@@ -124,7 +124,7 @@ class LocalModel:
             ) from None
         self._torch = torch
         if quantize is not None:
-            from .quant import quantize_int8
+            from pixelpilot.agent.models.quant import quantize_int8
 
             if quantize != "int8":
                 raise ModelError(f"quantize: {quantize!r} is not supported (int8 is)")
@@ -134,7 +134,7 @@ class LocalModel:
         self.constrain = constrain
         self.engine = None
         if engine:
-            from .engine import Engine
+            from pixelpilot.agent.models.engine import Engine
 
             self.engine = Engine(self.model, self.processor)
             self.engine.warm_up()  # capture the decode graphs now, not in the first step
@@ -161,9 +161,8 @@ class LocalModel:
             log.warning("constrained decoding needs xgrammar (pip install xgrammar); decoding unconstrained")
             self.constrain = False
             return None
-        from tools.spaces import get_space
-
-        from ..qwen.constrain import tool_call_grammar
+        from pixelpilot.agent.qwen.constrain import tool_call_grammar
+        from pixelpilot.tools.spaces import get_space
 
         return tool_call_grammar(get_space(prompt.space))  # type: ignore[arg-type]
 

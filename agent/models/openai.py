@@ -23,10 +23,10 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import ConfigError, ModelError
-from ..qwen.profile import QwenProfile
-from ..qwen.prompts import Prompt
-from .base import Reply
+from pixelpilot.agent.errors import ConfigError, ModelError
+from pixelpilot.agent.models.base import Reply
+from pixelpilot.agent.qwen.profile import QwenProfile
+from pixelpilot.agent.qwen.prompts import Prompt
 
 __all__ = ["OpenAIModel"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..errors import ModelError
-from ..qwen.profile import QwenProfile
-from ..qwen.prompts import Prompt
-from .base import Reply
+from pixelpilot.agent.errors import ModelError
+from pixelpilot.agent.models.base import Reply
+from pixelpilot.agent.qwen.profile import QwenProfile
+from pixelpilot.agent.qwen.prompts import Prompt
 
 __all__ = ["ScriptedModel"]
 

@@ -1,7 +1,7 @@
 """Qwen3-VL's wire format: prompts, the tool-call parser, the 0–1000 grid, the model profile."""
 
-from .grid import OffScreen, grid_to_pixels, pixels_to_grid
-from .parse import (
+from pixelpilot.agent.qwen.grid import OffScreen, grid_to_pixels, pixels_to_grid
+from pixelpilot.agent.qwen.parse import (
     GroundingItem,
     ParsedReply,
     ToolCall,
@@ -10,8 +10,8 @@ from .parse import (
     parse_reply,
     reply_to_action,
 )
-from .profile import QwenProfile, Sampling
-from .prompts import (
+from pixelpilot.agent.qwen.profile import QwenProfile, Sampling
+from pixelpilot.agent.qwen.prompts import (
     HistoryItem,
     Prompt,
     act_prompt,

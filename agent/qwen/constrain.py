@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from functools import cache
 
-from tools.spaces import ActionSpace
+from pixelpilot.tools.spaces import ActionSpace
 
 __all__ = ["MAX_TEXT", "RESERVE", "tool_call_grammar"]
 

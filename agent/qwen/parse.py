@@ -17,11 +17,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tools.actions import Action
-from tools.spaces import ActionSpace
-
-from ..errors import ModelOutputError
-from .grid import OffScreen, grid_to_pixels
+from pixelpilot.agent.errors import ModelOutputError
+from pixelpilot.agent.qwen.grid import OffScreen, grid_to_pixels
+from pixelpilot.tools.actions import Action
+from pixelpilot.tools.spaces import ActionSpace
 
 __all__ = [
     "GroundingItem",

@@ -24,9 +24,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from PIL import Image
 
-from tools.spaces import ActionSpace
-
-from .profile import QwenProfile
+from pixelpilot.agent.qwen.profile import QwenProfile
+from pixelpilot.tools.spaces import ActionSpace
 
 __all__ = [
     "HistoryItem",
@@ -89,7 +88,7 @@ class Prompt:
 
 
 _env = Environment(
-    loader=PackageLoader("agent.qwen", "prompts"),
+    loader=PackageLoader("pixelpilot.agent.qwen", "prompts"),
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
@@ -107,7 +106,7 @@ def _render(name: str, **values: Any) -> str:
 def _text(name: str) -> str:
     from importlib import resources
 
-    return resources.files("agent.qwen").joinpath("prompts", name).read_text("utf-8")
+    return resources.files("pixelpilot.agent.qwen").joinpath("prompts", name).read_text("utf-8")
 
 
 @cache

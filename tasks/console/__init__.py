@@ -7,7 +7,7 @@ import os
 import socket
 from pathlib import Path
 
-from agent.errors import ConfigError
+from pixelpilot.agent.errors import ConfigError
 
 __all__ = ["TOKEN_ENV", "is_loopback", "serve"]
 
@@ -43,7 +43,7 @@ def serve(
     try:
         import uvicorn
 
-        from .app import create_app
+        from pixelpilot.tasks.console.app import create_app
     except ImportError as exc:
         raise ConfigError(
             f"the console needs its extra: pip install 'pixelpilot[ui]' ({exc.name} is missing)"

@@ -25,14 +25,13 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
 
-from agent.errors import ConfigError, ModelError
-from tools.errors import PixelPilotError
-from tools.images import PictureError, open_picture
-
-from .guard import allowed_hosts, host_of, inside, origin_allowed, task_models
-from .index import SORTABLE, RunIndex
-from .jobs import JobManager, step_summary
-from .playground import MODES, Playground
+from pixelpilot.agent.errors import ConfigError, ModelError
+from pixelpilot.tasks.console.guard import allowed_hosts, host_of, inside, origin_allowed, task_models
+from pixelpilot.tasks.console.index import SORTABLE, RunIndex
+from pixelpilot.tasks.console.jobs import JobManager, step_summary
+from pixelpilot.tasks.console.playground import MODES, Playground
+from pixelpilot.tools.errors import PixelPilotError
+from pixelpilot.tools.images import PictureError, open_picture
 
 __all__ = ["MAX_UPLOAD", "create_app"]
 
@@ -74,7 +73,7 @@ def create_app(
     jobs = JobManager(runs)
     playground = Playground(model)
     templates = Environment(
-        loader=FileSystemLoader(str(resources.files("tasks.console").joinpath("templates"))),
+        loader=FileSystemLoader(str(resources.files("pixelpilot.tasks.console").joinpath("templates"))),
         autoescape=select_autoescape(["html"]),
     )
     last = {"refresh": time.monotonic()}
@@ -157,7 +156,7 @@ def create_app(
             )
 
     def _task_files() -> list[Path]:
-        from ..batch import collect_tasks
+        from pixelpilot.tasks.batch import collect_tasks
 
         try:
             found = collect_tasks([tasks])
@@ -236,7 +235,7 @@ def create_app(
         if os.path.lexists(report) and inside(path, "report.html") is None:
             raise HTTPException(404, f"run {run_id!r} has no report (report.html is not a plain file)")
         if not report.exists():  # a run still going (or killed): render what is there
-            from agent.report import write_report
+            from pixelpilot.agent.report import write_report
 
             write_report(path)  # written whole, in a new file: never through a link
         return FileResponse(report, media_type="text/html")
@@ -339,7 +338,7 @@ def create_app(
             raise HTTPException(400, f"only http(s) pages can be shown here, not {req.url[:100]!r}")
 
         def take() -> bytes:
-            from drivers import BrowserDriver, DesktopDriver
+            from pixelpilot.drivers import BrowserDriver, DesktopDriver
 
             if req.driver == "browser":
                 with BrowserDriver.launch() as d:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import is_loopback
+from pixelpilot.tasks.console import is_loopback
 
 __all__ = ["LOOPBACK_NAMES", "allowed_hosts", "inside", "origin_allowed"]
 
@@ -79,9 +79,8 @@ def origin_allowed(method: str, origin: str | None, fetch_site: str | None, host
 
 def task_models(paths: Iterable[Path]) -> set[str]:
     """The model specs the task files name (``model:``), as ``pixelpilot run`` would load them."""
-    from agent.errors import ConfigError
-
-    from ..spec import LocalModelSpec, OpenAIModelSpec, load_task
+    from pixelpilot.agent.errors import ConfigError
+    from pixelpilot.tasks.spec import LocalModelSpec, OpenAIModelSpec, load_task
 
     found: set[str] = set()
     for p in paths:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..lifeline import Worker, spawn
+from pixelpilot.tasks.lifeline import Worker, spawn
 
 __all__ = ["Job", "JobManager", "step_summary"]
 
@@ -117,7 +117,15 @@ class JobManager:
         job_id = uuid.uuid4().hex[:12]
         marker = self._scratch / f"{job_id}.rundir"
         log = self._scratch / f"{job_id}.log"
-        cmd = [sys.executable, "-m", "tasks.cli", "run", str(task_file), "--output", str(self.runs)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pixelpilot.tasks.cli",
+            "run",
+            str(task_file),
+            "--output",
+            str(self.runs),
+        ]
         cmd += ["--run-dir-file", str(marker)]
         if driver:
             cmd += ["--driver", driver]

@@ -9,13 +9,13 @@ from typing import Any
 
 from PIL import Image
 
-from agent.errors import ModelError, ModelOutputError
-from agent.models import load_model
-from agent.models.base import VisionModel
-from agent.qwen import grid
-from agent.qwen.parse import parse_grounding, parse_reply, reply_to_action
-from agent.qwen.prompts import act_prompt, ask_prompt, grounding_prompt
-from tools.spaces import get_space
+from pixelpilot.agent.errors import ModelError, ModelOutputError
+from pixelpilot.agent.models import load_model
+from pixelpilot.agent.models.base import VisionModel
+from pixelpilot.agent.qwen import grid
+from pixelpilot.agent.qwen.parse import parse_grounding, parse_reply, reply_to_action
+from pixelpilot.agent.qwen.prompts import act_prompt, ask_prompt, grounding_prompt
+from pixelpilot.tools.spaces import get_space
 
 __all__ = ["MODES", "Playground"]
 

@@ -11,12 +11,12 @@ import sys
 
 import pytest
 
-from agent import Agent, DriverError, DriverUnavailable, read_run
-from agent.models import ScriptedModel
-from agent.qwen import render_text
-from drivers.android import ADB_KEYBOARD, AndroidDriver
+from pixelpilot.agent import Agent, DriverError, DriverUnavailable, read_run
+from pixelpilot.agent.models import ScriptedModel
+from pixelpilot.agent.qwen import render_text
+from pixelpilot.drivers.android import ADB_KEYBOARD, AndroidDriver
+from pixelpilot.tools import actions as A
 from tests.support.fake_adb import LATIN_IME, FakeAdbServer, FakeDevice
-from tools import actions as A
 
 from ..conftest import ROOT
 
@@ -223,7 +223,15 @@ def test_cli_task_on_android(tmp_path):
     with FakeAdbServer([dev]) as srv:
         env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(srv.port), "ADBUTILS_ADB_PATH": "/bin/false"}
         res = subprocess.run(
-            [sys.executable, "-m", "tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
+            [
+                sys.executable,
+                "-m",
+                "pixelpilot.tasks.cli",
+                "run",
+                str(task),
+                "--output",
+                str(tmp_path / "runs"),
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -234,7 +242,15 @@ def test_cli_task_on_android(tmp_path):
         assert dev.saved == ["Eggs"]
         srv.devices.clear()
         res = subprocess.run(
-            [sys.executable, "-m", "tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
+            [
+                sys.executable,
+                "-m",
+                "pixelpilot.tasks.cli",
+                "run",
+                str(task),
+                "--output",
+                str(tmp_path / "runs"),
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,

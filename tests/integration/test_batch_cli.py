@@ -80,7 +80,7 @@ def write_tasks(folder: Path, n_ok: int, extra: dict[str, str] | None = None) ->
 
 def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tasks.cli", "run", *args],
+        [sys.executable, "-m", "pixelpilot.tasks.cli", "run", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

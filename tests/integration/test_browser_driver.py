@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent import Agent, LocateError
-from drivers import BrowserDriver
-from tools import actions as A
+from pixelpilot.agent import Agent, LocateError
+from pixelpilot.drivers import BrowserDriver
+from pixelpilot.tools import actions as A
 
 pytestmark = pytest.mark.browser
 
@@ -61,7 +61,7 @@ def test_keyboard_focus_names_the_focused_field_and_keeps_the_trees_refs(browser
 def test_typing_into_a_field_reads_it_back_and_says_what_it_holds(browser):
     """The field with keyboard focus is read back after typing: a field that rewrites its input
     fails the step with what it holds."""
-    from agent import StepFailed
+    from pixelpilot.agent import StepFailed
 
     browser.goto(
         "data:text/html,<label for=c>Code</label> <input id=c oninput='this.value=this.value.toUpperCase()'>"

@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 
-from agent.models import ScriptedModel
-from agent.qwen import pixels_to_grid
-from drivers import BrowserDriver
-from tasks import RunOptions, run_task
+from pixelpilot.agent.models import ScriptedModel
+from pixelpilot.agent.qwen import pixels_to_grid
+from pixelpilot.drivers import BrowserDriver
+from pixelpilot.tasks import RunOptions, run_task
 
 from ..conftest import EXAMPLES
 
@@ -168,8 +168,8 @@ def test_cached_typing_asks_the_model_when_the_keyboard_focus_is_on_another_fiel
     """The click on the user name field still matches on screen, but the app now moves the focus
     to the password field: the cached typing must not go there. It asks the model, before anything
     was typed."""
-    from agent import Agent
-    from agent.cache import StepCache
+    from pixelpilot.agent import Agent
+    from pixelpilot.agent.cache import StepCache
 
     shutil.copytree(EXAMPLES / "demo_app", tmp_path / "demo_app")
     page = tmp_path / "demo_app" / "index.html"
@@ -210,8 +210,8 @@ def test_cached_typing_asks_the_model_when_the_keyboard_focus_is_on_another_fiel
 def test_replaying_a_cached_run_checks_the_focus_of_its_typing_steps(app):
     """A cached run's typing steps have no frame to compare; replay checks the keyboard focus instead
     and stops there, with the field marked on the current frame."""
-    from agent import Agent
-    from agent.replay import replay_run
+    from pixelpilot.agent import Agent
+    from pixelpilot.agent.replay import replay_run
 
     folder, task = app
     p = positions((folder / "demo_app" / "index.html").as_uri())

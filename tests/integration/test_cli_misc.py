@@ -11,7 +11,7 @@ from ..conftest import ROOT
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tasks.cli", *args],
+        [sys.executable, "-m", "pixelpilot.tasks.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import read_run
-from tasks import RunOptions, run_task
+from pixelpilot.agent import read_run
+from pixelpilot.tasks import RunOptions, run_task
 
 from ..conftest import EXAMPLES, ROOT
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.browser
 
 def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tasks.cli", *args],
+        [sys.executable, "-m", "pixelpilot.tasks.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -96,7 +96,7 @@ def test_headed_without_display_exits_3(chromium, tmp_path):
         [
             sys.executable,
             "-m",
-            "tasks.cli",
+            "pixelpilot.tasks.cli",
             "run",
             str(EXAMPLES / "demo.yaml"),
             "--headed",
@@ -163,7 +163,7 @@ def _pids_with(marker: str) -> list[int]:
 
 
 def test_browser_killed_mid_run_leaves_a_complete_log(chromium, tmp_path):
-    from drivers import BrowserDriver
+    from pixelpilot.drivers import BrowserDriver
 
     marker = f"--pp-test-victim-{os.getpid()}"  # an unknown switch Chromium ignores: it names this browser's processes
 
@@ -201,7 +201,7 @@ def test_ctrl_c_mid_run_marks_the_run_interrupted(chromium, tmp_path):
         "  - wait_for: {text: never appears, timeout: 60}\n  - see: unreachable\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
+        [sys.executable, "-m", "pixelpilot.tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from agent import Agent
-from drivers import FakeDriver, FakeWidget
+from pixelpilot.agent import Agent
+from pixelpilot.drivers import FakeDriver, FakeWidget
 
 from ..conftest import EXAMPLES
 
@@ -69,7 +69,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, tiny_scripted_dir):
-    from tasks.console.app import create_app
+    from pixelpilot.tasks.console.app import create_app
 
     root = tmp_path_factory.mktemp("console")
     runs, tasks = root / "runs", root / "tasks"
@@ -132,7 +132,7 @@ def test_unknown_runs_and_paths_that_try_to_leave_are_404(site, path):
 
 
 def test_playground_api_refuses_what_is_not_a_picture_or_too_big(site):
-    from tasks.console.app import MAX_UPLOAD
+    from pixelpilot.tasks.console.app import MAX_UPLOAD
 
     text = api(
         site, "POST", "/api/playground", files={"image": ("x.png", b"hello")}, data={"instruction": "x"}
@@ -195,7 +195,7 @@ def test_openapi_schema_documents_every_endpoint(site):
 
 
 def test_the_index_rebuilds_itself_from_the_run_directories(site, tmp_path):
-    from tasks.console.index import RunIndex
+    from pixelpilot.tasks.console.index import RunIndex
 
     runs = tmp_path / "runs"
     ids = make_runs(runs)
@@ -217,8 +217,8 @@ def test_the_index_rebuilds_itself_from_the_run_directories(site, tmp_path):
 
 # -- the token rule ----------------------------------------------------------------------------------
 def test_non_loopback_needs_a_token_and_every_request_then_carries_it(tmp_path, capsys):
-    from tasks.cli import main
-    from tasks.console.app import create_app
+    from pixelpilot.tasks.cli import main
+    from pixelpilot.tasks.console.app import create_app
 
     assert main(["ui", "--host", "0.0.0.0", "--runs", str(tmp_path / "r")]) == 2
     assert "token" in capsys.readouterr().out

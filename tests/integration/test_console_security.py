@@ -24,7 +24,7 @@ from .test_console import Server, free_port, make_runs
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
-    from tasks.console.app import create_app
+    from pixelpilot.tasks.console.app import create_app
 
     root = tmp_path_factory.mktemp("hostile")
     runs, tasks, outside = root / "runs", root / "tasks", root / "outside"
@@ -201,7 +201,7 @@ def test_a_picture_of_too_many_pixels_is_refused_before_decoding(hostile):
 
 
 def test_a_non_ascii_token_is_a_401_not_a_500(tmp_path):
-    from tasks.console.app import create_app
+    from pixelpilot.tasks.console.app import create_app
 
     server = Server(create_app(tmp_path / "r", token="s3cret"), free_port())
     try:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import Agent, DriverError, read_run
-from drivers.desktop import DesktopDriver
-from tools import actions as A
+from pixelpilot.agent import Agent, DriverError, read_run
+from pixelpilot.drivers.desktop import DesktopDriver
+from pixelpilot.tools import actions as A
 
 from ..conftest import ROOT
 
@@ -263,7 +263,7 @@ steps:
 """)
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     res = subprocess.run(
-        [sys.executable, "-m", "tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
+        [sys.executable, "-m", "pixelpilot.tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -283,7 +283,7 @@ def test_no_xvfb_exits_3_with_the_apt_line(tmp_path):
     task = tmp_path / "desk.yaml"
     task.write_text("driver: desktop\nsteps:\n  - see: anything\n")
     res = subprocess.run(
-        [sys.executable, "-m", "tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
+        [sys.executable, "-m", "pixelpilot.tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from PIL import Image, ImageDraw
 
-from agent.models.local import LocalModel
-from agent.qwen.constrain import tool_call_grammar
-from agent.qwen.parse import parse_reply, reply_to_action
-from agent.qwen.profile import QwenProfile
-from agent.qwen.prompts import HistoryItem, act_prompt, loop_prompt
-from tools.spaces import get_space
+from pixelpilot.agent.models.local import LocalModel
+from pixelpilot.agent.qwen.constrain import tool_call_grammar
+from pixelpilot.agent.qwen.parse import parse_reply, reply_to_action
+from pixelpilot.agent.qwen.profile import QwenProfile
+from pixelpilot.agent.qwen.prompts import HistoryItem, act_prompt, loop_prompt
+from pixelpilot.tools.spaces import get_space
 
 from ..conftest import SIGN_IN_SCRIPT, _need
 
@@ -140,7 +140,7 @@ def test_local_backend_with_the_engine_gives_the_scripted_reply(tiny_scripted_di
 
 
 def test_int8_weights_agree_with_full_precision(tiny_random_dir):
-    from agent.models.quant import quantize_int8
+    from pixelpilot.agent.models.quant import quantize_int8
 
     full = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
     q = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
@@ -156,7 +156,7 @@ def test_int8_weights_agree_with_full_precision(tiny_random_dir):
 
 
 def test_a_prompt_longer_than_the_cache_grows_it_and_stays_exact(random_model):
-    from agent.models.engine import Engine
+    from pixelpilot.agent.models.engine import Engine
 
     m = random_model
     eng = Engine(m.model, m.processor, max_len=1024)
@@ -170,7 +170,7 @@ def test_a_prompt_longer_than_the_cache_grows_it_and_stays_exact(random_model):
 def test_fused_kernels_give_the_models_logits_and_are_swapped_back(tiny_random_dir):
     """The engine's fused norm/rotary/activation functions (torch.compile; on the GPU through Triton)
     compute what transformers' modules compute, and leave them as they were afterwards."""
-    from agent.models.fused import fused_modules
+    from pixelpilot.agent.models.fused import fused_modules
 
     m = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
     prompt = act_prompt(get_space("computer_use"), "Sign in", screen(8))
@@ -240,7 +240,7 @@ def test_a_screenshot_is_named_by_its_encoded_bytes_and_a_changed_copy_is_not(ra
     decoded again get the same name, a copy drawn on gets its pixels hashed."""
     import io
 
-    from drivers.base import Screen
+    from pixelpilot.drivers.base import Screen
 
     eng = random_model.engine
     buf = io.BytesIO()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import read_run
+from pixelpilot.agent import read_run
 
 from ..conftest import EXAMPLES, ROOT
 
@@ -96,7 +96,7 @@ def listening(mark: str) -> list[str]:
 
 def start(args: list[str], mark: str, **kw) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
     return subprocess.Popen(
-        [sys.executable, "-m", "tasks.cli", *args],
+        [sys.executable, "-m", "pixelpilot.tasks.cli", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -108,7 +108,7 @@ def start(args: list[str], mark: str, **kw) -> subprocess.Popen[str]:  # type: i
 
 def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tasks.cli", *args],
+        [sys.executable, "-m", "pixelpilot.tasks.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -412,15 +412,15 @@ def test_a_model_server_that_dies_mid_run_fails_the_step_that_needed_it(chromium
 # -- the adb connection -------------------------------------------------------------------------------------
 @pytest.mark.android
 def test_the_adb_server_going_away_mid_run_is_a_driver_error(tmp_path, monkeypatch):
-    from agent import Agent
-    from drivers.android import AndroidDriver
+    from pixelpilot.agent import Agent
+    from pixelpilot.drivers.android import AndroidDriver
     from tests.support.fake_adb import FakeAdbServer, FakeDevice
 
     monkeypatch.setenv("ADBUTILS_ADB_PATH", "/bin/false")
     srv = FakeAdbServer([FakeDevice("fake-5554")]).start()
     d = AndroidDriver.connect(port=srv.port)
     agent = Agent(d, output=tmp_path, task="adb")
-    from agent import DriverError
+    from pixelpilot.agent import DriverError
 
     with pytest.raises(DriverError), agent:
         agent.click("Notes")
@@ -452,7 +452,7 @@ def test_bad_command_lines_and_files_exit_2_without_a_traceback(tmp_path):
         '<tool_call>{"name": "computer_use", "arguments": 5}</tool_call>',
     ):
         res = subprocess.run(
-            [sys.executable, "-m", "tasks.cli", "parse-reply", "--screen", "1280x800"],
+            [sys.executable, "-m", "pixelpilot.tasks.cli", "parse-reply", "--screen", "1280x800"],
             input=stdin,
             capture_output=True,
             text=True,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from agent import Agent, read_run
-from agent.models import ScriptedModel
-from agent.models.local import LocalModel
-from agent.qwen import QwenProfile, act_prompt, pixels_to_grid, render_text
-from tools import COMPUTER_USE
+from pixelpilot.agent import Agent, read_run
+from pixelpilot.agent.models import ScriptedModel
+from pixelpilot.agent.models.local import LocalModel
+from pixelpilot.agent.qwen import QwenProfile, act_prompt, pixels_to_grid, render_text
+from pixelpilot.tools import COMPUTER_USE
 
 from ..conftest import SIGN_IN_GRID
 
@@ -108,7 +108,7 @@ def test_tiny_random_model_runs_reasks_and_ends_with_an_output_error(
 
 
 def test_no_cuda_refuses_a_real_size_model_and_a_missing_model_says_where(tmp_path):
-    from agent.errors import ModelError
+    from pixelpilot.agent.errors import ModelError
 
     with pytest.raises(ModelError, match="no CUDA device, and qwen3-vl-2b is a real-size model"):
         LocalModel("qwen3-vl-2b")
@@ -117,7 +117,7 @@ def test_no_cuda_refuses_a_real_size_model_and_a_missing_model_says_where(tmp_pa
 
 
 def test_image_budget_shrinks_what_the_model_sees_but_points_map_to_the_screenshot(tiny_scripted_dir):
-    from agent.qwen import parse_reply, reply_to_action
+    from pixelpilot.agent.qwen import parse_reply, reply_to_action
 
     model = LocalModel(str(tiny_scripted_dir))  # default budget: longest_edge 1280·32·32 pixels
     big = Image.new("RGB", (2560, 1440), "white")

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from agent.models import ScriptedModel
-from tasks import RunOptions, run_task
+from pixelpilot.agent.models import ScriptedModel
+from pixelpilot.tasks import RunOptions, run_task
 
 from ..conftest import EXAMPLES, ROOT
 
@@ -20,7 +20,7 @@ DEMO = (EXAMPLES / "demo_app" / "index.html").as_uri()
 
 def cli(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tasks.cli", *args],
+        [sys.executable, "-m", "pixelpilot.tasks.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

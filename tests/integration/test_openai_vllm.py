@@ -13,12 +13,12 @@ import httpx
 import pytest
 from PIL import Image
 
-from agent import Agent, ModelError, read_run
-from agent.models.openai import OpenAIModel
-from agent.qwen import QwenProfile, act_prompt, loop_prompt, parse_reply, reply_to_action
-from agent.qwen.prompts import Prompt
-from tools import COMPUTER_USE
-from tools import actions as A
+from pixelpilot.agent import Agent, ModelError, read_run
+from pixelpilot.agent.models.openai import OpenAIModel
+from pixelpilot.agent.qwen import QwenProfile, act_prompt, loop_prompt, parse_reply, reply_to_action
+from pixelpilot.agent.qwen.prompts import Prompt
+from pixelpilot.tools import COMPUTER_USE
+from pixelpilot.tools import actions as A
 
 from ..conftest import ROOT, SIGN_IN_SCRIPT
 
@@ -129,7 +129,7 @@ def test_cli_task_with_an_openai_model(vllm_server, chromium, tmp_path):
         "  - act: Click the Sign in button\n  - see: Wrong username or password\n"
     )
     res = subprocess.run(
-        [sys.executable, "-m", "tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
+        [sys.executable, "-m", "pixelpilot.tasks.cli", "run", str(task), "--output", str(tmp_path / "runs")],
         cwd=ROOT,
         capture_output=True,
         text=True,

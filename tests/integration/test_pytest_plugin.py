@@ -8,7 +8,7 @@ from ..conftest import EXAMPLES
 
 FAKE_CONFTEST = """
 import pytest
-from drivers import FakeDriver, FakeWidget
+from pixelpilot.drivers import FakeDriver, FakeWidget
 
 @pytest.fixture
 def browser_driver():   # the user's override: the agent fixture runs on the in-memory driver
@@ -92,7 +92,7 @@ def test_marker_sets_per_test_settings(pytester: pytest.Pytester):
     pytester.makeconftest(FAKE_CONFTEST)
     pytester.makepyfile("""
         import pytest
-        from agent.models import ScriptedModel
+        from pixelpilot.agent.models import ScriptedModel
 
         WAIT = '<tool_call>\\n{"name": "computer_use", "arguments": {"action": "wait", "time": %s}}\\n</tool_call>'
 

@@ -11,11 +11,11 @@ import sys
 import pytest
 from PIL import Image
 
-from agent import Agent, read_run
-from agent.models import ScriptedModel
-from agent.replay import replay_run, similarity
-from drivers import BrowserDriver
-from tasks import RunOptions, run_task
+from pixelpilot.agent import Agent, read_run
+from pixelpilot.agent.models import ScriptedModel
+from pixelpilot.agent.replay import replay_run, similarity
+from pixelpilot.drivers import BrowserDriver
+from pixelpilot.tasks import RunOptions, run_task
 
 from ..conftest import EXAMPLES, ROOT
 
@@ -91,7 +91,7 @@ def test_replay_cli(recorded, tmp_path):
 
     def replay(out: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "tasks.cli", "replay", str(run_dir), "-o", str(tmp_path / out)],
+            [sys.executable, "-m", "pixelpilot.tasks.cli", "replay", str(run_dir), "-o", str(tmp_path / out)],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -110,7 +110,7 @@ def build_tokenizer(out: Path, pieces: list[str]) -> dict[str, int]:
         model_max_length=262144,
         clean_up_tokenization_spaces=False,
     )
-    from agent.qwen.prompts import chat_template
+    from pixelpilot.agent.qwen.prompts import chat_template
 
     fast.chat_template = chat_template()
     fast.save_pretrained(out)

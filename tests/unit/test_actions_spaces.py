@@ -3,8 +3,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from tools import COMPUTER_USE, MOBILE_USE, get_space, parse_action
-from tools import actions as A
+from pixelpilot.tools import COMPUTER_USE, MOBILE_USE, get_space, parse_action
+from pixelpilot.tools import actions as A
 
 COMPUTER_ACTIONS = [
     "key",

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from agent import Agent, AgentSettings, CheckFailed, LocateError, StepFailed, read_run
-from agent.locate import Locator
-from drivers import FakeDriver, FakeWidget
-from tools import actions as A
+from pixelpilot.agent import Agent, AgentSettings, CheckFailed, LocateError, StepFailed, read_run
+from pixelpilot.agent.locate import Locator
+from pixelpilot.drivers import FakeDriver, FakeWidget
+from pixelpilot.tools import actions as A
 
 
 def app() -> FakeDriver:
@@ -136,7 +136,7 @@ def test_typing_is_verified():
 def test_driver_error_mid_run_keeps_finished_steps(tmp_path):
     d = app()
     agent = agent_for(d, output=tmp_path, task="crash")
-    from agent.errors import DriverError
+    from pixelpilot.agent.errors import DriverError
 
     with pytest.raises(DriverError), agent:
         agent.type("alice", into="Username")
@@ -179,7 +179,7 @@ def test_torn_steps_file_is_still_readable(tmp_path):
     assert len(run.steps) == 2
     assert any("line 3 is incomplete" in p for p in run.problems)
     assert any("did not finish" in p for p in run.problems)
-    from agent.report import write_report
+    from pixelpilot.agent.report import write_report
 
     html = write_report(path).read_text()
     assert "This run is incomplete" in html and "running" in html

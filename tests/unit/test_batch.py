@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
-from tasks.batch import collect_tasks, parse_shard, select_shard
+from pixelpilot.agent.errors import ConfigError
+from pixelpilot.tasks.batch import collect_tasks, parse_shard, select_shard
 
 
 def test_shards_partition_the_sorted_tasks(tmp_path):

@@ -1,9 +1,6 @@
 """The public surface of each package is pinned: changing it is a deliberate act."""
 
-import agent
-import drivers
-import tasks
-import tools
+from pixelpilot import agent, drivers, tasks, tools
 
 
 def test_agent_exports():

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from agent import Agent, AgentSettings, ModelOutputError, read_run
-from agent.locate import Locator
-from agent.models import ScriptedModel
-from agent.qwen import pixels_to_grid
-from drivers import FakeDriver, FakeWidget
+from pixelpilot.agent import Agent, AgentSettings, ModelOutputError, read_run
+from pixelpilot.agent.locate import Locator
+from pixelpilot.agent.models import ScriptedModel
+from pixelpilot.agent.qwen import pixels_to_grid
+from pixelpilot.drivers import FakeDriver, FakeWidget
 
 
 def call(args: dict, action: str = "do it") -> str:

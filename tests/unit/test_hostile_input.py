@@ -9,11 +9,11 @@ import time
 import httpx
 import pytest
 
-from agent.errors import ConfigError, ModelError, ModelOutputError
-from agent.models.openai import OpenAIModel
-from agent.qwen.parse import parse_check, parse_grounding, parse_reply, reply_to_action
-from tasks.spec import load_task
-from tools.spaces import get_space
+from pixelpilot.agent.errors import ConfigError, ModelError, ModelOutputError
+from pixelpilot.agent.models.openai import OpenAIModel
+from pixelpilot.agent.qwen.parse import parse_check, parse_grounding, parse_reply, reply_to_action
+from pixelpilot.tasks.spec import load_task
+from pixelpilot.tools.spaces import get_space
 
 
 def load(tmp_path, text: str):
@@ -113,7 +113,7 @@ def server(handler) -> OpenAIModel:
 def test_non_json_and_wrong_shapes_are_model_errors():
     from PIL import Image
 
-    from agent.qwen import act_prompt
+    from pixelpilot.agent.qwen import act_prompt
 
     prompt = act_prompt(COMPUTER, "click", Image.new("RGB", (64, 64)))
     for body in (

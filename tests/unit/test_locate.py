@@ -1,8 +1,8 @@
 """Matching rules of the UI-tree and OCR locators."""
 
-from agent.locate import match_fields, match_nodes
-from drivers.base import Box, UINode
-from tools.ocr import OcrText, find_text
+from pixelpilot.agent.locate import match_fields, match_nodes
+from pixelpilot.drivers.base import Box, UINode
+from pixelpilot.tools.ocr import OcrText, find_text
 
 
 def node(ref, role, name, box, *, text="", interactive=None, **kw):

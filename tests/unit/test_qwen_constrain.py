@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from agent.errors import ModelOutputError
-from agent.qwen.constrain import MAX_TEXT, tool_call_grammar
-from agent.qwen.parse import parse_reply, reply_to_action
-from tools.spaces import get_space
+from pixelpilot.agent.errors import ModelOutputError
+from pixelpilot.agent.qwen.constrain import MAX_TEXT, tool_call_grammar
+from pixelpilot.agent.qwen.parse import parse_reply, reply_to_action
+from pixelpilot.tools.spaces import get_space
 
 from ..conftest import _need
 

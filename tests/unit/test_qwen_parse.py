@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ModelOutputError
-from agent.qwen import grid_to_pixels, parse_check, parse_grounding, parse_reply, reply_to_action
-from tools import COMPUTER_USE, MOBILE_USE
-from tools import actions as A
+from pixelpilot.agent.errors import ModelOutputError
+from pixelpilot.agent.qwen import grid_to_pixels, parse_check, parse_grounding, parse_reply, reply_to_action
+from pixelpilot.tools import COMPUTER_USE, MOBILE_USE
+from pixelpilot.tools import actions as A
 
 F1 = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [183, 524]}}\n</tool_call>'
 F4 = (

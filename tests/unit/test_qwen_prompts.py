@@ -4,9 +4,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from agent.qwen import HistoryItem, QwenProfile, act_prompt, loop_prompt, render_text
-from agent.qwen.prompts import Prompt, chat_template
-from tools import COMPUTER_USE, MOBILE_USE
+from pixelpilot.agent.qwen import HistoryItem, QwenProfile, act_prompt, loop_prompt, render_text
+from pixelpilot.agent.qwen.prompts import Prompt, chat_template
+from pixelpilot.tools import COMPUTER_USE, MOBILE_USE
 
 HERE = Path(__file__).parent
 IMG = Image.new("RGB", (1280, 800), "white")
@@ -31,7 +31,7 @@ def test_computer_use_prompt_equals_the_cookbook_render():
 
 def test_inline_tools_system_text_renders_the_same_bytes():
     # the tools block written by our own template (no `tools=`) equals what the chat template makes of `tools=`
-    from agent.qwen.prompts import _system_inline
+    from pixelpilot.agent.qwen.prompts import _system_inline
 
     reference = (HERE / "cookbook_computer_use_prompt.txt").read_text()
     inline = Prompt(

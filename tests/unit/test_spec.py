@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError, ModelError
-from tasks import spec as S
-from tasks.cli import main
+from pixelpilot.agent.errors import ConfigError, ModelError
+from pixelpilot.tasks import spec as S
+from pixelpilot.tasks.cli import main
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -132,8 +132,8 @@ def test_schema_command_prints_the_json_schema(capsys):
 
 
 def test_local_model_options_reach_the_loader_and_bad_ones_name_the_line(tmp_path, monkeypatch):
-    import agent.models as models
-    from tasks import RunOptions, run_task
+    import pixelpilot.agent.models as models
+    from pixelpilot.tasks import RunOptions, run_task
 
     seen = {}
 

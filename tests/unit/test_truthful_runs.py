@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from agent import Agent, AgentSettings, read_run
-from agent.cache import last_passing_run
-from agent.errors import CheckFailed, StepFailed
-from agent.locate import Locator
-from agent.models import ScriptedModel
-from agent.runlog import RunWriter
-from drivers import FakeDriver, FakeWidget
-from tasks.runner import RunOptions, run_task
-from tools import actions as A
+from pixelpilot.agent import Agent, AgentSettings, read_run
+from pixelpilot.agent.cache import last_passing_run
+from pixelpilot.agent.errors import CheckFailed, StepFailed
+from pixelpilot.agent.locate import Locator
+from pixelpilot.agent.models import ScriptedModel
+from pixelpilot.agent.runlog import RunWriter
+from pixelpilot.drivers import FakeDriver, FakeWidget
+from pixelpilot.tasks.runner import RunOptions, run_task
+from pixelpilot.tools import actions as A
 
 
 def app() -> FakeDriver:
