@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ def _load(path: Path) -> tuple[np.ndarray, Prepared]:
     return array, prepare(array)
 
 
-def last_passing_run(output: str | Path, task: str) -> Path | None:
+def last_passing_run(output: str | os.PathLike[str], task: str) -> Path | None:
     """The newest run directory under ``output`` of ``task`` that passed: its run.json says so *and*
     its steps.jsonl holds every step it counted, each passed (a run whose record was cut short, or
     written by an older version that could call a crash passed, is never a cache)."""

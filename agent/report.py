@@ -65,16 +65,17 @@ def _model_view(model: dict[str, Any] | None) -> dict[str, Any] | None:
     """The step's model log with every key the template reads (older or partial logs lack some)."""
     if not model:
         return None
-    view = {k: model.get(k) for k in _MODEL_KEYS}
+    view: dict[str, Any] = {k: model.get(k) for k in _MODEL_KEYS}
     calls = model.get("calls")
-    view["calls"] = (
+    rows = (
         [{k: c.get(k) for k in _CALL_KEYS} for c in calls if isinstance(c, dict)]
         if isinstance(calls, list)
         else []
     )
-    for c in view["calls"]:
+    for c in rows:
         for key in ("images", "images_to_model"):
             c[key] = c[key] if isinstance(c[key], list) else []
+    view["calls"] = rows
     return view
 
 

@@ -193,9 +193,11 @@ def read_run(path: str | os.PathLike[str]) -> RunData:
     try:
         meta = json.loads((path / "run.json").read_text("utf-8"))
     except FileNotFoundError:
-        meta, _ = {"task": path.name, "status": "unknown"}, problems.append("run.json is missing")
+        meta = {"task": path.name, "status": "unknown"}
+        problems.append("run.json is missing")
     except json.JSONDecodeError as exc:
-        meta, _ = {"task": path.name, "status": "unknown"}, problems.append(f"run.json is damaged: {exc}")
+        meta = {"task": path.name, "status": "unknown"}
+        problems.append(f"run.json is damaged: {exc}")
     steps: list[StepRecord] = []
     sp = path / "steps.jsonl"
     if sp.exists():

@@ -228,7 +228,9 @@ class Driver(Protocol):
 class Navigable(Protocol):
     """A driver that can open a URL (browser)."""
 
-    def goto(self, url: str, *, timeout: float = 30.0) -> None: ...
+    def goto(self, url: str, *, timeout: float = 30.0) -> Any:
+        """Open ``url``; what comes back (if anything) says how the navigation went."""
+        ...
 
 
 @runtime_checkable

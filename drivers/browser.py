@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -26,7 +26,7 @@ from pixelpilot.drivers.keys import playwright_combo
 from pixelpilot.tools import actions as A
 from pixelpilot.tools.errors import DriverError, DriverUnavailable
 
-__all__ = ["BrowserDriver", "NavigationResult", "find_chromium"]
+__all__ = ["BrowserDriver", "NavigationResult", "find_chromium", "playwright_session"]
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,9 @@ _CANDIDATES = (
 INSTALL_CHROMIUM = "sudo apt-get install -y chromium   (or set PIXELPILOT_CHROMIUM=/path/to/chrome)"
 
 
-def find_chromium(env: dict[str, str] | None = None) -> str:
+def find_chromium(env: Mapping[str, str] | None = None) -> str:
     """Path of a Chromium binary: ``$PIXELPILOT_CHROMIUM``, else Debian's, else one on PATH."""
-    env = os.environ if env is None else env
-    override = env.get("PIXELPILOT_CHROMIUM")
+    override = (os.environ if env is None else env).get("PIXELPILOT_CHROMIUM")
     if override:
         if Path(override).is_file() and os.access(override, os.X_OK):
             return override
@@ -98,6 +97,22 @@ class _Playwright:
                 pw.stop()
 
 
+@contextlib.contextmanager
+def playwright_session() -> Iterator[Any]:
+    """This thread's Playwright (the sync API allows one per thread), shared with the drivers
+    launched here and stopped when the last user is done."""
+    try:
+        pw = _Playwright.acquire()
+    except ImportError as exc:
+        raise DriverUnavailable(
+            "the browser driver needs Playwright", install="pip install 'pixelpilot[browser]'"
+        ) from exc
+    try:
+        yield pw
+    finally:
+        _Playwright.release()
+
+
 @dataclass(frozen=True)
 class NavigationResult:
     url: str
@@ -117,14 +132,41 @@ class BrowserDriver:
     capabilities = frozenset({"screenshot", "ui_tree", "navigate", "keyboard", "mouse", "select", "settle"})
 
     def __init__(
-        self, pw: Any, browser: Any, context: Any, page: Any, *, scale: float, frame_format: str
+        self,
+        pw: Any,
+        browser: Any,
+        context: Any,
+        page: Any,
+        *,
+        scale: float,
+        frame_format: str,
+        owned: bool = True,
     ) -> None:
         self._pw, self._browser, self._context, self.page = pw, browser, context, page
         self.scale = scale
         self.frame_format = frame_format
+        self._owned = owned
+        """Whether :meth:`close` closes the context and the browser (not for :meth:`attach`)."""
         self._cdp = context.new_cdp_session(page)
         self._closed = False
         page.on("crash", lambda *_: log.error("the browser page crashed"))
+
+    @classmethod
+    def attach(cls, page: Any, *, frame_format: str = "jpeg") -> BrowserDriver:
+        """A driver over a Playwright ``Page`` someone else owns (pytest-playwright's ``page``, a page
+        of your own script): its steps also appear in that context's Playwright trace. :meth:`close`
+        leaves the page, its context and its browser open."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            context = page.context
+            context.add_init_script(_js("watch.js"))
+            if page.url not in ("", "about:blank"):  # the document already loaded missed the init script
+                page.evaluate(_js("watch.js"))
+            scale = float(page.evaluate("window.devicePixelRatio") or 1.0)
+        except PlaywrightError as exc:
+            raise DriverError(f"cannot drive this page: {exc.message.splitlines()[0]}") from exc
+        return cls(None, context.browser, context, page, scale=scale, frame_format=frame_format, owned=False)
 
     # -- lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -176,6 +218,10 @@ class BrowserDriver:
         if self._closed:
             return
         self._closed = True
+        if not self._owned:  # attached to someone else's page: only our CDP session is ours
+            with contextlib.suppress(Exception):
+                self._cdp.detach()
+            return
         for step in (self._context.close, self._browser.close, _Playwright.release):
             with contextlib.suppress(Exception):
                 step()

@@ -107,7 +107,7 @@ class DesktopDriver:
         display: str,
         *,
         xvfb: VirtualDisplay | None = None,
-        monitor: int = 1,
+        monitor: int | Sequence[int] = 1,
         scale: float = 1.0,
         frame_format: str = "jpeg",
     ) -> None:

@@ -199,10 +199,10 @@ def _run_step(agent: Agent, step: Any, base: Path, values: dict[str, Any]) -> No
         case S.ActStep():
             agent.act(step.act)
         case S.AskStep():
-            a = step.args
-            answer = agent.ask(a.question)
-            if a.save_as:
-                values[a.save_as] = answer
+            q = step.args
+            answer = agent.ask(q.question)
+            if q.save_as:
+                values[q.save_as] = answer
         case S.CheckStep():
             agent.check(step.check, strict=True)
         case _:  # pragma: no cover - the schema admits nothing else

@@ -407,10 +407,14 @@ def _path(parts: list[Any]) -> str:
     return text
 
 
+def _models(*models: type[BaseModel]) -> tuple[type[BaseModel], ...]:
+    return models
+
+
 _KNOWN_KEYS = sorted(
     {
         f
-        for m in (TaskFile, TaskSettings, BrowserOptions, DesktopOptions, *_STEP_MODELS.values())
+        for m in _models(TaskFile, TaskSettings, BrowserOptions, DesktopOptions, *_STEP_MODELS.values())
         for f in m.model_fields
     }
     | {

@@ -125,9 +125,14 @@ class OcrEngine:
         with self._lock:
             res = self._engine(arr, use_det=True, use_cls=False, use_rec=True, return_word_box=True)
         out: list[OcrText] = []
-        if res.boxes is None:
+        boxes, txts, scores = (
+            getattr(res, "boxes", None),
+            getattr(res, "txts", None),
+            getattr(res, "scores", None),
+        )
+        if boxes is None or txts is None or scores is None:
             return out
-        for text, points, score in zip(res.txts, res.boxes, res.scores, strict=False):
+        for text, points, score in zip(txts, boxes, scores, strict=False):
             out.append(OcrText(str(text), _bbox(points), float(score), "line"))
         from rapidocr.main import flatten_word_results
 

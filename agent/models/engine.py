@@ -27,6 +27,7 @@ checks this on the tiny model). Switch it off with ``LocalModel(..., engine=Fals
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -226,7 +227,7 @@ class Engine:
                 _, gh, gw, h, w = grids[k]
                 image_embeds, deep, kept = self.vision.features(
                     prep["digests"][k],
-                    lambda k=k, h=h, w=w: self.inputs.pixels(prep["images"][k], h, w),
+                    functools.partial(self.inputs.pixels, prep["images"][k], h, w),
                     graphs=self.graphs_on,
                 )
                 self.stats["vision_kept" if kept else "vision_runs"] += 1

@@ -110,11 +110,8 @@ class LocalModel:
             from transformers import Qwen3VLForConditionalGeneration
 
             self.processor = load_processor(source)
-            self.model = (
-                Qwen3VLForConditionalGeneration.from_pretrained(source, dtype=torch_dtype)
-                .to(self.device)
-                .eval()
-            )
+            model = Qwen3VLForConditionalGeneration.from_pretrained(source, dtype=torch_dtype)
+            self.model = model.to(self.device).eval()  # type: ignore[arg-type]
         except OSError as exc:
             where = "directory" if os.path.isdir(source) else "hub id"
             raise ModelError(

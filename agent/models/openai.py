@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,7 +283,7 @@ class OpenAIModel:
         self._client.close()
 
 
-def _sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+def _sse(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     for line in lines:
         if not line.startswith("data:"):
             continue

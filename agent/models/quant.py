@@ -20,6 +20,8 @@ def _module() -> Any:
             super().__init__()
             w = linear.weight.detach().float()
             scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+            self.weight_int8: torch.Tensor
+            self.scale: torch.Tensor
             self.register_buffer("weight_int8", torch.round(w / scale[:, None]).to(torch.int8))
             self.register_buffer("scale", scale.to(linear.weight.dtype))
             self.bias = linear.bias

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import ValidationError
 
@@ -84,7 +85,7 @@ def _loads(text: str) -> Any:
 
 def _objects(text: str) -> list[Any]:
     """Every JSON value that starts at a '{' in ``text`` and parses (trailing garbage tolerated)."""
-    out = []
+    out: list[Any] = []
     i = text.find("{")
     tries = 0
     while i != -1 and len(out) < MAX_OBJECTS and tries < 4 * MAX_OBJECTS:
@@ -237,7 +238,7 @@ def parse_grounding(raw: str) -> list[GroundingItem]:
     return out
 
 
-def _numbers(v: Any, n: int) -> bool:
+def _numbers(v: Any, n: int) -> TypeGuard[Sequence[float]]:
     return (
         isinstance(v, list | tuple)
         and len(v) == n

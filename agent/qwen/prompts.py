@@ -57,6 +57,8 @@ class HistoryItem:
 
     @property
     def image(self) -> Image.Image:
+        if self.frame is None:
+            raise ValueError("this history step has no frame (it was sent as text)")
         return self.frame if isinstance(self.frame, Image.Image) else self.frame.image
 
 

@@ -7,6 +7,7 @@ are gone. The database lives in ``<runs>/.pixelpilot/index.sqlite`` and can be d
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -198,7 +199,7 @@ class RunIndex:
             rows = self._select("WHERE id = ?", [run_id])
         return rows[0] if rows else None
 
-    def _select(self, rest: str, args: list[Any]) -> list[dict[str, Any]]:
+    def _select(self, rest: str, args: builtins.list[Any]) -> builtins.list[dict[str, Any]]:
         cur = self._db.execute(f"SELECT {_COLUMNS} FROM runs {rest}", args)
         cols = [c[0] for c in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
