@@ -291,7 +291,7 @@ def run_goal(agent: Agent, goal: str, limits: Limits) -> RunResult:
         try:
             next(gen)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
 
 
 def ground(agent: Agent, screen: Screen, target: str, rec: StepRecord) -> Located:

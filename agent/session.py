@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -354,7 +354,7 @@ class Agent:
         max_steps: int | None = None,
         max_seconds: float | None = None,
         max_model_calls: int | None = None,
-    ):  # type: ignore[no-untyped-def]
+    ) -> Generator[StepRecord, None, RunResult]:
         """The goal loop as a generator of steps; its return value is the RunResult."""
         return loop.iter_goal(
             self, goal, Limits(max_steps or self.settings.max_steps, max_seconds, max_model_calls)

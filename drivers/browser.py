@@ -380,7 +380,7 @@ class BrowserDriver:
             case A.Click() | A.DoubleClick() | A.TripleClick() | A.RightClick() | A.MiddleClick():
                 count = {"double_click": 2, "triple_click": 3}.get(a.action, 1)
                 button = {"right_click": "right", "middle_click": "middle"}.get(a.action, "left")
-                mouse.click(*self._px(a.at), click_count=count, button=button)  # type: ignore[arg-type]
+                mouse.click(*self._px(a.at), click_count=count, button=button)
             case A.MouseMove():
                 mouse.move(*self._px(a.at))
             case A.Drag():

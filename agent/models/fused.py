@@ -119,7 +119,7 @@ def fused_modules(model: Any, backend: str = "inductor") -> Iterator[None]:
         assert unsqueeze_dim == 1
         return f["rotary"](q, k, cos, sin)
 
-    saved = (norm_cls.forward, mlp_cls.forward, mod.apply_rotary_pos_emb)  # type: ignore[attr-defined]
+    saved = (norm_cls.forward, mlp_cls.forward, mod.apply_rotary_pos_emb)
     norm_cls.forward, mlp_cls.forward = norm_forward, mlp_forward
     mod.apply_rotary_pos_emb = rotary  # type: ignore[attr-defined]
     try:

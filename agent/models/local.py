@@ -43,7 +43,7 @@ def load_processor(source: str) -> Any:
         log.info("AutoProcessor failed (%s); using the image-only Qwen3-VL processor", exc)
         from transformers import Qwen3VLProcessor
 
-        class _ImageOnlyProcessor(Qwen3VLProcessor):  # type: ignore[misc]
+        class _ImageOnlyProcessor(Qwen3VLProcessor):
             @classmethod
             def get_attributes(cls) -> list[str]:
                 return ["image_processor", "tokenizer"]
@@ -161,7 +161,7 @@ class LocalModel:
         from pixelpilot.agent.qwen.constrain import tool_call_grammar
         from pixelpilot.tools.spaces import get_space
 
-        return tool_call_grammar(get_space(prompt.space))  # type: ignore[arg-type]
+        return tool_call_grammar(get_space(prompt.space))
 
     def _engine_generate(self, prompt: Prompt, max_new_tokens: int | None) -> Reply:
         assert self.engine is not None

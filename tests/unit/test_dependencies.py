@@ -26,6 +26,7 @@ USED_WITHOUT_IMPORT = {
     "python-multipart": "FastAPI's form and upload parsing (FastAPI imports it)",
     "ruff": "the linter .ci/run runs",
     "mypy": "the type checker .ci/run runs",
+    "types-pyyaml": "PyYAML's type information, for mypy",
     "pytest-xdist": "a pytest plugin (pytest -n)",
     "pytest-playwright": "a pytest plugin (the plugin tests load it into pytester runs)",
 }
