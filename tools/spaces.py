@@ -24,7 +24,7 @@ SpaceName = Literal["computer_use", "mobile_use"]
 
 @cache
 def _schema_text(name: str) -> str:
-    return resources.files("tools").joinpath("schemas", f"{name}.json").read_text("utf-8").strip()
+    return resources.files("pixelpilot.tools").joinpath("schemas", f"{name}.json").read_text("utf-8").strip()
 
 
 def _point(args: dict[str, Any], key: str = "coordinate") -> A.Point:
