@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pixelpilot.drivers.screencast import Screencast
 from pixelpilot.tasks.pytest_plugin import failed, slug
 
 
@@ -76,13 +77,16 @@ def context(
     marker = next(request.node.iter_markers("browser_context_args"), None)
     args.update(marker.kwargs if marker else {})
     scratch = Path(tempfile.mkdtemp(prefix="pixelpilot-artifacts-"))
-    if pytestconfig.getoption("video") != "off":
-        args["record_video_dir"] = str(scratch)
     context = browser.new_context(**args)
+    videos: list[Screencast] = []
+    if (
+        pytestconfig.getoption("video") != "off"
+    ):  # Chromium's screencast: Playwright's recorder needs its ffmpeg
+        context.on("page", lambda page: videos.append(Screencast(page).start()))
     if pytestconfig.getoption("tracing") != "off":
         context.tracing.start(title=slug(request.node.nodeid), screenshots=True, snapshots=True, sources=True)
     yield context
-    _close(context, request.node, pytestconfig, Path(output_path), scratch)
+    _close(context, request.node, pytestconfig, Path(output_path), scratch, videos)
 
 
 @pytest.fixture
@@ -90,7 +94,9 @@ def page(context: Any) -> Any:
     return context.new_page()
 
 
-def _close(context: Any, item: pytest.Item, config: pytest.Config, out: Path, scratch: Path) -> None:
+def _close(
+    context: Any, item: pytest.Item, config: pytest.Config, out: Path, scratch: Path, videos: list[Screencast]
+) -> None:
     """Trace, screenshots and videos of a finished test, kept as pytest-playwright keeps them."""
     test_failed = failed(item)
 
@@ -114,12 +120,12 @@ def _close(context: Any, item: pytest.Item, config: pytest.Config, out: Path, sc
                     full_page=config.getoption("full_page_screenshot"),
                     timeout=5000,
                 )
-        pages = list(context.pages)
+        for video in videos:
+            video.stop()
         context.close()
         if keep("video", "retain-on-failure"):
-            for n, page in enumerate(pages, 1):
-                if page.video is not None:
-                    out.mkdir(parents=True, exist_ok=True)
-                    page.video.save_as(str(out / ("video.webm" if len(pages) == 1 else f"video-{n}.webm")))
+            for n, video in enumerate(videos, 1):
+                out.mkdir(parents=True, exist_ok=True)
+                video.save(out / ("video.webm" if len(videos) == 1 else f"video-{n}.webm"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

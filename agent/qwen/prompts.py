@@ -35,6 +35,7 @@ __all__ = [
     "check_prompt",
     "chat_template",
     "grounding_prompt",
+    "history_start",
     "loop_prompt",
     "reask",
     "render_text",
@@ -198,8 +199,8 @@ def loop_prompt(
             meta={"history_text": len(history), "history_images": 0},
             space=space.name,
         )
-    n = max(profile.history_images, 0)
-    recent = list(history[-n:]) if n else []
+    first = history_start(len(history), profile)
+    recent = list(history[first:])
     while recent and any(h.frame is None for h in recent):  # images only after the last step without one
         recent = recent[1:]
     older = list(history[: len(history) - len(recent)])
@@ -222,6 +223,19 @@ def loop_prompt(
         meta={"history_text": len(older), "history_images": len(recent)},
         space=space.name,
     )
+
+
+def history_start(steps: int, profile: QwenProfile) -> int:
+    """The first of ``steps`` earlier steps replayed as a screenshot turn (those before it are text).
+
+    window: the last ``history_images``. blocks: the smallest multiple of ``history_fold`` that keeps
+    the prompt's screenshots (the current one included) at most ``history_max`` — constant between
+    folds, so that a step only appends to the previous step's prompt."""
+    if profile.history == "window":
+        n = max(profile.history_images, 0)
+        return max(steps - n, 0)
+    over = steps + 1 - profile.history_max
+    return 0 if over <= 0 else -(-over // profile.history_fold) * profile.history_fold
 
 
 def grounding_prompt(target: str, image: Image.Image, *, kind: str = "point") -> Prompt:

@@ -204,7 +204,9 @@ def test_two_screenshots_in_one_prompt_stay_exact(random_model):
     m, eng = random_model, random_model.engine
     space = get_space("computer_use")
     history = [HistoryItem(screen(11), '<tool_call>\n{"name": "computer_use"}\n</tool_call>', "clicked")]
-    prompt = loop_prompt(space, "Open the inbox", history, screen(12), QwenProfile(history_images=1))
+    prompt = loop_prompt(
+        space, "Open the inbox", history, screen(12), QwenProfile(history="window", history_images=1)
+    )
     assert len(prompt.images) == 2
     out = eng.generate(
         prompt.messages, tools=prompt.tools, size=dict(m.profile.image_size), max_new_tokens=16
@@ -217,7 +219,7 @@ def test_a_sliding_history_sends_each_screenshot_through_the_vision_tower_once(r
     slides: their kept vision features are used (exact: they do not depend on the position)."""
     m, eng = random_model, random_model.engine
     space = get_space("computer_use")
-    profile = QwenProfile(history_images=2)
+    profile = QwenProfile(history="window", history_images=2)
     reply = '<tool_call>\n{"name": "computer_use"}\n</tool_call>'
     shots = [screen(30 + k) for k in range(5)]
     eng.reset_stats()

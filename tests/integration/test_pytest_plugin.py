@@ -233,13 +233,21 @@ def test_base_url_tracing_and_channel_without_pytest_playwright(pytester: pytest
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
-        res = pytester.runpytest_subprocess(*NO_PW, "--base-url", base, "--tracing", "retain-on-failure")
+        res = pytester.runpytest_subprocess(
+            *NO_PW, "--base-url", base, "--tracing", "retain-on-failure", "--video", "retain-on-failure"
+        )
         res.assert_outcomes(passed=1, failed=1)
         results = pytester.path / "test-results"
+        failed = slug("test_base_url_tracing_and_channel_without_pytest_playwright.py::test_fails")
         traces = sorted(p.relative_to(results).as_posix() for p in results.rglob("trace.zip"))
-        assert traces == [
-            slug("test_base_url_tracing_and_channel_without_pytest_playwright.py::test_fails") + "/trace.zip"
-        ]
+        assert traces == [failed + "/trace.zip"]
+        videos = sorted(p.relative_to(results).as_posix() for p in results.rglob("*.webm"))
+        assert videos == [failed + "/video.webm"]
+        import cv2
+
+        video = cv2.VideoCapture(str(results / videos[0]))  # a real video of the page, 1280x800
+        ok, frame = video.read()
+        assert ok and frame.shape[:2] == (800, 1280) and video.get(cv2.CAP_PROP_FRAME_COUNT) >= 1
         chan = pytester.runpytest_subprocess(
             *NO_PW, "--base-url", base, "--browser-channel", "msedge", "-k", "relative"
         )

@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from pixelpilot.agent.qwen import HistoryItem, QwenProfile, act_prompt, loop_prompt, render_text
-from pixelpilot.agent.qwen.prompts import Prompt, chat_template
+from pixelpilot.agent.qwen.prompts import Prompt, chat_template, history_start
 from pixelpilot.tools import COMPUTER_USE, MOBILE_USE
 
 HERE = Path(__file__).parent
@@ -89,7 +90,9 @@ def test_goal_loop_history_recent_as_images_older_as_text():
         )
         for i in range(6)
     ]
-    prompt = loop_prompt(COMPUTER_USE, "Log in", history, IMG, QwenProfile(history_images=4))
+    prompt = loop_prompt(
+        COMPUTER_USE, "Log in", history, IMG, QwenProfile(history="window", history_images=4)
+    )
     text = render_text(prompt)
     assert len(prompt.images) == 5  # 4 recent screenshots + the current one
     assert "Previous actions:\nStep 1: click thing 0\nStep 2: click thing 1<|vision_start|>" not in text
@@ -114,7 +117,9 @@ def test_a_history_step_without_a_frame_is_sent_as_text_with_the_steps_before_it
         )
         for i in range(6)
     ]
-    prompt = loop_prompt(COMPUTER_USE, "Log in", history, IMG, QwenProfile(history_images=4))
+    prompt = loop_prompt(
+        COMPUTER_USE, "Log in", history, IMG, QwenProfile(history="window", history_images=4)
+    )
     text = render_text(prompt)
     assert len(prompt.images) == 3  # steps 4 and 5, and the current screen
     assert "Step 4: click thing 3" in text and "Step 5:" not in text  # steps 1-4 as text
@@ -129,3 +134,48 @@ def test_digest_changes_with_content():
         a.digest() != b.digest()
         and a.digest() == act_prompt(COMPUTER_USE, "open the first issue", IMG).digest()
     )
+
+
+def _steps(n: int) -> list[HistoryItem]:
+    return [
+        HistoryItem(
+            Image.new("RGB", (1280, 800), (i, i, i)),
+            f"Action: step {i}\n<tool_call>\n{{}}\n</tool_call>",
+            f'click "thing" {i}',
+        )
+        for i in range(n)
+    ]
+
+
+def test_blocks_history_appends_between_folds_and_folds_four_at_once():
+    """The KV-friendly form: the prompt of step n+1 starts with the whole prompt of step n (less its
+    open assistant turn), except at a fold, when the oldest four screenshots become text at once."""
+    profile = QwenProfile(history="blocks", history_max=8, history_fold=4)
+    assert [history_start(n, profile) for n in range(14)] == [0] * 8 + [4] * 4 + [8] * 2
+    tail = "<|im_start|>assistant\n"
+    prompts = [render_text(loop_prompt(COMPUTER_USE, "Log in", _steps(n), IMG, profile)) for n in range(14)]
+    images = [len(loop_prompt(COMPUTER_USE, "Log in", _steps(n), IMG, profile).images) for n in range(14)]
+    assert images == [1, 2, 3, 4, 5, 6, 7, 8, 5, 6, 7, 8, 5, 6]
+    for n in range(13):
+        appended = prompts[n + 1].startswith(prompts[n].removesuffix(tail))
+        assert appended == (n + 1 not in (8, 12)), n  # only the folds rewrite
+    folded = prompts[8]
+    assert (
+        "Previous actions:\nStep 1: click thing 0\nStep 2: click thing 1\nStep 3: click thing 2\nStep 4: click thing 3"
+        in folded
+    )
+    assert "Step 5:" not in folded and folded.count("<|im_start|>assistant\nAction: step") == 4
+
+
+def test_window_history_rewrites_after_the_system_prompt_every_step():
+    profile = QwenProfile(history="window", history_images=4)
+    a, b = (render_text(loop_prompt(COMPUTER_USE, "Log in", _steps(n), IMG, profile)) for n in (6, 7))
+    shared = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    assert shared < a.index("Instruction: Log in") + 200  # they part right after the instruction
+
+
+def test_a_profile_refuses_a_history_form_it_does_not_know():
+    with pytest.raises(ValueError, match="window' or 'blocks'"):
+        QwenProfile(history="sliding")
+    with pytest.raises(ValueError, match="history_fold < history_max"):
+        QwenProfile(history="blocks", history_max=4, history_fold=4)
