@@ -41,12 +41,58 @@ def screen(k: int, size: tuple[int, int]) -> object:
     return img
 
 
+def hardware(device: str) -> dict[str, float]:
+    """This GPU's measured bf16 matrix rate (FLOP/s) and device-to-device copy rate (bytes/s)."""
+    if device != "cuda":
+        return {"matmul_flops": float("nan"), "copy_bytes": float("nan")}
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    t, n = time.perf_counter(), 20
+    for _ in range(n):
+        a @ b
+    torch.cuda.synchronize()
+    flops = 2 * 8192**3 * n / (time.perf_counter() - t)
+    src = torch.empty(1 << 30, device="cuda", dtype=torch.uint8)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(10):
+        dst.copy_(src)
+    torch.cuda.synchronize()
+    copy = 2 * (1 << 30) * 10 / (time.perf_counter() - t)  # read + write
+    del a, b, src, dst
+    torch.cuda.empty_cache()
+    return {"matmul_flops": flops, "copy_bytes": copy}
+
+
+def limit_ms(row: dict, sizes: dict[str, float], hw: dict[str, float]) -> float:
+    """The hardware limit of a step's work: the matrix FLOPs of its new prompt tokens and new pictures'
+    patches at the measured matrix rate, plus one read of the language model's weights per decode pass
+    at the measured copy rate (attention and everything small ignored: a floor, not an estimate)."""
+    new_tokens = row["tokens_in"] - row["reused"]
+    flops = (
+        2 * sizes["text_params"] * new_tokens
+        + 2 * sizes["vision_params"] * row["vision_runs"] * sizes["patches"]
+    )
+    return 1000 * (flops / hw["matmul_flops"] + row["passes"] * sizes["text_bytes"] / hw["copy_bytes"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="2b")
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--screen", default="1280x800")
-    ap.add_argument("--history-images", type=int, default=4)
+    ap.add_argument("--history", default="window,blocks", help="history forms to run, comma-separated")
+    ap.add_argument(
+        "--tokenizer",
+        choices=["qwen", "bytes"],
+        default="qwen",
+        help="Qwen's real BPE, or one token per byte",
+    )
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
@@ -64,41 +110,56 @@ def main(argv: list[str] | None = None) -> int:
 
     from tests.support.tiny_qwen import build_tokenizer, write_processor_files
 
+    hw = hardware(args.device)
     folder = Path(tempfile.mkdtemp(prefix="pp-loop-"))  # the random model saved as a checkpoint
     model = sl.build(args.size)
+    sizes = {
+        "text_params": float(sum(p.numel() for p in model.model.language_model.parameters())),
+        "vision_params": float(sum(p.numel() for p in model.model.visual.parameters())),
+        "patches": (h // 16) * (w // 16),
+    }
+    sizes["text_bytes"] = 2 * sizes["text_params"]
     model.save_pretrained(folder)
     del model
     if args.device == "cuda":
         torch.cuda.empty_cache()
-    build_tokenizer(folder, [])
+    if args.tokenizer == "qwen":
+        from tests.support.qwen_tokenizer import build_qwen_tokenizer
+
+        build_qwen_tokenizer(folder)
+    else:
+        build_tokenizer(folder, [])
     write_processor_files(folder)
+    forms = [f.strip() for f in args.history.split(",") if f.strip()]
     t = time.perf_counter()
     lm = LocalModel(
         str(folder),
         device=args.device,
         allow_cpu=True,
         engine=True,  # on the CPU too (a smoke run of this script)
-        profile=QwenProfile(history_images=args.history_images),
+        profile=QwenProfile(history=forms[0]),
     )
     load_s = time.perf_counter() - t
     model, eng = lm.model, lm.engine
     assert eng is not None, "the engine is off (no CUDA?)"
     space = get_space("computer_use")
-    history: list = []
-    rows = []
     goal = "Open the settings page, turn on dark mode and save"
-    for k in range(args.steps):
-        img = screen(k, (w, h))
-        prompt = loop_prompt(space, goal, history, img, lm.profile)
-        captured, runs, kept = len(eng.captures), eng.stats["vision_runs"], eng.stats["vision_kept"]
-        t = time.perf_counter()
-        reply = lm.generate(prompt)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        ms = (time.perf_counter() - t) * 1000
-        action, _ = reply_to_action(parse_reply(reply.text), space, (w, h), divisor=space.grid)
-        rows.append(
-            {
+    results: dict[str, dict] = {}
+    for f, form in enumerate(forms):
+        lm.profile = QwenProfile(history=form)
+        history: list = []
+        rows = []
+        for k in range(args.steps):
+            img = screen(1000 * f + k, (w, h))  # new pictures for each form: no features kept across forms
+            prompt = loop_prompt(space, goal, history, img, lm.profile)
+            captured, runs, kept = len(eng.captures), eng.stats["vision_runs"], eng.stats["vision_kept"]
+            t = time.perf_counter()
+            reply = lm.generate(prompt)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            ms = (time.perf_counter() - t) * 1000
+            action, _ = reply_to_action(parse_reply(reply.text), space, (w, h), divisor=space.grid)
+            row = {
                 "step": k + 1,
                 "images": len(prompt.images),
                 "tokens_in": reply.tokens_in,
@@ -112,23 +173,44 @@ def main(argv: list[str] | None = None) -> int:
                 "vision_kept": eng.stats["vision_kept"] - kept,
                 "action": action.action,
             }
-        )
-        print(json.dumps(rows[-1]), flush=True)
-        history.append(HistoryItem(img, reply.text, f"did {action.action}"))
-    # the last prompt once more from an empty cache, against the model's own forward
-    prep = eng.inputs.prepare(prompt.messages, prompt.tools, dict(lm.profile.image_size))
-    cos, same, _ = sl.prefill_vs_forward(eng, model, prep, lm.inputs(prompt), fresh=True)
-    eng._held = []
+            row["limit_ms"] = round(limit_ms(row, sizes, hw), 2)
+            rows.append(row)
+            print(form, json.dumps(row), flush=True)
+            history.append(HistoryItem(img, reply.text, f"did {action.action}"))
+        prep = eng.inputs.prepare(prompt.messages, prompt.tools, dict(lm.profile.image_size))
+        cos, same, _ = sl.prefill_vs_forward(eng, model, prep, lm.inputs(prompt), fresh=True)
+        eng._held = []
+
+        def around(n: int, rows: list = rows) -> float | None:
+            """Median step time over the 5 steps ending at step n (folds and captures included)."""
+            window = [r["step_ms"] for r in rows if n - 4 <= r["step"] <= n]
+            return round(statistics.median(window), 1) if window else None
+
+        def limit_around(n: int, rows: list = rows) -> float | None:
+            window = [r["limit_ms"] for r in rows if n - 4 <= r["step"] <= n]
+            return round(statistics.median(window), 2) if window else None
+
+        at = [n for n in (1, 5, 20, 50) if n <= args.steps]
+        results[form] = {
+            "step_ms": {n: rows[n - 1]["step_ms"] for n in at},
+            "step_ms_median_of_5_ending_at": {n: around(n) for n in at if n >= 5},
+            "limit_ms_median_of_5_ending_at": {n: limit_around(n) for n in at if n >= 5},
+            "limit_ms_step_1": rows[0]["limit_ms"],
+            "last_prompt_logits_cos": round(cos, 5),
+            "last_prompt_top1_same": same,
+            "steps": rows,
+        }
     summary = {
         "device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu",
         "size": args.size,
         "screen": args.screen,
+        "tokenizer": args.tokenizer,
         "command": "python benchmarks/engine_loop.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "step_ms_median_after_first": statistics.median(r["step_ms"] for r in rows[1:])
-        if len(rows) > 1
-        else None,
-        "last_prompt_logits_cos": round(cos, 5),
-        "last_prompt_top1_same": same,
+        "hardware": {
+            "bf16_matmul_tflops": round(hw["matmul_flops"] / 1e12, 1),
+            "copy_gb_s": round(hw["copy_bytes"] / 1e9, 1),
+        },
+        "model_sizes": sizes,
         "prefill_graphs": eng.prefill_graphs,
         "vision_graphs": eng.vision.graphs_on,
         "graph_error": eng.graph_error,
@@ -137,19 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(summary), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"engine_loop_{args.size}.json").write_text(
-        json.dumps({"summary": summary, "steps": rows}, indent=1)
+    (args.out / f"engine_loop_{args.size}_{args.tokenizer}.json").write_text(
+        json.dumps({"summary": summary, "forms": results}, indent=1)
     )
-    print(
-        "\n| step | images | tokens in | reused | out | passes | step ms | host ms | graphs captured "
-        "| vision tower runs (kept features used) | action |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    print(f"\n{args.size}, {args.tokenizer} tokenizer, {summary['device']}")
+    print("| history | step 1 ms | step 5 | step 20 | step 50 | limit at step 20 | logits cos |")
+    print("|---|---|---|---|---|---|---|")
+    for form, r in results.items():
+        med = r["step_ms_median_of_5_ending_at"]
         print(
-            f"| {r['step']} | {r['images']} | {r['tokens_in']} | {r['reused']} | {r['tokens_out']} | {r['passes']} | "
-            f"{r['step_ms']} | {r['host_before_gpu_ms']} | {r['graphs_captured']} | {r['vision_runs']} ({r['vision_kept']}) "
-            f"| {r['action']} |"
+            f"| {form} | {r['step_ms'].get(1)} | {med.get(5)} | {med.get(20)} | {med.get(50)} | "
+            f"{r['limit_ms_median_of_5_ending_at'].get(20)} | {r['last_prompt_logits_cos']} |"
         )
     return 0
 
