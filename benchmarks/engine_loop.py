@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.append(str(HERE.parent))  # for tests.support; an installed pixelpilot comes first
 sys.path.insert(0, str(HERE))
 
 

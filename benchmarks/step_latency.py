@@ -61,7 +61,7 @@ def build(size: str) -> torch.nn.Module:
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     if size == "tiny":  # a CPU smoke run of this script: the tests' tiny architecture
-        sys.path.insert(0, str(HERE.parent))
+        sys.path.append(str(HERE.parent))
         from tests.support.tiny_qwen import config
 
         cfg = config(tied=True)
@@ -145,7 +145,7 @@ def offline_processor(device: str):  # type: ignore[no-untyped-def]
     per character of ordinary text, so a tool call is ~90 tokens where Qwen's tokenizer makes ~40)."""
     import tempfile
 
-    sys.path.insert(0, str(HERE.parent))
+    sys.path.append(str(HERE.parent))
     from pixelpilot.agent.models.local import load_processor
     from tests.support.tiny_qwen import build_tokenizer, write_processor_files
 
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
 
     DEVICE = args.device
     FUSE[0] = args.fuse
-    sys.path.insert(0, str(HERE.parent))
+    sys.path.append(str(HERE.parent))
     device = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
     screens = [tuple(int(v) for v in sc.lower().split("x")) for sc in args.screens]
     processor = offline_processor(DEVICE)
