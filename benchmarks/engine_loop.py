@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - t
     model, eng = lm.model, lm.engine
     assert eng is not None, "the engine is off (no CUDA?)"
+    eng.profiling = True  # a sync after the prefill: its time and the decode's, apart
     space = get_space("computer_use")
     goal = "Open the settings page, turn on dark mode and save"
     results: dict[str, dict] = {}
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 "passes": reply.extra["engine"]["passes"],
                 "step_ms": round(ms, 1),
                 "host_before_gpu_ms": round(reply.timings["preprocess"], 2),
+                "prefill_ms": round(reply.timings["prefill"], 1),
+                "decode_ms": round(reply.timings["decode"], 1),
                 "graphs_captured": len(eng.captures) - captured,
                 "vision_runs": eng.stats["vision_runs"] - runs,
                 "vision_kept": eng.stats["vision_kept"] - kept,
@@ -205,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "size": args.size,
         "screen": args.screen,
         "tokenizer": args.tokenizer,
+        "attention": os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped"),
         "command": "python benchmarks/engine_loop.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "hardware": {
             "bf16_matmul_tflops": round(hw["matmul_flops"] / 1e12, 1),
@@ -219,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(summary), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"engine_loop_{args.size}_{args.tokenizer}.json").write_text(
+    tag = "" if summary["attention"] == "grouped" else f"_{summary['attention']}"
+    (args.out / f"engine_loop_{args.size}_{args.tokenizer}{tag}.json").write_text(
         json.dumps({"summary": summary, "forms": results}, indent=1)
     )
     print(f"\n{args.size}, {args.tokenizer} tokenizer, {summary['device']}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,15 +300,27 @@ class Engine:
         if s["at"].shape[0]:
             embeds = embeds.index_copy(1, s["at"], s["image"][None].to(embeds.dtype))
             kwargs = {"visual_pos_masks": s["at"], "deepstack_visual_embeds": s["deep"]}
-        out = self.lm(
-            inputs_embeds=embeds,
-            position_ids=s["pos"][:, None, :],
-            attention_mask=mask,
-            past_key_values=self.kv,
-            use_cache=True,
-            **kwargs,
-        )
+        with self._attention():
+            out = self.lm(
+                inputs_embeds=embeds,
+                position_ids=s["pos"][:, None, :],
+                attention_mask=mask,
+                past_key_values=self.kv,
+                use_cache=True,
+                **kwargs,
+            )
         return self.head(out.last_hidden_state[0].index_select(0, s["last"])).float()
+
+    def _attention(self) -> Any:
+        """Grouped-query attention that reads each key/value head once (``attention.py``), unless
+        ``PIXELPILOT_ENGINE_ATTENTION=sdpa`` asks for transformers' own."""
+        import contextlib
+
+        if os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped") == "sdpa":
+            return contextlib.nullcontext()
+        from pixelpilot.agent.models.attention import grouped_attention
+
+        return grouped_attention(self.lm.config)
 
     def _fused(self) -> Any:
         """Only for what the graphs capture: in the eager prefill, each compiled call's guard checks
@@ -409,13 +422,14 @@ class Engine:
         self.kv.view = s["view"]
         mask = (s["cols"][None, :] <= where[:, None])[None, None]
         p = (s["pos"] + s["offs"])[None, None, :].expand(3, 1, size)
-        out = self.lm(
-            inputs_embeds=self.lm.embed_tokens(s["ids"][None]),
-            position_ids=p,
-            attention_mask=mask,
-            past_key_values=self.kv,
-            use_cache=True,
-        )
+        with self._attention():
+            out = self.lm(
+                inputs_embeds=self.lm.embed_tokens(s["ids"][None]),
+                position_ids=p,
+                attention_mask=mask,
+                past_key_values=self.kv,
+                use_cache=True,
+            )
         return self.head(out.last_hidden_state[0]).float()
 
     def _capture(self, key: tuple[Any, ...], slot: dict[str, Any], run: Any) -> bool:

@@ -179,6 +179,8 @@ class LocalModel:
             tokens_out=len(out.tokens),
             timings={
                 "preprocess": out.timings["preprocess"],
+                "prefill": out.timings["prefill"],
+                "decode": out.timings["decode"],
                 "generate": out.timings["prefill"] + out.timings["decode"],
                 "total": out.timings["total"],
             },

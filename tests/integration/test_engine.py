@@ -257,3 +257,30 @@ def test_a_screenshot_is_named_by_its_encoded_bytes_and_a_changed_copy_is_not(ra
         eng.inputs._digest(a.copy(), "r"),
     )
     assert eng.inputs._digest(a.copy(), "r") == eng.inputs._digest(screen(40), "r")  # pixels, same picture
+
+
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "q"), [(16, 8, 1), (32, 8, 1), (32, 8, 16), (32, 8, 128), (4, 4, 8)]
+)
+def test_grouped_attention_equals_sdpa_with_repeated_heads(heads, kv_heads, q):
+    """The engine's attention reads each key/value head once; it must give what transformers' sdpa
+    path gives after copying them per query head."""
+    import torch
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    from pixelpilot.agent.models.attention import grouped_sdpa
+
+    torch.manual_seed(0)
+    length, d = 300, 16
+    query = torch.randn(1, heads, q, d)
+    key, value = torch.randn(1, kv_heads, length, d), torch.randn(1, kv_heads, length, d)
+    start = length - q - 7  # a causal mask over a cache bucket, with unused positions past the end
+    where = start + torch.arange(q)
+    mask = (torch.arange(length)[None, :] <= where[:, None])[None, None]
+    got, _ = grouped_sdpa(None, query, key, value, mask, scaling=0.25)
+    g = heads // kv_heads
+    want = torch.nn.functional.scaled_dot_product_attention(
+        query, repeat_kv(key, g), repeat_kv(value, g), attn_mask=mask, scale=0.25
+    ).transpose(1, 2)
+    assert got.shape == (1, q, heads, d)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,80 @@
+"""Grouped-query attention without copying keys and values per query head, for the engine's passes.
+
+Qwen3-VL's text model has fewer key/value heads than query heads (2B: 16 query, 8 key/value; 4B: 32 and
+8). transformers' sdpa path, given an attention mask (the engine always gives one: it attends over a
+bucket of a static cache), copies every key and value head once per query head sharing it
+(``repeat_kv``) in every layer of every pass: over a long cache that copy, and reading it back, is
+most of a decode pass. Here the query heads that share a key/value head are laid along the query axis
+instead, so one ``scaled_dot_product_attention`` call reads each key and value once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["NAME", "grouped_attention", "grouped_sdpa"]
+
+NAME = "pixelpilot_grouped_sdpa"
+
+
+def grouped_sdpa(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[Any, None]:
+    """transformers' attention-function signature: query (b, h, q, d), key/value (b, hk, L, d);
+    returns (b, q, h, d)."""
+    import torch
+
+    b, h, q, d = query.shape
+    hk, length = key.shape[1], key.shape[2]
+    g = h // hk
+    # query head j*g + i uses key/value head j (repeat_kv's order): group i-major along the query axis
+    grouped = query.reshape(b, hk, g * q, d)
+    mask = attention_mask
+    if mask is not None:
+        mask = mask[..., :length]
+        if mask.shape[1] != 1:
+            raise ValueError("grouped attention takes a mask shared by every head")
+        mask = mask.expand(mask.shape[0], 1, q, length).repeat(1, 1, g, 1)
+    causal = bool(is_causal if is_causal is not None else False) and mask is None and q > 1
+    if causal and g > 1:
+        raise ValueError("grouped attention needs an explicit mask for a causal prefill")
+    out = torch.nn.functional.scaled_dot_product_attention(
+        grouped, key, value, attn_mask=mask, dropout_p=0.0, scale=scaling, is_causal=causal
+    )
+    return out.reshape(b, h, q, d).transpose(1, 2).contiguous(), None
+
+
+_registered = False
+
+
+@contextlib.contextmanager
+def grouped_attention(text_config: Any) -> Iterator[None]:
+    """While active, the text model (whose config is ``text_config``) attends with :func:`grouped_sdpa`."""
+    global _registered
+    if getattr(text_config, "num_key_value_heads", None) in (
+        None,
+        getattr(text_config, "num_attention_heads", None),
+    ):
+        yield  # not grouped: nothing to gain
+        return
+    if not _registered:
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(NAME, grouped_sdpa)
+        _registered = True
+    saved = text_config._attn_implementation
+    text_config._attn_implementation = NAME
+    try:
+        yield
+    finally:
+        text_config._attn_implementation = saved
