@@ -48,10 +48,24 @@ def grouped_sdpa(
     causal = bool(is_causal if is_causal is not None else False) and mask is None and q > 1
     if causal and g > 1:
         raise ValueError("grouped attention needs an explicit mask for a causal prefill")
-    out = torch.nn.functional.scaled_dot_product_attention(
-        grouped, key, value, attn_mask=mask, dropout_p=0.0, scale=scaling, is_causal=causal
-    )
+    scale = scaling if scaling is not None else d**-0.5
+    if g * q <= DECODE_ROWS:
+        # a decode pass (or a short jump-forward run): a few query rows over a long cache. The fused
+        # kernels parallelise over heads and query blocks — here 8 heads, 1 block: a few of the
+        # GPU's multiprocessors busy. Two matrix products parallelise over the cache's length.
+        scores = torch.matmul(grouped, key.transpose(-1, -2)).float() * scale
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        out = torch.matmul(scores.softmax(dim=-1).to(value.dtype), value)
+    else:
+        out = torch.nn.functional.scaled_dot_product_attention(
+            grouped, key, value, attn_mask=mask, dropout_p=0.0, scale=scale, is_causal=causal
+        )
     return out.reshape(b, h, q, d).transpose(1, 2).contiguous(), None
+
+
+DECODE_ROWS = 256
+"""Query rows (query heads per key/value head × query length) up to which the two-product form is used."""
 
 
 _registered = False
