@@ -369,7 +369,7 @@ def _run_size(
         text = tok.decode(o.tokens, skip_special_tokens=True)
         want = tok.decode(script, skip_special_tokens=True)
         row(
-            "engine" + (" (int8)" if "int8" in paths else "") + ("" if engine.fuse else " (unfused)"),
+            "engine" + ("" if engine.fuse else " (unfused)"),
             statistics.median(pre),
             step,
             statistics.median(per_pass),
@@ -404,7 +404,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paths", nargs="+", default=["plain", "static", "engine"])
     ap.add_argument("--thoughts", action="store_true", help="also the reply with a thought line first")
     ap.add_argument("--thought-paths", nargs="+", default=["plain", "engine"])
-    ap.add_argument("--int8", action="store_true", help="then the engine with int8 weights (first screen)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--fuse", default=None, help="engine's fused kernels: liger, inductor, 0 (default: best)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
@@ -435,16 +434,6 @@ def main(argv: list[str] | None = None) -> int:
             rows += run_size(size, args.reps, sc, False, args.paths, model, processor)  # type: ignore[arg-type]
             if args.thoughts:
                 rows += run_size(size, args.reps, sc, True, args.thought_paths, model, processor)  # type: ignore[arg-type]
-        if args.int8:
-            from pixelpilot.agent.models.quant import quantize_int8
-
-            quantize_int8(model)
-            WEIGHTS[0] = (
-                sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**30
-            )
-            if DEVICE == "cuda":
-                torch.cuda.empty_cache()
-            rows += run_size(size, args.reps, screens[0], False, ["engine", "int8"], model, processor)  # type: ignore[arg-type]
         del model
         if DEVICE == "cuda":
             torch.cuda.empty_cache()

@@ -302,7 +302,6 @@ class LocalModelSpec(_Strict):
         description="the fast engine (default: on with CUDA; false to debug with plain generate)",
     )
     constrain: bool = Field(default=True, description="tool calls follow the action grammar (needs xgrammar)")
-    quantize: Literal["int8"] | None = Field(default=None, description="int8: weight-only, less GPU memory")
 
 
 def _model_kind(value: Any) -> str:
@@ -327,7 +326,7 @@ class TaskFile(_Strict):
     model: str | ModelSpec | None = Field(
         default=None,
         description="qwen3-vl-2b|4b|8b[-thinking], a hub id, a local directory, openai:<base_url>, "
-        "{openai: url, name: model}, or {local: name, engine: bool, constrain: bool, quantize: int8}",
+        "{openai: url, name: model}, or {local: name, engine: bool, constrain: bool}",
     )
     settings: TaskSettings = TaskSettings()
     cache: bool = Field(

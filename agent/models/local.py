@@ -73,11 +73,10 @@ class LocalModel:
         allow_cpu: bool = False,
         engine: bool | None = None,
         constrain: bool = True,
-        quantize: str | None = None,
     ) -> None:
         """``engine``: the fast path (``agent.models.engine``); default on with CUDA unless
         ``PIXELPILOT_ENGINE=0``. ``constrain``: with the engine, tool-call replies follow the action
-        grammar (needs ``xgrammar``). ``quantize="int8"``: weight-only int8 linear layers (CUDA)."""
+        grammar (needs ``xgrammar``)."""
         try:
             import torch
             import transformers  # noqa: F401
@@ -120,12 +119,6 @@ class LocalModel:
                 "and pass its directory as the model"
             ) from None
         self._torch = torch
-        if quantize is not None:
-            from pixelpilot.agent.models.quant import quantize_int8
-
-            if quantize != "int8":
-                raise ModelError(f"quantize: {quantize!r} is not supported (int8 is)")
-            quantize_int8(self.model)
         if engine is None:
             engine = self.device.startswith("cuda") and os.environ.get("PIXELPILOT_ENGINE", "1") != "0"
         self.constrain = constrain
