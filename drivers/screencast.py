@@ -67,9 +67,11 @@ class Screencast:
         if not frames:
             return None
         first = cv2.imdecode(np.frombuffer(frames[0][1], np.uint8), cv2.IMREAD_COLOR)
+        if first is None:
+            return None
         h, w = first.shape[:2]
         out = Path(path)
-        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"VP80"), FPS, (w, h))
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"VP80"), FPS, (w, h))
         try:
             for (t, data), nxt in zip(frames, [*frames[1:], (frames[-1][0] + 1 / FPS, b"")], strict=True):
                 image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
