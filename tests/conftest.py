@@ -137,7 +137,7 @@ def vllm_server(tiny_scripted_dir, tmp_path_factory) -> Iterator[str]:
         "--distributed-executor-backend",
         "uni",
         "--limit-mm-per-prompt",
-        '{"image": 5, "video": 0}',
+        '{"image": 8, "video": 0}',  # the goal loop's blocks history: up to 8
         "--mm-processor-kwargs",
         '{"size": {"shortest_edge": 65536, "longest_edge": 1310720}}',
         "--enable-auto-tool-choice",

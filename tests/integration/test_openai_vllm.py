@@ -81,9 +81,9 @@ def test_raw_text_replies_and_streaming_deltas_merge(vllm_server):
 
 def test_server_errors_are_clear(vllm_server):
     model = OpenAIModel(vllm_server)
-    six = [{"type": "image", "image": IMG}] * 6 + [{"type": "text", "text": "hi"}]
-    with pytest.raises(ModelError, match=r"refused the request \(400\): At most 5 image\(s\)"):
-        model.generate(Prompt("x", [{"role": "user", "content": six}]))
+    nine = [{"type": "image", "image": IMG}] * 9 + [{"type": "text", "text": "hi"}]
+    with pytest.raises(ModelError, match=r"refused the request \(400\): At most 8 image\(s\)"):
+        model.generate(Prompt("x", [{"role": "user", "content": nine}]))
     long = [{"type": "text", "text": "x " * 20000}]
     with pytest.raises(ModelError, match=r"\(400\): .*maximum context length is 16384 tokens"):
         model.generate(Prompt("x", [{"role": "user", "content": long}]))
@@ -140,3 +140,47 @@ def test_cli_task_with_an_openai_model(vllm_server, chromium, tmp_path):
     run_dir = next((tmp_path / "runs").iterdir())
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["model"].endswith("#tiny-qwen3vl") and meta["model_calls"] == 1
+
+
+def _prefix_cache(base_url: str) -> tuple[float, float]:
+    """vLLM's prefix-cache counters (tokens looked up, tokens found) from its metrics endpoint."""
+    text = httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=30).text
+    total = {"vllm:prefix_cache_queries_total": 0.0, "vllm:prefix_cache_hits_total": 0.0}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in total:
+            total[name] += float(line.rsplit(" ", 1)[1])
+    return total["vllm:prefix_cache_queries_total"], total["vllm:prefix_cache_hits_total"]
+
+
+def test_consecutive_loop_steps_hit_vllms_prefix_cache_with_the_blocks_history(vllm_server):
+    """With the blocks history a step's prompt extends the previous one, so vLLM finds all of it in its
+    prefix cache; with the sliding window only what precedes the first screenshot is found again."""
+    from pixelpilot.agent.qwen.prompts import HistoryItem
+
+    model = OpenAIModel(vllm_server)
+    found: dict[str, list[tuple[int, int, int]]] = {}
+    for form, profile in (
+        ("window", QwenProfile(history="window", history_images=2)),
+        ("blocks", QwenProfile(history="blocks", history_max=6, history_fold=3)),
+    ):
+        history: list[HistoryItem] = []
+        rows = []
+        for k in range(6):
+            shade = 40 * k + (7 if form == "blocks" else 0)  # new pictures for each form
+            picture = Image.new("RGB", (640, 400), (shade, 255 - shade, 128))
+            prompt = loop_prompt(COMPUTER_USE, "Sign in", history, picture, profile)
+            before = _prefix_cache(vllm_server)
+            reply = model.generate(prompt)
+            after = _prefix_cache(vllm_server)
+            rows.append((int(after[0] - before[0]), int(after[1] - before[1]), len(prompt.images)))
+            history.append(HistoryItem(picture, reply.text, "clicked Sign in"))
+        found[form] = rows
+    blocks, window = found["blocks"], found["window"]
+    for k in (1, 2, 4):  # steps that only append: everything of the previous prompt is found again
+        queried, hit, _ = blocks[k]
+        previous = blocks[k - 1][0]
+        assert hit >= previous - 64, (k, blocks)  # vLLM caches whole blocks of 16 tokens
+    for k in (3, 4, 5):  # the window slid: the screenshots after the system prompt are new again
+        queried, hit, _ = window[k]
+        assert hit < window[k - 1][0] - 250, (k, window)  # a 640x400 screenshot is 250 image tokens
