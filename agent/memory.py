@@ -41,6 +41,8 @@ class StepRecord(BaseModel):
     """For a model's typing on a driver that can tell (the browser): the field with keyboard focus
     when it typed — role, name, box and a digest of the value it held. A cached re-run checks it
     instead of taking a frame."""
+    navigation: dict[str, Any] | None = None
+    """When the step's action navigated the page: the new URL, the HTTP status, an error."""
     effect: str | None = None
     """changed, none (no visible effect), unknown, or deferred (an action from the cache: the next
     step waits for the screen to settle, when it does not already match)."""

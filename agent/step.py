@@ -238,9 +238,16 @@ class StepPipeline:
                 kwargs["quiet_ms"] = quiet_ms
             facts = agent.driver.settle(**kwargs)
             rec.effect = "changed" if facts.get("changed") else "none"
+            nav = facts.get("navigated")
         else:
-            rec.effect = "unknown"
+            rec.effect, nav = "unknown", None
         rec.timings["settle"] = rec.timings.get("settle", 0) + _ms(t, agent.clock())
+        if nav:
+            rec.navigation = nav
+            if nav.get("error"):
+                raise StepFailed(f"the {rec.kind} started a navigation to {nav['url']} that failed: {nav['error']}")
+            if nav.get("status") is not None and nav["status"] >= 400:
+                raise StepFailed(f"the {rec.kind} opened {nav['url']}, which answered HTTP {nav['status']}")
 
     def catch_up(self, rec: StepRecord | None) -> None:
         """Settle after an earlier action from the cache."""

@@ -149,7 +149,39 @@ class BrowserDriver:
         """Whether :meth:`close` closes the context and the browser (not for :meth:`attach`)."""
         self._cdp = context.new_cdp_session(page)
         self._closed = False
+        self._nav: dict[str, Any] | None = None
+        """The main frame's navigation an action started: url, status, error, committed."""
         page.on("crash", lambda *_: log.error("the browser page crashed"))
+        page.on("request", self._on_request)
+        page.on("response", self._on_response)
+        page.on("requestfailed", self._on_request_failed)
+        page.on("framenavigated", self._on_navigated)
+
+    # -- navigation started by an action -----------------------------------------------------------
+    def _main(self, frame: Any) -> bool:
+        try:
+            return bool(frame == self.page.main_frame)
+        except Exception:  # noqa: BLE001 - a closing page has no main frame to compare with
+            return False
+
+    def _on_request(self, request: Any) -> None:
+        if self._nav is not None and request.is_navigation_request() and self._main(request.frame):
+            self._nav.update(url=request.url, requested=True, status=None, error=None, committed=False)
+
+    def _on_response(self, response: Any) -> None:
+        request = response.request
+        if self._nav is not None and request.is_navigation_request() and self._main(request.frame):
+            self._nav.update(url=response.url, status=response.status)
+
+    def _on_request_failed(self, request: Any) -> None:
+        if self._nav is not None and request.is_navigation_request() and self._main(request.frame):
+            self._nav.update(url=request.url, error=request.failure or "the request failed")
+
+    def _on_navigated(self, frame: Any) -> None:
+        if self._nav is not None and self._main(frame):
+            if not self._nav.get("error"):  # a failed one commits Chromium's error page: keep its URL
+                self._nav["url"] = frame.url
+            self._nav["committed"] = True
 
     @classmethod
     def attach(cls, page: Any, *, frame_format: str = "jpeg") -> BrowserDriver:
@@ -368,6 +400,7 @@ class BrowserDriver:
         )
 
     def perform(self, action: A.Action) -> None:
+        self._nav = {}  # watch for a navigation this action starts (settle waits for it)
         with self._boundary(f"perform {action.action}"):
             self._perform(action)
 
@@ -418,6 +451,29 @@ class BrowserDriver:
             case _:
                 raise DriverError(f"the browser driver cannot perform {a.action!r} ({a})")
 
-    def settle(self, *, timeout: float = 3.0, quiet_ms: float = 30) -> dict[str, Any]:
+    def settle(self, *, timeout: float = 3.0, quiet_ms: float = 30, nav_timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until the page is still. When the last action started a navigation of the main frame
+        (a link, a form's POST and redirect, a reload, a same-document URL change), wait for the new
+        document to load and settle on it: ``navigated`` says where it went and how (status, error),
+        and ``changed`` is true — the action had its effect and is never repeated."""
         with self._boundary("wait for the page to settle"):
-            return dict(self._evaluate(_js("settle.js"), {"quiet": quiet_ms, "timeout": timeout * 1000}))
+            facts = dict(self._evaluate(_js("settle.js"), {"quiet": quiet_ms, "timeout": timeout * 1000}))
+            nav, self._nav = self._nav, None
+            if nav and nav.get("requested") and not nav.get("committed") and not nav.get("error"):
+                with contextlib.suppress(Exception):  # a timeout here is reported below as no load
+                    self.page.wait_for_event(
+                        "framenavigated", predicate=self._main, timeout=nav_timeout * 1000
+                    )
+                nav["committed"] = True
+            if nav and (nav.get("committed") or nav.get("error")):
+                if not nav.get("error"):
+                    self.page.wait_for_load_state("load", timeout=nav_timeout * 1000)
+                    again = self._evaluate(_js("settle.js"), {"quiet": quiet_ms, "timeout": timeout * 1000})
+                    facts["waited_ms"] = facts.get("waited_ms", 0) + again.get("waited_ms", 0)
+                facts["changed"] = True
+                facts["navigated"] = {
+                    "url": nav.get("url") or self.page.url,
+                    "status": nav.get("status"),
+                    "error": nav.get("error"),
+                }
+            return facts
