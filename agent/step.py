@@ -245,7 +245,9 @@ class StepPipeline:
         if nav:
             rec.navigation = nav
             if nav.get("error"):
-                raise StepFailed(f"the {rec.kind} started a navigation to {nav['url']} that failed: {nav['error']}")
+                raise StepFailed(
+                    f"the {rec.kind} started a navigation to {nav['url']} that failed: {nav['error']}"
+                )
             if nav.get("status") is not None and nav["status"] >= 400:
                 raise StepFailed(f"the {rec.kind} opened {nav['url']}, which answered HTTP {nav['status']}")
 

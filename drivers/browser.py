@@ -451,7 +451,9 @@ class BrowserDriver:
             case _:
                 raise DriverError(f"the browser driver cannot perform {a.action!r} ({a})")
 
-    def settle(self, *, timeout: float = 3.0, quiet_ms: float = 30, nav_timeout: float = 30.0) -> dict[str, Any]:
+    def settle(
+        self, *, timeout: float = 3.0, quiet_ms: float = 30, nav_timeout: float = 30.0
+    ) -> dict[str, Any]:
         """Wait until the page is still. When the last action started a navigation of the main frame
         (a link, a form's POST and redirect, a reload, a same-document URL change), wait for the new
         document to load and settle on it: ``navigated`` says where it went and how (status, error),

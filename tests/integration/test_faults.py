@@ -27,6 +27,7 @@ import pytest
 from pixelpilot.agent import read_run
 
 from ..conftest import EXAMPLES, ROOT
+from .test_cli_runs import cli
 
 pytestmark = [pytest.mark.faults, pytest.mark.browser]
 
@@ -103,17 +104,6 @@ def start(args: list[str], mark: str, **kw) -> subprocess.Popen[str]:  # type: i
         text=True,
         env={**os.environ, "PIXELPILOT_TEST_MARK": mark, "COLUMNS": "200", **kw.pop("env", {})},
         **kw,
-    )
-
-
-def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pixelpilot.tasks.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 
 

@@ -13,7 +13,7 @@ import base64
 import importlib.metadata as md
 from pathlib import Path
 
-from tests.support.tiny_qwen import ADDED, FIRST_ADDED, PAT
+from tests.support.tiny_qwen import ADDED, FIRST_ADDED, PAT, _byte_chars
 
 __all__ = ["build_qwen_tokenizer", "qwen_ranks_path"]
 
@@ -41,30 +41,13 @@ def _ranks(path: Path) -> dict[bytes, int]:
     return ranks
 
 
-def _byte_encoder() -> dict[int, str]:
-    """GPT-2's byte → printable character table (what ByteLevel pre-tokenization produces)."""
-    keep = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars = keep[:]
-    n = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(keep, chars, strict=True)}
-
-
 def _vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The BPE's vocab and merges from tiktoken ranks: a token of rank r is the merge of the split of it
     whose halves are both tokens, taken in the order of the ranks (as tiktoken applies them)."""
-    enc = _byte_encoder()
+    by_byte, _ = _byte_chars()  # GPT-2's byte -> printable character table, as ByteLevel makes it
 
     def text(b: bytes) -> str:
-        return "".join(enc[x] for x in b)
+        return "".join(by_byte[x] for x in b)
 
     vocab = {text(tok): rank for tok, rank in ranks.items()}
     merges: list[tuple[int, str, str]] = []
