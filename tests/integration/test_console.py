@@ -284,6 +284,7 @@ def test_live_page_streams_the_demo_task_to_the_end(site, browser):
 def test_stop_mid_run_leaves_a_complete_log(site, browser):
     page = start(browser, site, "slow.yaml")
     page.wait_for_function("document.querySelectorAll('#steps tbody tr').length >= 1", timeout=60_000)
+    page.wait_for_timeout(1500)  # into the 60-second wait_for step: that step is the one interrupted
     page.click("#stop")
     page.wait_for_selector("body[data-state=interrupted]", timeout=60_000)
     run = next(p for p in site["runs"].iterdir() if p.name.endswith("-slow"))

@@ -180,7 +180,7 @@ def test_consecutive_loop_steps_hit_vllms_prefix_cache_with_the_blocks_history(v
     for k in (1, 2, 4):  # steps that only append: everything of the previous prompt is found again
         queried, hit, _ = blocks[k]
         previous = blocks[k - 1][0]
-        assert hit >= previous - 64, (k, blocks)  # vLLM caches whole blocks of 16 tokens
+        assert hit >= previous - 128, (k, blocks)  # whole cache blocks (128 tokens in vLLM's CPU build)
     for k in (3, 4, 5):  # the window slid: the screenshots after the system prompt are new again
         queried, hit, _ = window[k]
         assert hit < window[k - 1][0] - 250, (k, window)  # a 640x400 screenshot is 250 image tokens

