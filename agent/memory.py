@@ -41,6 +41,8 @@ class StepRecord(BaseModel):
     """For a model's typing on a driver that can tell (the browser): the field with keyboard focus
     when it typed — role, name, box and a digest of the value it held. A cached re-run checks it
     instead of taking a frame."""
+    dialogs: list[dict[str, Any]] = Field(default_factory=list)
+    """JavaScript dialogs the step's action opened: type, message, and what was done (accepted ...)."""
     navigation: dict[str, Any] | None = None
     """When the step's action navigated the page: the new URL, the HTTP status, an error."""
     effect: str | None = None

@@ -30,7 +30,7 @@ from pixelpilot.agent.memory import elapsed_ms as _ms
 from pixelpilot.agent.models.base import VisionModel
 from pixelpilot.agent.runlog import RunWriter
 from pixelpilot.agent.step import StepPipeline, outcome_of
-from pixelpilot.drivers.base import Driver, ElementDriver, Navigable, Screen, UINode
+from pixelpilot.drivers.base import DialogHandler, Driver, ElementDriver, Navigable, Screen, UINode
 from pixelpilot.drivers.keys import parse_combo
 from pixelpilot.tools import actions as A
 from pixelpilot.tools.ocr import normalize
@@ -111,6 +111,16 @@ class Agent:
             self.pipeline.catch_up(None)
         if self.recorder is not None and not self.recorder.finished:
             self.recorder.finish(status or "passed", error=error)  # never passed with a failed step
+
+    def on_dialog(self, policy: str | tuple[str, str | None], *, once: bool = False) -> None:
+        """How the page's alert/confirm/prompt/beforeunload dialogs are answered: ``"accept"``,
+        ``"dismiss"`` (the default, as Playwright's) or ``("accept", "text for a prompt")``; from now on,
+        or (``once``) only the next one. Every dialog is recorded in the step that opened it."""
+        action = policy if isinstance(policy, str) else policy[0]
+        if action not in ("accept", "dismiss"):
+            raise ValueError(f"a dialog is accepted or dismissed, not {action!r}")
+        if isinstance(self.driver, DialogHandler):
+            self.driver.set_dialog_policy(policy, once=once)
 
     def limit_run(self, seconds: float | None) -> None:
         """From now on the run has ``seconds`` left: a step still running then fails, and no step

@@ -32,7 +32,7 @@ from pixelpilot.agent.errors import (
 from pixelpilot.agent.locate import Located
 from pixelpilot.agent.memory import Outcome, StepRecord
 from pixelpilot.agent.memory import elapsed_ms as _ms
-from pixelpilot.drivers.base import ElementDriver, FocusReader, Screen, Settling, UINode
+from pixelpilot.drivers.base import DialogHandler, ElementDriver, FocusReader, Screen, Settling, UINode
 from pixelpilot.tools import actions as A
 from pixelpilot.tools.errors import DriverError
 
@@ -242,6 +242,8 @@ class StepPipeline:
         else:
             rec.effect, nav = "unknown", None
         rec.timings["settle"] = rec.timings.get("settle", 0) + _ms(t, agent.clock())
+        if isinstance(agent.driver, DialogHandler):
+            rec.dialogs += agent.driver.take_dialogs()
         if nav:
             rec.navigation = nav
             if nav.get("error"):

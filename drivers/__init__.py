@@ -3,6 +3,7 @@
 from pixelpilot.drivers.android import AndroidDriver
 from pixelpilot.drivers.base import (
     Box,
+    DialogHandler,
     Driver,
     ElementDriver,
     FocusReader,
@@ -20,6 +21,7 @@ __all__ = [
     "Box",
     "BrowserDriver",
     "DesktopDriver",
+    "DialogHandler",
     "Driver",
     "ElementDriver",
     "FakeDriver",

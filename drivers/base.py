@@ -258,6 +258,24 @@ class FocusReader(Protocol):
         ...
 
 
+DialogPolicy = str | tuple[str, str | None]
+"""What to do with a JavaScript dialog: "accept", "dismiss", or ("accept", text for a prompt)."""
+
+
+@runtime_checkable
+class DialogHandler(Protocol):
+    """A driver whose pages can open dialogs (alert, confirm, prompt, beforeunload): each is answered by
+    the policy and recorded, never silently."""
+
+    def set_dialog_policy(self, policy: DialogPolicy, *, once: bool = False) -> None:
+        """Answer dialogs by ``policy`` from now on, or (``once``) only the next one."""
+        ...
+
+    def take_dialogs(self) -> list[dict[str, Any]]:
+        """The dialogs answered since the last call: type, message, default, what was done."""
+        ...
+
+
 @runtime_checkable
 class Settling(Protocol):
     """A driver that can wait, after an action, until the screen stops changing."""

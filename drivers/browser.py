@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pixelpilot.drivers.base import Box, Screen, UINode
+from pixelpilot.drivers.base import Box, DialogPolicy, Screen, UINode
 from pixelpilot.drivers.keys import playwright_combo
 from pixelpilot.tools import actions as A
 from pixelpilot.tools.errors import DriverError, DriverUnavailable
@@ -156,6 +156,38 @@ class BrowserDriver:
         page.on("response", self._on_response)
         page.on("requestfailed", self._on_request_failed)
         page.on("framenavigated", self._on_navigated)
+        self._dialog_policy: DialogPolicy = "dismiss"  # Playwright's default, but recorded
+        self._next_dialog: DialogPolicy | None = None
+        self._dialogs: list[dict[str, Any]] = []
+        page.on("dialog", self._on_dialog)
+
+    # -- dialogs (alert, confirm, prompt, beforeunload) --------------------------------------------
+    def set_dialog_policy(self, policy: DialogPolicy, *, once: bool = False) -> None:
+        if once:
+            self._next_dialog = policy
+        else:
+            self._dialog_policy = policy
+
+    def take_dialogs(self) -> list[dict[str, Any]]:
+        taken, self._dialogs = self._dialogs, []
+        return taken
+
+    def _on_dialog(self, dialog: Any) -> None:
+        policy = self._next_dialog if self._next_dialog is not None else self._dialog_policy
+        self._next_dialog = None
+        action, text = (policy, None) if isinstance(policy, str) else policy
+        record = {"type": dialog.type, "message": dialog.message, "default": dialog.default_value or None}
+        try:
+            if action == "accept":
+                dialog.accept(text) if text is not None else dialog.accept()
+                record["action"] = "accepted" + (f" with {text!r}" if text is not None else "")
+            else:
+                dialog.dismiss()
+                record["action"] = "dismissed"
+        except Exception as exc:  # noqa: BLE001 - the page went away meanwhile: say so in the record
+            record["action"] = f"could not answer: {exc}"
+        log.info("%s dialog %r %s", dialog.type, dialog.message, record["action"])
+        self._dialogs.append(record)
 
     # -- navigation started by an action -----------------------------------------------------------
     def _main(self, frame: Any) -> bool:

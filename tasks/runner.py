@@ -205,6 +205,8 @@ def _run_step(agent: Agent, step: Any, base: Path, values: dict[str, Any]) -> No
                 values[q.save_as] = answer
         case S.CheckStep():
             agent.check(step.check, strict=True)
+        case S.DialogStep():
+            agent.on_dialog(S.dialog_policy(step.dialog), once=True)
         case _:  # pragma: no cover - the schema admits nothing else
             raise ConfigError(f"unsupported step {step!r}")
 
@@ -270,6 +272,7 @@ def run_task(
     status, error = "passed", None
     values: dict[str, Any] = {}
     agent.limit_run(opts.timeout or task.settings.run_timeout)
+    agent.on_dialog(S.dialog_policy(task.settings.dialog))
     try:
         for step in task.steps:
             _run_step(agent, step, task_path.parent, values)

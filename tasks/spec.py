@@ -174,6 +174,24 @@ class CheckStep(_Strict):
     check: str = Field(min_length=1, description="a statement the model must find true on screen")
 
 
+class DialogText(_Strict):
+    accept: str = Field(description="accept a prompt() with this text")
+
+
+DialogChoice = Literal["accept", "dismiss"] | DialogText
+
+
+def dialog_policy(choice: DialogChoice) -> str | tuple[str, str | None]:
+    """A task file's dialog choice as the driver's policy."""
+    return ("accept", choice.accept) if isinstance(choice, DialogText) else choice
+
+
+class DialogStep(_Strict):
+    dialog: DialogChoice = Field(
+        description="how to answer the next alert/confirm/prompt: accept, dismiss, {accept: text}"
+    )
+
+
 class ActStep(_Strict):
     act: str = Field(min_length=1, description="one step the model decides")
 
@@ -191,6 +209,7 @@ _STEP_MODELS: dict[str, type[_Strict]] = {
     "act": ActStep,
     "ask": AskStep,
     "check": CheckStep,
+    "dialog": DialogStep,
 }
 STEP_VERBS = tuple(_STEP_MODELS)
 
@@ -216,7 +235,8 @@ Step = Annotated[
     | Annotated[GoalStep, Tag("goal")]
     | Annotated[ActStep, Tag("act")]
     | Annotated[AskStep, Tag("ask")]
-    | Annotated[CheckStep, Tag("check")],
+    | Annotated[CheckStep, Tag("check")]
+    | Annotated[DialogStep, Tag("dialog")],
     Discriminator(
         _verb,
         custom_error_type="unknown_step",
@@ -283,6 +303,9 @@ class TaskSettings(_Strict):
     )
     run_timeout: float | None = Field(
         default=None, gt=0, description="seconds the whole run may take before it fails (default: no limit)"
+    )
+    dialog: DialogChoice = Field(
+        default="dismiss", description="how alert/confirm/prompt dialogs are answered (each is recorded)"
     )
 
 
@@ -426,6 +449,7 @@ _KNOWN_KEYS = sorted(
             SelectArgs,
             GoalArgs,
             AskArgs,
+            DialogText,
             OpenAIModelSpec,
             LocalModelSpec,
         )

@@ -34,6 +34,7 @@ def test_drivers_exports():
         "Box",
         "BrowserDriver",
         "DesktopDriver",
+        "DialogHandler",
         "Driver",
         "ElementDriver",
         "FakeDriver",
