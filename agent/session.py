@@ -192,6 +192,40 @@ class Agent:
             cache_aware=target is not None,
         )
 
+    def hover(self, target: str, *, nth: int | None = None) -> StepRecord:
+        """Move the pointer over ``target`` (a menu that opens on hover, a tooltip). No effect is
+        required: hovering often changes nothing."""
+        return self._point_at("hover", target, nth, A.MouseMove)
+
+    def double_click(self, target: str, *, nth: int | None = None) -> StepRecord:
+        """Double-click ``target`` (never repeated when it shows no effect: twice would be four clicks)."""
+        return self._point_at("double_click", target, nth, A.DoubleClick)
+
+    def right_click(self, target: str, *, nth: int | None = None) -> StepRecord:
+        """Right-click ``target`` (a context menu)."""
+        return self._point_at("right_click", target, nth, A.RightClick)
+
+    def drag(self, source: str, to: str, *, nth: int | None = None) -> StepRecord:
+        """Press on ``source``, move to ``to`` and release (both located and hit-tested like a click)."""
+
+        def body(screen: Screen, rec: StepRecord) -> None:
+            start = self.pipeline.hit(self._locate(screen, source, nth, rec), source)
+            t = self.clock()
+            end_loc = self.locator.text(screen, to)
+            rec.timings["locate"] = rec.timings.get("locate", 0) + _ms(t, self.clock())
+            end = self.pipeline.hit(end_loc, to)
+            rec.result = {"from": list(start), "to": list(end), "to_target": end_loc.node.describe() if end_loc.node else to}
+            self.pipeline.act(rec, A.Drag(start=start, end=end))
+
+        return self.pipeline.run("drag", f"{source} → {to}", {"from": source, "to": to, "nth": nth}, body)
+
+    def _point_at(self, kind: str, target: str, nth: int | None, make: Any) -> StepRecord:
+        def body(screen: Screen, rec: StepRecord) -> None:
+            loc = self._locate(screen, target, nth, rec)
+            self.pipeline.act(rec, make(at=self.pipeline.hit(loc, target)))
+
+        return self.pipeline.run(kind, target, {"target": target, "nth": nth}, body, cache_aware=True)
+
     def type(
         self, text: str, *, into: str | None = None, nth: int | None = None, clear: bool = True
     ) -> StepRecord:

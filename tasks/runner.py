@@ -205,6 +205,14 @@ def _run_step(agent: Agent, step: Any, base: Path, values: dict[str, Any]) -> No
                 values[q.save_as] = answer
         case S.CheckStep():
             agent.check(step.check, strict=True)
+        case S.HoverStep():
+            agent.hover(step.args.text, nth=step.args.nth)
+        case S.DoubleClickStep():
+            agent.double_click(step.args.text, nth=step.args.nth)
+        case S.RightClickStep():
+            agent.right_click(step.args.text, nth=step.args.nth)
+        case S.DragStep():
+            agent.drag(step.drag.source, step.drag.to, nth=step.drag.nth)
         case S.DialogStep():
             agent.on_dialog(S.dialog_policy(step.dialog), once=True)
         case _:  # pragma: no cover - the schema admits nothing else

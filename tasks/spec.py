@@ -174,6 +174,52 @@ class CheckStep(_Strict):
     check: str = Field(min_length=1, description="a statement the model must find true on screen")
 
 
+class TargetArgs(_Strict):
+    text: str = Field(min_length=1, description="visible text or accessible name")
+    nth: int | None = Field(default=None, ge=1, description="which match, in reading order")
+
+
+class _Pointed(_Strict):
+    def _args(self, value: str | TargetArgs) -> TargetArgs:
+        return value if isinstance(value, TargetArgs) else TargetArgs(text=value)
+
+
+class HoverStep(_Pointed):
+    hover: str | TargetArgs
+
+    @property
+    def args(self) -> TargetArgs:
+        return self._args(self.hover)
+
+
+class DoubleClickStep(_Pointed):
+    double_click: str | TargetArgs
+
+    @property
+    def args(self) -> TargetArgs:
+        return self._args(self.double_click)
+
+
+class RightClickStep(_Pointed):
+    right_click: str | TargetArgs
+
+    @property
+    def args(self) -> TargetArgs:
+        return self._args(self.right_click)
+
+
+class DragArgs(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    source: str = Field(alias="from", min_length=1, description="where to press")
+    to: str = Field(min_length=1, description="where to release")
+    nth: int | None = Field(default=None, ge=1, description="which match of from:")
+
+
+class DragStep(_Strict):
+    drag: DragArgs
+
+
 class DialogText(_Strict):
     accept: str = Field(description="accept a prompt() with this text")
 
@@ -210,6 +256,10 @@ _STEP_MODELS: dict[str, type[_Strict]] = {
     "ask": AskStep,
     "check": CheckStep,
     "dialog": DialogStep,
+    "hover": HoverStep,
+    "double_click": DoubleClickStep,
+    "right_click": RightClickStep,
+    "drag": DragStep,
 }
 STEP_VERBS = tuple(_STEP_MODELS)
 
@@ -236,7 +286,11 @@ Step = Annotated[
     | Annotated[ActStep, Tag("act")]
     | Annotated[AskStep, Tag("ask")]
     | Annotated[CheckStep, Tag("check")]
-    | Annotated[DialogStep, Tag("dialog")],
+    | Annotated[DialogStep, Tag("dialog")]
+    | Annotated[HoverStep, Tag("hover")]
+    | Annotated[DoubleClickStep, Tag("double_click")]
+    | Annotated[RightClickStep, Tag("right_click")]
+    | Annotated[DragStep, Tag("drag")],
     Discriminator(
         _verb,
         custom_error_type="unknown_step",
@@ -450,6 +504,7 @@ _KNOWN_KEYS = sorted(
             GoalArgs,
             AskArgs,
             DialogText,
+            TargetArgs,
             OpenAIModelSpec,
             LocalModelSpec,
         )
