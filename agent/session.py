@@ -214,10 +214,37 @@ class Agent:
             end_loc = self.locator.text(screen, to)
             rec.timings["locate"] = rec.timings.get("locate", 0) + _ms(t, self.clock())
             end = self.pipeline.hit(end_loc, to)
-            rec.result = {"from": list(start), "to": list(end), "to_target": end_loc.node.describe() if end_loc.node else to}
+            rec.result = {
+                "from": list(start),
+                "to": list(end),
+                "to_target": end_loc.node.describe() if end_loc.node else to,
+            }
             self.pipeline.act(rec, A.Drag(start=start, end=end))
 
         return self.pipeline.run("drag", f"{source} → {to}", {"from": source, "to": to, "nth": nth}, body)
+
+    def switch_tab(self, which: int | str) -> StepRecord:
+        """Act on another tab of the browser: by index (0 the first, -1 the last), or by a part of its
+        title or URL. (A click that opens a new tab switches to it by itself.)"""
+
+        def body(_: Screen, rec: StepRecord) -> None:
+            switch = getattr(self.driver, "switch_tab", None)
+            if switch is None:
+                raise DriverError(f"the {self._driver_name} driver has no tabs")
+            rec.result = {"tab": switch(which)}
+
+        return self.pipeline.run("switch_tab", str(which), {"which": which}, body, observe_first=False)
+
+    def close_tab(self) -> StepRecord:
+        """Close the tab steps act on; the last tab still open becomes the current one."""
+
+        def body(_: Screen, rec: StepRecord) -> None:
+            close = getattr(self.driver, "close_tab", None)
+            if close is None:
+                raise DriverError(f"the {self._driver_name} driver has no tabs")
+            rec.result = {"tab": close()}
+
+        return self.pipeline.run("close_tab", "", {}, body, observe_first=False)
 
     def _point_at(self, kind: str, target: str, nth: int | None, make: Any) -> StepRecord:
         def body(screen: Screen, rec: StepRecord) -> None:

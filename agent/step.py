@@ -186,6 +186,9 @@ class StepPipeline:
         screen = agent.driver.observe()
         rec.timings["observe"] = _ms(t, agent.clock())
         rec.screen, rec.scale = (screen.width, screen.height), screen.scale
+        tab = getattr(agent.driver, "tab", None)
+        if isinstance(tab, dict):
+            rec.tab = tab
         if agent.recorder is not None:
             rec.frame = agent.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
         return screen
@@ -239,6 +242,13 @@ class StepPipeline:
             facts = agent.driver.settle(**kwargs)
             rec.effect = "changed" if facts.get("changed") else "none"
             nav = facts.get("navigated")
+            if facts.get("opened"):  # a new tab: the steps after this one act on it
+                nav = {
+                    "url": facts["opened"]["url"],
+                    "status": None,
+                    "error": None,
+                    "new_tab": facts["opened"]["index"],
+                }
         else:
             rec.effect, nav = "unknown", None
         rec.timings["settle"] = rec.timings.get("settle", 0) + _ms(t, agent.clock())

@@ -147,19 +147,77 @@ class BrowserDriver:
         self.frame_format = frame_format
         self._owned = owned
         """Whether :meth:`close` closes the context and the browser (not for :meth:`attach`)."""
-        self._cdp = context.new_cdp_session(page)
         self._closed = False
         self._nav: dict[str, Any] | None = None
         """The main frame's navigation an action started: url, status, error, committed."""
+        self._dialog_policy: DialogPolicy = "dismiss"  # Playwright's default, but recorded
+        self._next_dialog: DialogPolicy | None = None
+        self._dialogs: list[dict[str, Any]] = []
+        self._opened: list[Any] = []
+        """Pages the current page opened (target=_blank, window.open) since the last settle."""
+        self._watched: set[int] = set()
+        self._adopt(page)
+
+    def _adopt(self, page: Any) -> None:
+        """Make ``page`` the one observed and acted on (a CDP session for its screenshots, its events)."""
+        self.page = page
+        self._cdp = self._context.new_cdp_session(page)
+        if id(page) in self._watched:
+            return
+        self._watched.add(id(page))
         page.on("crash", lambda *_: log.error("the browser page crashed"))
         page.on("request", self._on_request)
         page.on("response", self._on_response)
         page.on("requestfailed", self._on_request_failed)
         page.on("framenavigated", self._on_navigated)
-        self._dialog_policy: DialogPolicy = "dismiss"  # Playwright's default, but recorded
-        self._next_dialog: DialogPolicy | None = None
-        self._dialogs: list[dict[str, Any]] = []
         page.on("dialog", self._on_dialog)
+        page.on("popup", self._on_popup)
+
+    def _on_popup(self, page: Any) -> None:
+        self._opened.append(page)
+
+    # -- tabs -------------------------------------------------------------------------------------
+    @property
+    def tab(self) -> dict[str, Any]:
+        """The page steps act on: its index among the context's pages and its URL."""
+        pages = self._context.pages
+        return {"index": pages.index(self.page) if self.page in pages else None, "url": self.page.url}
+
+    def tabs(self) -> list[dict[str, Any]]:
+        with self._boundary("list the tabs"):
+            return [{"index": i, "url": p.url, "title": p.title()} for i, p in enumerate(self._context.pages)]
+
+    def switch_tab(self, which: int | str) -> dict[str, Any]:
+        """Act on another page of the context: by index, or by a part of its title or URL."""
+        with self._boundary("switch tabs"):
+            pages = self._context.pages
+            if isinstance(which, int):
+                if not -len(pages) <= which < len(pages):
+                    raise DriverError(f"there is no tab {which}: {len(pages)} open")
+                page = pages[which]
+            else:
+                found = [p for p in pages if which.lower() in p.title().lower() or which in p.url]
+                if len(found) != 1:
+                    what = "no tab" if not found else f"{len(found)} tabs"
+                    raise DriverError(
+                        f"{what} with {which!r} in the title or URL; open: "
+                        + ", ".join(f"{i}: {p.title()!r} {p.url}" for i, p in enumerate(pages))
+                    )
+                page = found[0]
+            page.bring_to_front()
+            self._adopt(page)
+            return self.tab
+
+    def close_tab(self) -> dict[str, Any]:
+        """Close the page steps act on and go back to the last page still open."""
+        with self._boundary("close a tab"):
+            pages = [p for p in self._context.pages if p is not self.page]
+            if not pages:
+                raise DriverError("this is the only tab: close the browser instead")
+            self.page.close()
+            pages[-1].bring_to_front()
+            self._adopt(pages[-1])
+            return self.tab
 
     # -- dialogs (alert, confirm, prompt, beforeunload) --------------------------------------------
     def set_dialog_policy(self, policy: DialogPolicy, *, once: bool = False) -> None:
@@ -433,6 +491,7 @@ class BrowserDriver:
 
     def perform(self, action: A.Action) -> None:
         self._nav = {}  # watch for a navigation this action starts (settle waits for it)
+        self._opened.clear()
         with self._boundary(f"perform {action.action}"):
             self._perform(action)
 
@@ -492,6 +551,18 @@ class BrowserDriver:
         and ``changed`` is true — the action had its effect and is never repeated."""
         with self._boundary("wait for the page to settle"):
             facts = dict(self._evaluate(_js("settle.js"), {"quiet": quiet_ms, "timeout": timeout * 1000}))
+            if facts.get("popups") and not self._opened:  # asked for: wait until the browser has it
+                with contextlib.suppress(Exception):
+                    self._opened.append(self.page.wait_for_event("popup", timeout=nav_timeout * 1000))
+            if self._opened:  # the action opened a new tab (target=_blank, window.open): act on it now
+                page = self._opened[-1]
+                self._opened.clear()
+                page.wait_for_load_state("load", timeout=nav_timeout * 1000)
+                self._adopt(page)
+                self._nav = None
+                facts = dict(self._evaluate(_js("settle.js"), {"quiet": quiet_ms, "timeout": timeout * 1000}))
+                facts.update(changed=True, opened=self.tab)
+                return facts
             nav, self._nav = self._nav, None
             if nav and nav.get("requested") and not nav.get("committed") and not nav.get("error"):
                 with contextlib.suppress(Exception):  # a timeout here is reported below as no load

@@ -213,6 +213,10 @@ def _run_step(agent: Agent, step: Any, base: Path, values: dict[str, Any]) -> No
             agent.right_click(step.args.text, nth=step.args.nth)
         case S.DragStep():
             agent.drag(step.drag.source, step.drag.to, nth=step.drag.nth)
+        case S.SwitchTabStep():
+            agent.switch_tab(step.switch_tab)
+        case S.CloseTabStep():
+            agent.close_tab()
         case S.DialogStep():
             agent.on_dialog(S.dialog_policy(step.dialog), once=True)
         case _:  # pragma: no cover - the schema admits nothing else

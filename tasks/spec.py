@@ -220,6 +220,16 @@ class DragStep(_Strict):
     drag: DragArgs
 
 
+class SwitchTabStep(_Strict):
+    switch_tab: int | str = Field(
+        description="a tab's index (0 the first, -1 the last), or part of its title or URL"
+    )
+
+
+class CloseTabStep(_Strict):
+    close_tab: Literal[True] = Field(description="close the current tab (true)")
+
+
 class DialogText(_Strict):
     accept: str = Field(description="accept a prompt() with this text")
 
@@ -260,6 +270,8 @@ _STEP_MODELS: dict[str, type[_Strict]] = {
     "double_click": DoubleClickStep,
     "right_click": RightClickStep,
     "drag": DragStep,
+    "switch_tab": SwitchTabStep,
+    "close_tab": CloseTabStep,
 }
 STEP_VERBS = tuple(_STEP_MODELS)
 
@@ -290,7 +302,9 @@ Step = Annotated[
     | Annotated[HoverStep, Tag("hover")]
     | Annotated[DoubleClickStep, Tag("double_click")]
     | Annotated[RightClickStep, Tag("right_click")]
-    | Annotated[DragStep, Tag("drag")],
+    | Annotated[DragStep, Tag("drag")]
+    | Annotated[SwitchTabStep, Tag("switch_tab")]
+    | Annotated[CloseTabStep, Tag("close_tab")],
     Discriminator(
         _verb,
         custom_error_type="unknown_step",

@@ -14,5 +14,7 @@ async ({quiet, timeout}) => {
   }
   const changed = (window.__pp_mut || 0) !== (window.__pp_seen || 0);
   window.__pp_seen = window.__pp_mut || 0;
-  return {changed, waited_ms: performance.now() - start};
+  const popups = (window.__pp_popup || 0) - (window.__pp_popup_seen || 0);
+  window.__pp_popup_seen = window.__pp_popup || 0;
+  return {changed, popups, waited_ms: performance.now() - start};
 }

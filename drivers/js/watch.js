@@ -10,4 +10,13 @@
   };
   if (document.documentElement) start(); else document.addEventListener('DOMContentLoaded', start);
   for (const ev of ['focusin', 'input', 'change', 'scroll']) window.addEventListener(ev, bump, true);
+  // a new tab on its way (a link with a target, window.open): settle waits for it to appear
+  window.__pp_popup = 0; window.__pp_popup_seen = 0;
+  const opening = () => { window.__pp_popup++; };
+  const open = window.open;
+  window.open = function (...args) { opening(); return open.apply(this, args); };
+  document.addEventListener('click', (e) => {
+    const a = e.target && e.target.closest && e.target.closest('a[href][target]');
+    if (a && !['', '_self', '_parent', '_top'].includes(a.target)) opening();
+  }, true);
 })();

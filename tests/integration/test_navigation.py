@@ -29,7 +29,8 @@ class Site(BaseHTTPRequestHandler):
         pass
 
     def _page(self, body: str, status: int = 200) -> None:
-        data = f"<html><body>{body}</body></html>".encode()
+        title = body.split("<h1>", 1)[-1].split("</h1>", 1)[0]
+        data = f"<html><head><title>{title}</title></head><body>{body}</body></html>".encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(data)))
@@ -41,7 +42,8 @@ class Site(BaseHTTPRequestHandler):
             "/": '<h1>First page</h1><a href="/next">Go next</a> <a href="/missing">Broken link</a> '
             f'<a href="#details">Details</a> <a href="http://127.0.0.1:{Site.dead}/">Dead server</a>'
             '<form method=post action="/login"><label for=u>User</label><input id=u name=user>'
-            "<button>Log in</button></form><h2 id=details>Details here</h2>",
+            "<button>Log in</button></form><h2 id=details>Details here</h2>"
+            '<a href="/next" target="_blank">Open in a new tab</a>',
             "/next": '<h1>Second page</h1><a href="/">Back home</a>',
             "/welcome": "<h1>Welcome</h1>",
         }
@@ -112,3 +114,28 @@ def test_a_same_document_link_is_an_effect(browser, site):
     rec = agent.click("Details")
     assert rec.effect == "changed" and not rec.retried
     assert rec.navigation is not None and rec.navigation["url"].endswith("/#details")
+
+
+def test_a_link_to_a_new_tab_is_followed_and_tabs_can_be_switched_and_closed(browser, site, tmp_path):
+    """target=_blank: the step switches to the new tab (recorded); switch_tab and close_tab go back."""
+    from pixelpilot.drivers.browser import BrowserDriver
+
+    with BrowserDriver.launch() as d:  # its own browser: the shared one keeps a single tab
+        agent = Agent(d, output=tmp_path, task="tabs")
+        agent.open(site + "/")
+        rec = agent.click("Open in a new tab")
+        assert rec.outcome == "passed" and not rec.retried
+        assert rec.navigation is not None and rec.navigation["new_tab"] == 1
+        see = agent.see("Second page")
+        assert see.tab == {"index": 1, "url": site + "/next"}
+        assert agent.switch_tab("First").result["tab"]["index"] == 0
+        agent.see("First page")
+        agent.switch_tab("/next")  # part of the URL
+        agent.see("Second page")
+        assert agent.close_tab().result["tab"] == {"index": 0, "url": site + "/"}
+        agent.see("First page")
+        with pytest.raises(Exception, match="no tab with 'nowhere'"):
+            agent.switch_tab("nowhere")
+        agent.close()
+    steps = read_run(agent.recorder.path).steps
+    assert [s.tab["index"] for s in steps if s.kind == "see"] == [1, 0, 1, 0]
