@@ -354,9 +354,22 @@ class Agent:
             body,
         )
 
-    def wait_for(self, text: str, *, timeout: float | None = None) -> StepRecord:
-        """Wait until ``text`` is visible, polling the UI tree (or the pixels, by OCR)."""
+    def wait_for(
+        self,
+        text: str | None = None,
+        *,
+        url: str | None = None,
+        response: str | None = None,
+        timeout: float | None = None,
+    ) -> StepRecord:
+        """Wait until ``text`` is visible (polling the UI tree, or the pixels by OCR); or (browser) until
+        the page's URL contains ``url``, or a response whose URL contains ``response`` arrived (one that
+        arrived during the previous action counts)."""
         limit = self.settings.wait_timeout if timeout is None else timeout
+        if sum(v is not None for v in (text, url, response)) != 1:
+            raise ValueError("wait_for takes one of: text, url=, response=")
+        if text is None:
+            return self._wait_browser(url, response, limit)
 
         def body(screen: Screen, rec: StepRecord) -> None:
             start = self.clock()
@@ -376,6 +389,33 @@ class Agent:
                 current = self.pipeline.poll_screen()
 
         return self.pipeline.run("wait_for", text, {"text": text, "timeout": limit}, body)
+
+    def _wait_browser(self, url: str | None, response: str | None, limit: float) -> StepRecord:
+        what = f"url {url!r}" if url is not None else f"response {response!r}"
+
+        def body(_: Screen, rec: StepRecord) -> None:
+            waiter = getattr(self.driver, "wait_for_url" if url is not None else "wait_for_response", None)
+            if waiter is None:
+                raise DriverError(f"the {self._driver_name} driver cannot wait for a {what.split()[0]}")
+            t = self.clock()
+            got = waiter(url if url is not None else response, timeout=limit)
+            if got is None:
+                raise StepFailed(f"no {what} within {limit:g} s")
+            rec.result = {
+                "waited_ms": _ms(t, self.clock()),
+                **({"url": got} if url is not None else {"response": list(got)}),
+            }
+
+        params = {"url": url, "response": response, "timeout": limit}
+        return self.pipeline.run("wait_for", what, params, body, observe_first=False)
+
+    def save_storage_state(self, path: str | Path) -> Path:
+        """Save the browser's cookies and local storage to ``path`` (JSON): log in once, then start
+        later runs with ``BrowserDriver.launch(storage_state=path)`` or ``browser: {storage_state: path}``."""
+        save = getattr(self.driver, "save_storage_state", None)
+        if save is None:
+            raise DriverError(f"the {self._driver_name} driver has no storage state")
+        return Path(save(path))
 
     def see(self, text: str) -> StepRecord:
         """Assert that ``text`` is visible now; raises :class:`CheckFailed` otherwise."""

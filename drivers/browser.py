@@ -153,6 +153,8 @@ class BrowserDriver:
         self._dialog_policy: DialogPolicy = "dismiss"  # Playwright's default, but recorded
         self._next_dialog: DialogPolicy | None = None
         self._dialogs: list[dict[str, Any]] = []
+        self._responses: list[tuple[str, int]] = []
+        """URLs and statuses of the responses the page received since the last action (bounded)."""
         self._opened: list[Any] = []
         """Pages the current page opened (target=_blank, window.open) since the last settle."""
         self._watched: set[int] = set()
@@ -175,6 +177,44 @@ class BrowserDriver:
 
     def _on_popup(self, page: Any) -> None:
         self._opened.append(page)
+
+    # -- sessions and waits ------------------------------------------------------------------------
+    def save_storage_state(self, path: str | os.PathLike[str]) -> Path:
+        """Save the context's cookies and local storage (launch with ``storage_state=`` to reuse them)."""
+        out = Path(path)
+        with self._boundary("save the storage state"):
+            self._context.storage_state(path=str(out))
+        return out
+
+    def wait_for_url(self, part: str, *, timeout: float) -> str | None:
+        """Wait until the page's URL contains ``part``; returns the URL (None after ``timeout``)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        with self._boundary(f"wait for a URL with {part!r}"):
+            if part not in self.page.url:
+                try:
+                    self.page.wait_for_url(lambda url: part in url, timeout=timeout * 1000)
+                except PlaywrightTimeout:
+                    return None
+            return str(self.page.url)
+
+    def wait_for_response(self, part: str, *, timeout: float) -> tuple[str, int] | None:
+        """Wait for a response whose URL contains ``part`` — one received since the last action counts
+        (it usually arrives while that action settles); returns its URL and status (None after
+        ``timeout``)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        for url, status in self._responses:
+            if part in url:
+                return url, status
+        with self._boundary(f"wait for a response from {part!r}"):
+            try:
+                resp = self.page.wait_for_event(
+                    "response", predicate=lambda r: part in r.url, timeout=timeout * 1000
+                )
+            except PlaywrightTimeout:
+                return None
+        return str(resp.url), int(resp.status)
 
     # -- tabs -------------------------------------------------------------------------------------
     @property
@@ -259,6 +299,8 @@ class BrowserDriver:
             self._nav.update(url=request.url, requested=True, status=None, error=None, committed=False)
 
     def _on_response(self, response: Any) -> None:
+        if len(self._responses) < 2000:
+            self._responses.append((response.url, response.status))
         request = response.request
         if self._nav is not None and request.is_navigation_request() and self._main(request.frame):
             self._nav.update(url=response.url, status=response.status)
@@ -303,8 +345,14 @@ class BrowserDriver:
         args: Sequence[str] = (),
         frame_format: str = "jpeg",
         url: str | None = None,
+        base_url: str | None = None,
+        storage_state: str | os.PathLike[str] | None = None,
     ) -> BrowserDriver:
-        """Start Chromium and open one page of ``viewport`` CSS pixels."""
+        """Start Chromium and open one page of ``viewport`` CSS pixels. ``base_url``: relative URLs given
+        to :meth:`goto` are resolved against it; ``storage_state``: cookies and local storage saved by
+        :meth:`save_storage_state` (log in once, reuse it), as Playwright's contexts take them."""
+        if storage_state is not None and not Path(storage_state).is_file():
+            raise DriverError(f"no storage state file at {storage_state} (save one with save_storage_state)")
         try:
             from playwright.sync_api import Error as PlaywrightError
         except ImportError as exc:
@@ -325,6 +373,8 @@ class BrowserDriver:
             context = browser.new_context(
                 viewport={"width": viewport[0], "height": viewport[1]},
                 device_scale_factor=device_scale_factor,
+                base_url=base_url,
+                storage_state=str(storage_state) if storage_state is not None else None,
             )
             context.add_init_script(_js("watch.js"))
             page = context.new_page()
@@ -492,6 +542,7 @@ class BrowserDriver:
     def perform(self, action: A.Action) -> None:
         self._nav = {}  # watch for a navigation this action starts (settle waits for it)
         self._opened.clear()
+        self._responses.clear()
         with self._boundary(f"perform {action.action}"):
             self._perform(action)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 from pixelpilot.agent.errors import ConfigError, DriverUnavailable, RunLogError, StepFailed
 from pixelpilot.agent.memory import StepRecord
@@ -80,11 +80,14 @@ class TaskResult:
         }.get(self.status, ExitCode.FAILED)
 
 
-def resolve_url(value: str, base: Path) -> str:
-    """A URL as given, or a path relative to the task file's folder as a file:// URL."""
+def resolve_url(value: str, base: Path, base_url: str | None = None) -> str:
+    """A URL as given; with a ``base_url``, a relative one joined to it; else a path relative to the
+    task file's folder as a file:// URL."""
     scheme = urlparse(value).scheme
     if scheme and len(scheme) > 1:
         return value
+    if base_url:
+        return urljoin(base_url, value)
     path = Path(value)
     if not path.is_absolute():
         path = base / path
@@ -126,11 +129,18 @@ def make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
     headless = (
         not opts.headed if opts.headed is not None else (b.headless if b.headless is not None else True)
     )
+    state = None
+    if b.storage_state:
+        state = Path(b.storage_state) if Path(b.storage_state).is_absolute() else base / b.storage_state
+        if not state.is_file():
+            raise ConfigError(f"browser.storage_state: no such file {state}", file=str(base))
     return BrowserDriver.launch(
         headless=headless,
         viewport=b.viewport,
         device_scale_factor=b.device_scale_factor,
         slow_mo=opts.slow_mo if opts.slow_mo is not None else b.slow_mo,
+        base_url=b.base_url,
+        storage_state=state,
     )
 
 
@@ -161,10 +171,12 @@ def _model_spec(task: S.TaskFile, opts: RunOptions) -> tuple[str, str | None] | 
     return None
 
 
-def _run_step(agent: Agent, step: Any, base: Path, values: dict[str, Any]) -> None:
+def _run_step(
+    agent: Agent, step: Any, base: Path, values: dict[str, Any], base_url: str | None = None
+) -> None:
     match step:
         case S.OpenStep():
-            agent.open(resolve_url(step.open, base))
+            agent.open(resolve_url(step.open, base, base_url))
         case S.ClickStep():
             a = step.args
             if a.image is not None:
@@ -181,7 +193,7 @@ def _run_step(agent: Agent, step: Any, base: Path, values: dict[str, Any]) -> No
             agent.scroll(sc.direction, sc.amount, target=sc.target)
         case S.WaitForStep():
             w = step.args
-            agent.wait_for(w.text, timeout=w.timeout)
+            agent.wait_for(w.text, url=w.url, response=w.response, timeout=w.timeout)
         case S.SeeStep():
             agent.see(step.see)
         case S.SelectStep():
@@ -287,7 +299,7 @@ def run_task(
     agent.on_dialog(S.dialog_policy(task.settings.dialog))
     try:
         for step in task.steps:
-            _run_step(agent, step, task_path.parent, values)
+            _run_step(agent, step, task_path.parent, values, task.browser.base_url)
     except BaseException as exc:  # every way a run can end is recorded, then reported
         status, error, _ = outcome_of(exc)
         if isinstance(exc, DriverUnavailable | RunLogError) or not isinstance(

@@ -71,8 +71,18 @@ class ScrollArgs(_Strict):
 
 
 class WaitArgs(_Strict):
-    text: str = Field(min_length=1)
+    text: str | None = Field(default=None, min_length=1, description="text to appear")
+    url: str | None = Field(default=None, min_length=1, description="browser: a part of the URL to reach")
+    response: str | None = Field(
+        default=None, min_length=1, description="browser: a part of a response's URL"
+    )
     timeout: float | None = Field(default=None, gt=0, description="seconds")
+
+    @model_validator(mode="after")
+    def _one(self) -> WaitArgs:
+        if sum(v is not None for v in (self.text, self.url, self.response)) != 1:
+            raise ValueError("give one of text:, url: or response:")
+        return self
 
 
 class SelectArgs(_Strict):
@@ -316,6 +326,10 @@ Step = Annotated[
 # -- drivers ----------------------------------------------------------------------------------------
 class BrowserOptions(_Strict):
     headless: bool | None = Field(default=None, description="default: headless unless --headed")
+    base_url: str | None = Field(default=None, description="open: paths are relative to it")
+    storage_state: str | None = Field(
+        default=None, description="cookies and local storage saved before (path relative to the task file)"
+    )
     viewport: tuple[int, int] = (1280, 800)
     device_scale_factor: float = Field(default=1.0, gt=0, le=4)
     slow_mo: float = Field(default=0, ge=0, description="milliseconds between driver operations")
