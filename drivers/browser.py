@@ -154,6 +154,7 @@ class BrowserDriver:
         self._next_dialog: DialogPolicy | None = None
         self._dialogs: list[dict[str, Any]] = []
         self._responses: list[tuple[str, int]] = []
+        self._probe: tuple[dict[str, Any], bytes] | None = None
         """URLs and statuses of the responses the page received since the last action (bounded)."""
         self._opened: list[Any] = []
         """Pages the current page opened (target=_blank, window.open) since the last settle."""
@@ -544,7 +545,37 @@ class BrowserDriver:
         self._opened.clear()
         self._responses.clear()
         with self._boundary(f"perform {action.action}"):
+            self._probe = self._pixel_probe(action)
             self._perform(action)
+
+    _OPAQUE = ("IFRAME", "FRAME", "CANVAS", "VIDEO", "EMBED", "OBJECT")
+    """Elements whose changes the page's DOM does not show: an action on one is judged by its pixels."""
+
+    def _pixel_probe(self, action: A.Action) -> tuple[dict[str, Any], bytes] | None:
+        """Before an action at a point over a canvas, video or frame: the pixels around the point (the
+        DOM cannot tell whether the action did anything there)."""
+        if action.point is None or action.action in ("mouse_move", "scroll"):
+            return None
+        x, y = self._px(action.point)
+        tag = self._evaluate("([x, y]) => (document.elementFromPoint(x, y) || {}).tagName || ''", [x, y])
+        if tag not in self._OPAQUE:
+            return None
+        vp = self.page.viewport_size or {"width": 0, "height": 0}
+        half = 100
+        clip = {
+            "x": max(0, x - half),
+            "y": max(0, y - half),
+            "width": min(2 * half, vp["width"] - max(0, x - half)),
+            "height": min(2 * half, vp["height"] - max(0, y - half)),
+            "scale": 1,
+        }
+        if clip["width"] <= 0 or clip["height"] <= 0:
+            return None
+        return clip, self._clip(clip)
+
+    def _clip(self, clip: dict[str, Any]) -> bytes:
+        shot = self._capture({"format": "png", "clip": clip, "optimizeForSpeed": True})
+        return base64.b64decode(shot["data"])
 
     def _px(self, p: A.Point) -> tuple[float, float]:
         return (p[0] / self.scale, p[1] / self.scale)
@@ -621,6 +652,15 @@ class BrowserDriver:
                         "framenavigated", predicate=self._main, timeout=nav_timeout * 1000
                     )
                 nav["committed"] = True
+            probe, self._probe = self._probe, None
+            if probe is not None and not facts.get("changed") and not nav:
+                # a canvas, video or frame: judged by its pixels (a frame's document is not watched)
+                for _ in range(6):
+                    if self._clip(probe[0]) != probe[1]:
+                        facts["changed"] = True
+                        break
+                    time.sleep(0.05)
+                facts["pixels"] = True
             if nav and (nav.get("committed") or nav.get("error")):
                 if not nav.get("error"):
                     self.page.wait_for_load_state("load", timeout=nav_timeout * 1000)
