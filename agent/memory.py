@@ -41,6 +41,8 @@ class StepRecord(BaseModel):
     """For a model's typing on a driver that can tell (the browser): the field with keyboard focus
     when it typed — role, name, box and a digest of the value it held. A cached re-run checks it
     instead of taking a frame."""
+    downloads: list[dict[str, Any]] = Field(default_factory=list)
+    """Files the step's action downloaded: name, URL, file (relative to the run directory)."""
     tab: dict[str, Any] | None = None
     """Browser: the tab the step acted on (index among the context's pages, URL)."""
     dialogs: list[dict[str, Any]] = Field(default_factory=list)

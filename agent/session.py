@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pixelpilot.agent import cached, loop
 from pixelpilot.agent.cache import StepCache
-from pixelpilot.agent.errors import CheckFailed, DriverError, LocateError, StepFailed
+from pixelpilot.agent.errors import CheckFailed, ConfigError, DriverError, LocateError, StepFailed
 from pixelpilot.agent.locate import Located, Locator, text_on_screen
 from pixelpilot.agent.loop import Limits, RunResult, Verdict
 from pixelpilot.agent.memory import StepRecord
@@ -360,16 +360,17 @@ class Agent:
         *,
         url: str | None = None,
         response: str | None = None,
+        download: str | None = None,
         timeout: float | None = None,
     ) -> StepRecord:
         """Wait until ``text`` is visible (polling the UI tree, or the pixels by OCR); or (browser) until
         the page's URL contains ``url``, or a response whose URL contains ``response`` arrived (one that
         arrived during the previous action counts)."""
         limit = self.settings.wait_timeout if timeout is None else timeout
-        if sum(v is not None for v in (text, url, response)) != 1:
-            raise ValueError("wait_for takes one of: text, url=, response=")
+        if sum(v is not None for v in (text, url, response, download)) != 1:
+            raise ValueError("wait_for takes one of: text, url=, response=, download=")
         if text is None:
-            return self._wait_browser(url, response, limit)
+            return self._wait_browser(url, response, limit, download)
 
         def body(screen: Screen, rec: StepRecord) -> None:
             start = self.clock()
@@ -390,23 +391,58 @@ class Agent:
 
         return self.pipeline.run("wait_for", text, {"text": text, "timeout": limit}, body)
 
-    def _wait_browser(self, url: str | None, response: str | None, limit: float) -> StepRecord:
-        what = f"url {url!r}" if url is not None else f"response {response!r}"
+    def upload(self, file: str | Path, *, into: str) -> StepRecord:
+        """Choose ``file`` in the file chooser that ``into`` opens (a file input's label, or the button
+        that opens the chooser): located and hit-tested like a click."""
+        path = Path(file)
+        if not path.is_file():
+            raise ConfigError(f"no file to upload at {path}")
+
+        def body(screen: Screen, rec: StepRecord) -> None:
+            choose = getattr(self.driver, "choose_files", None)
+            if choose is None:
+                raise DriverError(f"the {self._driver_name} driver cannot upload files")
+            loc = self._locate(screen, into, None, rec)
+            point = self.pipeline.hit(loc, into)
+            t = self.clock()
+            choose(point, [path.resolve()], loc.node)
+            rec.timings["act"] = _ms(t, self.clock())
+            rec.action = {"action": "upload", "file": path.name, "at": list(point)}
+            rec.actions.append(rec.action)
+            self.pipeline.settle(rec)
+
+        return self.pipeline.run(
+            "upload", f"{path.name} into {into}", {"file": str(path), "into": into}, body
+        )
+
+    def _wait_browser(
+        self, url: str | None, response: str | None, limit: float, download: str | None = None
+    ) -> StepRecord:
+        what = (
+            f"url {url!r}"
+            if url is not None
+            else f"response {response!r}"
+            if response is not None
+            else f"download {download!r}"
+        )
 
         def body(_: Screen, rec: StepRecord) -> None:
-            waiter = getattr(self.driver, "wait_for_url" if url is not None else "wait_for_response", None)
+            kind = "url" if url is not None else "response" if response is not None else "download"
+            waiter = getattr(self.driver, f"wait_for_{kind}", None)
             if waiter is None:
-                raise DriverError(f"the {self._driver_name} driver cannot wait for a {what.split()[0]}")
+                raise DriverError(f"the {self._driver_name} driver cannot wait for a {kind}")
             t = self.clock()
-            got = waiter(url if url is not None else response, timeout=limit)
-            if got is None:
+            got = waiter(url or response or download, timeout=limit)
+            if not got:
                 raise StepFailed(f"no {what} within {limit:g} s")
             rec.result = {
                 "waited_ms": _ms(t, self.clock()),
-                **({"url": got} if url is not None else {"response": list(got)}),
+                kind: list(got) if isinstance(got, tuple) else got,
             }
+            if kind == "download":
+                self.pipeline.collect_downloads(rec)
 
-        params = {"url": url, "response": response, "timeout": limit}
+        params = {"url": url, "response": response, "download": download, "timeout": limit}
         return self.pipeline.run("wait_for", what, params, body, observe_first=False)
 
     def save_storage_state(self, path: str | Path) -> Path:

@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pixelpilot.agent import cached
@@ -254,6 +255,7 @@ class StepPipeline:
         rec.timings["settle"] = rec.timings.get("settle", 0) + _ms(t, agent.clock())
         if isinstance(agent.driver, DialogHandler):
             rec.dialogs += agent.driver.take_dialogs()
+        self.collect_downloads(rec)
         if nav:
             rec.navigation = nav
             if nav.get("error"):
@@ -262,6 +264,23 @@ class StepPipeline:
                 )
             if nav.get("status") is not None and nav["status"] >= 400:
                 raise StepFailed(f"the {rec.kind} opened {nav['url']}, which answered HTTP {nav['status']}")
+
+    def collect_downloads(self, rec: StepRecord) -> None:
+        """Save the files the step downloaded into the run directory (``downloads/``) and list them in
+        the step and in run.json."""
+        take = getattr(self.agent.driver, "take_downloads", None)
+        if take is None:
+            return
+        recorder = self.agent.recorder
+        got = take(recorder.path / "downloads" if recorder is not None else None)
+        if not got:
+            return
+        for d in got:
+            if d.get("file") and recorder is not None:
+                d["file"] = str(Path(d["file"]).relative_to(recorder.path))
+        rec.downloads += got
+        if recorder is not None:
+            recorder.update(downloads=[*recorder.meta.get("downloads", []), *got])
 
     def catch_up(self, rec: StepRecord | None) -> None:
         """Settle after an earlier action from the cache."""

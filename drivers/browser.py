@@ -155,6 +155,9 @@ class BrowserDriver:
         self._dialogs: list[dict[str, Any]] = []
         self._responses: list[tuple[str, int]] = []
         self._probe: tuple[dict[str, Any], bytes] | None = None
+        self._downloads: list[Any] = []
+        self._downloaded: list[str] = []
+        """Names of the downloads since the last action (saved or not yet)."""
         """URLs and statuses of the responses the page received since the last action (bounded)."""
         self._opened: list[Any] = []
         """Pages the current page opened (target=_blank, window.open) since the last settle."""
@@ -175,9 +178,82 @@ class BrowserDriver:
         page.on("framenavigated", self._on_navigated)
         page.on("dialog", self._on_dialog)
         page.on("popup", self._on_popup)
+        page.on("download", self._on_download)
+
+    def _on_download(self, download: Any) -> None:
+        self._downloads.append(download)
+        self._downloaded.append(download.suggested_filename)
 
     def _on_popup(self, page: Any) -> None:
         self._opened.append(page)
+
+    # -- files --------------------------------------------------------------------------------------
+    def choose_files(
+        self, at: A.Point, files: Sequence[str | os.PathLike[str]], node: UINode | None = None
+    ) -> None:
+        """Choose ``files``: set on ``node`` when it is a file input, else through the file chooser that
+        a click at ``at`` (a button of the page's own) opens."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        with self._boundary("choose files"):
+            if node is not None:
+                handle = self.page.evaluate_handle("(ref) => window.__pp_nodes[Number(ref)]", node.ref)
+                element = handle.as_element()
+                if element is not None and element.evaluate(
+                    "(e) => e.tagName === 'INPUT' && e.type === 'file'"
+                ):
+                    element.set_input_files([str(f) for f in files])
+                    return
+            try:
+                with self.page.expect_file_chooser(timeout=10_000) as chooser:
+                    self.page.mouse.click(*self._px(at))
+            except PlaywrightTimeout:
+                raise DriverError(
+                    "the click opened no file chooser: name the file input or its button"
+                ) from None
+            chooser.value.set_files([str(f) for f in files])
+
+    def take_downloads(self, folder: Path | None, *, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Downloads started since the last call, saved into ``folder`` (when given): name, URL, path."""
+        taken, self._downloads = self._downloads, []
+        out = []
+        for d in taken:
+            record: dict[str, Any] = {"name": d.suggested_filename, "url": d.url, "file": None}
+            with self._boundary(f"save the download {d.suggested_filename}"):
+                failure = d.failure()
+                if failure:
+                    record["error"] = failure
+                elif folder is not None:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    target = folder / Path(d.suggested_filename).name
+                    n = 1
+                    while target.exists():
+                        n += 1
+                        target = (
+                            folder
+                            / f"{Path(d.suggested_filename).stem}-{n}{Path(d.suggested_filename).suffix}"
+                        )
+                    d.save_as(str(target))
+                    record["file"] = str(target)
+            out.append(record)
+        return out
+
+    def wait_for_download(self, part: str, *, timeout: float) -> bool:
+        """Wait until a download whose name contains ``part`` started (one already started counts)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        if any(part in name for name in self._downloaded):
+            return True
+        with self._boundary(f"wait for a download {part!r}"):
+            try:
+                d = self.page.wait_for_event(
+                    "download", predicate=lambda d: part in d.suggested_filename, timeout=timeout * 1000
+                )
+            except PlaywrightTimeout:
+                return False
+        if d not in self._downloads:
+            self._downloads.append(d)
+        return True
 
     # -- sessions and waits ------------------------------------------------------------------------
     def save_storage_state(self, path: str | os.PathLike[str]) -> Path:
@@ -544,6 +620,7 @@ class BrowserDriver:
         self._nav = {}  # watch for a navigation this action starts (settle waits for it)
         self._opened.clear()
         self._responses.clear()
+        self._downloaded.clear()
         with self._boundary(f"perform {action.action}"):
             self._probe = self._pixel_probe(action)
             self._perform(action)
@@ -652,6 +729,13 @@ class BrowserDriver:
                         "framenavigated", predicate=self._main, timeout=nav_timeout * 1000
                     )
                 nav["committed"] = True
+            if nav and nav.get("error") == "net::ERR_ABORTED":  # a link to a file: a download, not a page
+                if not self._downloads:
+                    with contextlib.suppress(Exception):
+                        self._on_download(self.page.wait_for_event("download", timeout=5000))
+                if self._downloads:
+                    facts.update(changed=True, downloads=len(self._downloads))
+                    nav = {}
             probe, self._probe = self._probe, None
             if probe is not None and not facts.get("changed") and not nav:
                 # a canvas, video or frame: judged by its pixels (a frame's document is not watched)

@@ -193,7 +193,7 @@ def _run_step(
             agent.scroll(sc.direction, sc.amount, target=sc.target)
         case S.WaitForStep():
             w = step.args
-            agent.wait_for(w.text, url=w.url, response=w.response, timeout=w.timeout)
+            agent.wait_for(w.text, url=w.url, response=w.response, download=w.download, timeout=w.timeout)
         case S.SeeStep():
             agent.see(step.see)
         case S.SelectStep():
@@ -225,6 +225,9 @@ def _run_step(
             agent.right_click(step.args.text, nth=step.args.nth)
         case S.DragStep():
             agent.drag(step.drag.source, step.drag.to, nth=step.drag.nth)
+        case S.UploadStep():
+            u = step.upload
+            agent.upload(Path(u.file) if Path(u.file).is_absolute() else base / u.file, into=u.into)
         case S.SwitchTabStep():
             agent.switch_tab(step.switch_tab)
         case S.CloseTabStep():

@@ -76,12 +76,15 @@ class WaitArgs(_Strict):
     response: str | None = Field(
         default=None, min_length=1, description="browser: a part of a response's URL"
     )
+    download: str | None = Field(
+        default=None, min_length=1, description="browser: a part of a download's name"
+    )
     timeout: float | None = Field(default=None, gt=0, description="seconds")
 
     @model_validator(mode="after")
     def _one(self) -> WaitArgs:
-        if sum(v is not None for v in (self.text, self.url, self.response)) != 1:
-            raise ValueError("give one of text:, url: or response:")
+        if sum(v is not None for v in (self.text, self.url, self.response, self.download)) != 1:
+            raise ValueError("give one of text:, url:, response: or download:")
         return self
 
 
@@ -230,6 +233,17 @@ class DragStep(_Strict):
     drag: DragArgs
 
 
+class UploadArgs(_Strict):
+    file: str = Field(min_length=1, description="the file to choose (relative to the task file)")
+    into: str = Field(
+        min_length=1, description="the file input's label, or the button that opens the chooser"
+    )
+
+
+class UploadStep(_Strict):
+    upload: UploadArgs
+
+
 class SwitchTabStep(_Strict):
     switch_tab: int | str = Field(
         description="a tab's index (0 the first, -1 the last), or part of its title or URL"
@@ -282,6 +296,7 @@ _STEP_MODELS: dict[str, type[_Strict]] = {
     "drag": DragStep,
     "switch_tab": SwitchTabStep,
     "close_tab": CloseTabStep,
+    "upload": UploadStep,
 }
 STEP_VERBS = tuple(_STEP_MODELS)
 
@@ -314,7 +329,8 @@ Step = Annotated[
     | Annotated[RightClickStep, Tag("right_click")]
     | Annotated[DragStep, Tag("drag")]
     | Annotated[SwitchTabStep, Tag("switch_tab")]
-    | Annotated[CloseTabStep, Tag("close_tab")],
+    | Annotated[CloseTabStep, Tag("close_tab")]
+    | Annotated[UploadStep, Tag("upload")],
     Discriminator(
         _verb,
         custom_error_type="unknown_step",
