@@ -28,6 +28,7 @@ USED_WITHOUT_IMPORT = {
     "ruff": "the linter .ci/run runs",
     "mypy": "the type checker .ci/run runs",
     "types-pyyaml": "PyYAML's type information, for mypy",
+    "roundup": "an unmodified third-party web application the browser tests start and drive",
     "pytest-xdist": "a pytest plugin (pytest -n)",
     "pytest-playwright": "a pytest plugin (the plugin tests load it into pytester runs)",
 }
