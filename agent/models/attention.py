@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["NAME", "grouped_attention", "grouped_sdpa"]
+__all__ = ["NAME", "engine_attention", "grouped_attention", "grouped_sdpa"]
 
 NAME = "pixelpilot_grouped_sdpa"
 
@@ -66,6 +66,16 @@ def grouped_sdpa(
 
 DECODE_ROWS = 256
 """Query rows (query heads per key/value head × query length) up to which the two-product form is used."""
+
+
+def engine_attention(text_config: Any) -> contextlib.AbstractContextManager[None]:
+    """The engine's attention: grouped (this module) unless ``PIXELPILOT_ENGINE_ATTENTION=sdpa`` asks
+    for transformers' own."""
+    import os
+
+    if os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped") == "sdpa":
+        return contextlib.nullcontext()
+    return grouped_attention(text_config)
 
 
 _registered = False

@@ -109,7 +109,6 @@ class Engine:
         graphs: bool | None = None,
         fuse: bool | str | None = None,
     ) -> None:
-        import os
 
         import torch
 
@@ -312,24 +311,16 @@ class Engine:
         return self.head(out.last_hidden_state[0].index_select(0, s["last"])).float()
 
     def _attention(self) -> Any:
-        """Grouped-query attention that reads each key/value head once (``attention.py``), unless
-        ``PIXELPILOT_ENGINE_ATTENTION=sdpa`` asks for transformers' own."""
-        import contextlib
+        from pixelpilot.agent.models.attention import engine_attention
 
-        if os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped") == "sdpa":
-            return contextlib.nullcontext()
-        from pixelpilot.agent.models.attention import grouped_attention
-
-        return grouped_attention(self.lm.config)
+        return engine_attention(self.lm.config)
 
     def _fused(self) -> Any:
         """Only for what the graphs capture: in the eager prefill, each compiled call's guard checks
         cost more host time (launch-bound) than the fusion saves (measured: 2B prefill 62 → 98 ms)."""
-        import contextlib
-
         from pixelpilot.agent.models.fused import fused_modules
 
-        return fused_modules(self.model, self.fuse) if self.fuse else contextlib.nullcontext()
+        return fused_modules(self.model, self.fuse)
 
     reply_room = 1024
     """Positions kept free after the prompt for the reply."""

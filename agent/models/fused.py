@@ -97,8 +97,12 @@ def _functions(backend: str = "inductor") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def fused_modules(model: Any, backend: str = "inductor") -> Iterator[None]:
-    """While active, the text decoder of this Qwen3-VL uses the fused functions."""
+def fused_modules(model: Any, backend: str | None = "inductor") -> Iterator[None]:
+    """While active, the text decoder of this Qwen3-VL uses the fused functions (none when ``backend``
+    is empty: the engine's fusion switched off)."""
+    if not backend:
+        yield
+        return
     import importlib
 
     mod = importlib.import_module(type(model.model.language_model).__module__)

@@ -1,0 +1,315 @@
+"""The steps of a task file: one pydantic model per verb, each with its arguments (``extra="forbid"``),
+and the discriminated union :data:`Step` that :class:`pixelpilot.tasks.spec.TaskFile` holds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+__all__ = ["STEP_VERBS", "Step"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- steps ----------------------------------------------------------------------------------------
+class ClickArgs(_Strict):
+    text: str | None = Field(
+        default=None, min_length=1, description="visible text, accessible name, or a description"
+    )
+    image: str | None = Field(
+        default=None, min_length=1, description="a picture to find on screen (path relative to the task file)"
+    )
+    nth: int | None = Field(
+        default=None, ge=1, description="which match, in reading order, when several match"
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ClickArgs:
+        if (self.text is None) == (self.image is None):
+            raise ValueError("give either text: or image:")
+        return self
+
+
+class TypeArgs(_Strict):
+    text: str
+    into: str | None = Field(default=None, description="label, accessible name or placeholder of the field")
+    nth: int | None = Field(default=None, ge=1)
+    clear: bool = Field(default=True, description="replace what the field holds")
+
+
+class ScrollArgs(_Strict):
+    direction: Literal["up", "down", "left", "right"] = "down"
+    amount: int | None = Field(default=None, gt=0, description="pixels; default most of a screen")
+    target: str | None = Field(default=None, description="scroll over this element")
+
+
+class WaitArgs(_Strict):
+    text: str | None = Field(default=None, min_length=1, description="text to appear")
+    url: str | None = Field(default=None, min_length=1, description="browser: a part of the URL to reach")
+    response: str | None = Field(
+        default=None, min_length=1, description="browser: a part of a response's URL"
+    )
+    download: str | None = Field(
+        default=None, min_length=1, description="browser: a part of a download's name"
+    )
+    timeout: float | None = Field(default=None, gt=0, description="seconds")
+
+    @model_validator(mode="after")
+    def _one(self) -> WaitArgs:
+        if sum(v is not None for v in (self.text, self.url, self.response, self.download)) != 1:
+            raise ValueError("give one of text:, url:, response: or download:")
+        return self
+
+
+class SelectArgs(_Strict):
+    option: str = Field(min_length=1)
+    field: str | None = Field(default=None, description="label of the dropdown")
+
+
+class OpenStep(_Strict):
+    open: str = Field(min_length=1, description="URL, or a file path relative to the task file")
+
+
+class ClickStep(_Strict):
+    click: str | ClickArgs
+
+    @property
+    def args(self) -> ClickArgs:
+        return self.click if isinstance(self.click, ClickArgs) else ClickArgs(text=self.click)
+
+
+class TypeStep(_Strict):
+    type: str | TypeArgs
+
+    @property
+    def args(self) -> TypeArgs:
+        return self.type if isinstance(self.type, TypeArgs) else TypeArgs(text=self.type)
+
+
+class KeyStep(_Strict):
+    key: str = Field(min_length=1, description="a key or combination: Enter, ctrl+a, ctrl+shift+t")
+
+    @field_validator("key")
+    @classmethod
+    def _combo(cls, v: str) -> str:
+        from pixelpilot.drivers.keys import parse_combo
+
+        parse_combo(v)
+        return v
+
+
+class ScrollStep(_Strict):
+    scroll: Literal["up", "down", "left", "right"] | ScrollArgs
+
+    @property
+    def args(self) -> ScrollArgs:
+        return self.scroll if isinstance(self.scroll, ScrollArgs) else ScrollArgs(direction=self.scroll)
+
+
+class WaitForStep(_Strict):
+    wait_for: str | WaitArgs
+
+    @property
+    def args(self) -> WaitArgs:
+        return self.wait_for if isinstance(self.wait_for, WaitArgs) else WaitArgs(text=self.wait_for)
+
+
+class SeeStep(_Strict):
+    see: str = Field(min_length=1, description="text that must be visible")
+
+
+class SelectStep(_Strict):
+    select: str | SelectArgs
+
+    @property
+    def args(self) -> SelectArgs:
+        return self.select if isinstance(self.select, SelectArgs) else SelectArgs(option=self.select)
+
+
+class GoalArgs(_Strict):
+    goal: str = Field(min_length=1, description="what the model should achieve")
+    max_steps: int = Field(default=15, ge=1, le=500)
+    max_seconds: float | None = Field(default=None, gt=0)
+    max_model_calls: int | None = Field(default=None, ge=1)
+
+
+class GoalStep(_Strict):
+    goal: str | GoalArgs
+
+    @property
+    def args(self) -> GoalArgs:
+        return self.goal if isinstance(self.goal, GoalArgs) else GoalArgs(goal=self.goal)
+
+
+class AskArgs(_Strict):
+    question: str = Field(min_length=1)
+    save_as: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="name to keep the answer under"
+    )
+
+
+class AskStep(_Strict):
+    ask: str | AskArgs
+
+    @property
+    def args(self) -> AskArgs:
+        return self.ask if isinstance(self.ask, AskArgs) else AskArgs(question=self.ask)
+
+
+class CheckStep(_Strict):
+    check: str = Field(min_length=1, description="a statement the model must find true on screen")
+
+
+class TargetArgs(_Strict):
+    text: str = Field(min_length=1, description="visible text or accessible name")
+    nth: int | None = Field(default=None, ge=1, description="which match, in reading order")
+
+
+class _Pointed(_Strict):
+    def _args(self, value: str | TargetArgs) -> TargetArgs:
+        return value if isinstance(value, TargetArgs) else TargetArgs(text=value)
+
+
+class HoverStep(_Pointed):
+    hover: str | TargetArgs
+
+    @property
+    def args(self) -> TargetArgs:
+        return self._args(self.hover)
+
+
+class DoubleClickStep(_Pointed):
+    double_click: str | TargetArgs
+
+    @property
+    def args(self) -> TargetArgs:
+        return self._args(self.double_click)
+
+
+class RightClickStep(_Pointed):
+    right_click: str | TargetArgs
+
+    @property
+    def args(self) -> TargetArgs:
+        return self._args(self.right_click)
+
+
+class DragArgs(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    source: str = Field(alias="from", min_length=1, description="where to press")
+    to: str = Field(min_length=1, description="where to release")
+    nth: int | None = Field(default=None, ge=1, description="which match of from:")
+
+
+class DragStep(_Strict):
+    drag: DragArgs
+
+
+class UploadArgs(_Strict):
+    file: str = Field(min_length=1, description="the file to choose (relative to the task file)")
+    into: str = Field(
+        min_length=1, description="the file input's label, or the button that opens the chooser"
+    )
+
+
+class UploadStep(_Strict):
+    upload: UploadArgs
+
+
+class SwitchTabStep(_Strict):
+    switch_tab: int | str = Field(
+        description="a tab's index (0 the first, -1 the last), or part of its title or URL"
+    )
+
+
+class CloseTabStep(_Strict):
+    close_tab: Literal[True] = Field(description="close the current tab (true)")
+
+
+class DialogText(_Strict):
+    accept: str = Field(description="accept a prompt() with this text")
+
+
+DialogChoice = Literal["accept", "dismiss"] | DialogText
+
+
+def dialog_policy(choice: DialogChoice) -> str | tuple[str, str | None]:
+    """A task file's dialog choice as the driver's policy."""
+    return ("accept", choice.accept) if isinstance(choice, DialogText) else choice
+
+
+class DialogStep(_Strict):
+    dialog: DialogChoice = Field(
+        description="how to answer the next alert/confirm/prompt: accept, dismiss, {accept: text}"
+    )
+
+
+class ActStep(_Strict):
+    act: str = Field(min_length=1, description="one step the model decides")
+
+
+_STEP_MODELS: dict[str, type[_Strict]] = {
+    "open": OpenStep,
+    "click": ClickStep,
+    "type": TypeStep,
+    "key": KeyStep,
+    "scroll": ScrollStep,
+    "wait_for": WaitForStep,
+    "see": SeeStep,
+    "select": SelectStep,
+    "goal": GoalStep,
+    "act": ActStep,
+    "ask": AskStep,
+    "check": CheckStep,
+    "dialog": DialogStep,
+    "hover": HoverStep,
+    "double_click": DoubleClickStep,
+    "right_click": RightClickStep,
+    "drag": DragStep,
+    "switch_tab": SwitchTabStep,
+    "close_tab": CloseTabStep,
+    "upload": UploadStep,
+}
+STEP_VERBS = tuple(_STEP_MODELS)
+
+
+def _verb(v: Any) -> str | None:
+    if isinstance(v, dict):
+        keys = [k for k in v if k in _STEP_MODELS]
+        return keys[0] if len(keys) == 1 else None
+    if isinstance(v, BaseModel):
+        return next((k for k, m in _STEP_MODELS.items() if isinstance(v, m)), None)
+    return None
+
+
+Step = Annotated[
+    Annotated[OpenStep, Tag("open")]
+    | Annotated[ClickStep, Tag("click")]
+    | Annotated[TypeStep, Tag("type")]
+    | Annotated[KeyStep, Tag("key")]
+    | Annotated[ScrollStep, Tag("scroll")]
+    | Annotated[WaitForStep, Tag("wait_for")]
+    | Annotated[SeeStep, Tag("see")]
+    | Annotated[SelectStep, Tag("select")]
+    | Annotated[GoalStep, Tag("goal")]
+    | Annotated[ActStep, Tag("act")]
+    | Annotated[AskStep, Tag("ask")]
+    | Annotated[CheckStep, Tag("check")]
+    | Annotated[DialogStep, Tag("dialog")]
+    | Annotated[HoverStep, Tag("hover")]
+    | Annotated[DoubleClickStep, Tag("double_click")]
+    | Annotated[RightClickStep, Tag("right_click")]
+    | Annotated[DragStep, Tag("drag")]
+    | Annotated[SwitchTabStep, Tag("switch_tab")]
+    | Annotated[CloseTabStep, Tag("close_tab")]
+    | Annotated[UploadStep, Tag("upload")],
+    Discriminator(
+        _verb,
+        custom_error_type="unknown_step",
+        custom_error_message=f"a step is a mapping with exactly one of: {', '.join(STEP_VERBS)}",
+    ),
+]
