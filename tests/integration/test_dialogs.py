@@ -5,14 +5,13 @@ never, a prompt's text arrives)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pixelpilot import Agent, read_run
 from pixelpilot.tasks import RunOptions, run_task
+from tests.support.web import Page, serve
 
 pytestmark = pytest.mark.browser
 
@@ -23,19 +22,11 @@ PAGE = """<html><body><h1>Items</h1><p id=state>item 1</p>
 </body></html>"""
 
 
-class Site(BaseHTTPRequestHandler):
+class Site(Page):
     log: list[tuple[str, str]] = []
 
-    def log_message(self, *args: object) -> None:
-        pass
-
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        data = PAGE.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send(PAGE)
 
     def do_POST(self) -> None:  # noqa: N802
         n = int(self.headers.get("Content-Length", 0))
@@ -47,10 +38,8 @@ class Site(BaseHTTPRequestHandler):
 @pytest.fixture
 def site() -> Iterator[str]:
     Site.log = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
+    with serve(Site) as url:
+        yield url + "/"
 
 
 def test_dialogs_are_dismissed_by_default_and_recorded(browser, site, tmp_path):

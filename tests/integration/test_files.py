@@ -5,16 +5,15 @@ the server sent, listed in the step and in run.json."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pixelpilot.agent.errors import ConfigError
 from pixelpilot.tasks import RunOptions, run_task
+from tests.support.web import Page, serve
 
 pytestmark = pytest.mark.browser
 
@@ -27,11 +26,8 @@ PAGE = """<html><body><h1>Files</h1>
 </body></html>"""
 
 
-class Site(BaseHTTPRequestHandler):
+class Site(Page):
     uploads: list[tuple[str, bytes]] = []
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def _send(self, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(200)
@@ -59,10 +55,8 @@ class Site(BaseHTTPRequestHandler):
 @pytest.fixture
 def site() -> Iterator[str]:
     Site.uploads = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
+    with serve(Site) as url:
+        yield url + "/"
 
 
 def test_upload_and_download_from_a_task_file(site, tmp_path, chromium):

@@ -4,15 +4,14 @@ log proves each happened once."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pixelpilot import Agent
 from pixelpilot.tasks import RunOptions, run_task
+from tests.support.web import Page, serve
 
 pytestmark = pytest.mark.browser
 
@@ -37,19 +36,11 @@ document.addEventListener('mouseup', (e) => {
 </script></body></html>"""
 
 
-class Site(BaseHTTPRequestHandler):
+class Site(Page):
     log: list[str] = []
 
-    def log_message(self, *args: object) -> None:
-        pass
-
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        data = PAGE.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send(PAGE)
 
     def do_POST(self) -> None:  # noqa: N802
         Site.log.append(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
@@ -68,10 +59,8 @@ def logged(expected: list[str], timeout: float = 5) -> list[str]:
 @pytest.fixture
 def site() -> Iterator[str]:
     Site.log = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
+    with serve(Site) as url:
+        yield url + "/"
 
 
 def test_gestures_from_python(browser, site):

@@ -7,26 +7,22 @@ redirect (its own log proves the POST arrived exactly once), a broken link, a sa
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import pytest
 
 from pixelpilot import Agent, read_run
 from pixelpilot.agent.errors import StepFailed
+from tests.support.web import Page, serve
 
 pytestmark = pytest.mark.browser
 
 
-class Site(BaseHTTPRequestHandler):
+class Site(Page):
     posts: list[tuple[str, dict[str, list[str]]]] = []
     dead = 0
     """A port nothing listens on."""
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def _page(self, body: str, status: int = 200) -> None:
         title = body.split("<h1>", 1)[-1].split("</h1>", 1)[0]
@@ -66,10 +62,8 @@ def site() -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         Site.dead = s.getsockname()[1]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve(Site) as url:
+        yield url
 
 
 def test_a_link_click_navigates_once_and_records_where_it_went(browser, site, tmp_path):

@@ -4,14 +4,13 @@ The pages report each click to their server, whose count proves it."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pixelpilot import Agent
+from tests.support.web import Page, serve
 
 pytestmark = pytest.mark.browser
 
@@ -28,19 +27,11 @@ c.addEventListener('click', (e) => {
 </script></body></html>"""
 
 
-class Site(BaseHTTPRequestHandler):
+class Site(Page):
     clicks: list[str] = []
 
-    def log_message(self, *args: object) -> None:
-        pass
-
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        data = PAGE.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send(PAGE)
 
     def do_POST(self) -> None:  # noqa: N802
         Site.clicks.append(self.path)
@@ -51,10 +42,8 @@ class Site(BaseHTTPRequestHandler):
 @pytest.fixture
 def site() -> Iterator[str]:
     Site.clicks = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
+    with serve(Site) as url:
+        yield url + "/"
 
 
 def clicks(expected: list[str], timeout: float = 5) -> list[str]:

@@ -4,24 +4,20 @@ session cookie itself."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pixelpilot import Agent, BrowserDriver
 from pixelpilot.agent.errors import StepFailed
 from pixelpilot.tasks import RunOptions, run_task
+from tests.support.web import Page, serve
 
 pytestmark = pytest.mark.browser
 
 
-class Site(BaseHTTPRequestHandler):
+class Site(Page):
     saves = 0
-
-    def log_message(self, *args: object) -> None:
-        pass
 
     def _page(self, body: str, *, headers: dict[str, str] | None = None, status: int = 200) -> None:
         data = f"<html><body>{body}</body></html>".encode()
@@ -60,10 +56,8 @@ class Site(BaseHTTPRequestHandler):
 @pytest.fixture
 def site() -> Iterator[str]:
     Site.saves = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve(Site) as url:
+        yield url
 
 
 def test_log_in_once_save_the_state_and_start_from_it(site, tmp_path, chromium):

@@ -13,7 +13,7 @@ import base64
 import importlib.metadata as md
 from pathlib import Path
 
-from tests.support.tiny_qwen import ADDED, FIRST_ADDED, PAT, _byte_chars
+from tests.support.tiny_qwen import FIRST_ADDED, _byte_chars, save_qwen_tokenizer
 
 __all__ = ["build_qwen_tokenizer", "qwen_ranks_path"]
 
@@ -63,10 +63,7 @@ def _vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tup
 
 def build_qwen_tokenizer(out: Path) -> Path:
     """Qwen's tokenizer files (tokenizer.json, tokenizer_config.json, chat_template.jinja) in ``out``."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from transformers import Qwen2TokenizerFast
-
-    from pixelpilot.agent.qwen.prompts import chat_template
+    from tokenizers import Tokenizer, models
 
     ranks = _ranks(qwen_ranks_path())
     if len(ranks) != FIRST_ADDED:
@@ -75,29 +72,6 @@ def build_qwen_tokenizer(out: Path) -> Path:
     tok = Tokenizer(
         models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False, ignore_merges=False)
     )
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PAT), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    for i, (text, special) in enumerate(ADDED):
-        t = AddedToken(text, special=special, normalized=False)
-        (tok.add_special_tokens if special else tok.add_tokens)([t])
-        if tok.token_to_id(text) != FIRST_ADDED + i:
-            raise ValueError(f"{text} did not land on id {FIRST_ADDED + i}")
-    fast = Qwen2TokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
-        unk_token=None,
-        model_max_length=262144,
-        clean_up_tokenization_spaces=False,
-    )
-    fast.chat_template = chat_template()
     out.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(out)
+    save_qwen_tokenizer(tok, out)
     return out

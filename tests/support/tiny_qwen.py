@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 ADDED = [  # Qwen3's added tokens, ids 151643..151668, in order; True = special
     ("<|endoftext|>", True),
@@ -74,8 +75,7 @@ def _spell(text: str) -> str:
 
 
 def build_tokenizer(out: Path, pieces: list[str]) -> dict[str, int]:
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from transformers import Qwen2TokenizerFast
+    from tokenizers import Tokenizer, models
 
     _, order = _byte_chars()
     vocab = {ch: i for i, ch in enumerate(order)}
@@ -88,7 +88,18 @@ def build_tokenizer(out: Path, pieces: list[str]) -> dict[str, int]:
         del vocab[f"<|filler_{SCRIPT_SLOT + k}|>"]
         vocab[spelled] = SCRIPT_SLOT + k
         piece_ids[piece] = SCRIPT_SLOT + k
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], fuse_unk=False, byte_fallback=False))
+    save_qwen_tokenizer(
+        Tokenizer(models.BPE(vocab=vocab, merges=[], fuse_unk=False, byte_fallback=False)), out
+    )
+    return piece_ids
+
+
+def save_qwen_tokenizer(tok: Any, out: Path) -> None:
+    """Give a byte-level BPE Qwen's pipeline (NFC, Qwen2's split regex, byte-level, the Qwen3 added
+    tokens at their real ids) and save it as a checkpoint's tokenizer files, with the chat template."""
+    from tokenizers import AddedToken, Regex, decoders, normalizers, pre_tokenizers
+    from transformers import Qwen2TokenizerFast
+
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -114,7 +125,6 @@ def build_tokenizer(out: Path, pieces: list[str]) -> dict[str, int]:
 
     fast.chat_template = chat_template()
     fast.save_pretrained(out)
-    return piece_ids
 
 
 def write_processor_files(out: Path) -> None:
