@@ -153,10 +153,10 @@ def test_cached_actions_do_not_wait_but_a_busy_page_is_waited_for_before_the_nex
     script = [click(p["Username"]), typed("alice"), click(p["Password"]), typed("wonderland")]
     out = folder / "runs"
     cold, m1 = run(task, out, [*script, click(p["Sign in"]), DONE])
-    assert cold.status == "passed" and m1.calls == 6, cold.reason
+    assert cold.status == "passed" and m1.calls == 6, cold.error
 
     warm, m2 = run(task, out, [])
-    assert warm.status == "passed" and m2.calls == 0, warm.reason
+    assert warm.status == "passed" and m2.calls == 0, warm.error
     goal = [s for s in warm.steps if s.kind == "goal"]
     assert [s.effect for s in goal[:5]] == ["deferred"] * 5
     last = goal[-1]  # terminate: first saw "Signing in...", then waited for the inbox
