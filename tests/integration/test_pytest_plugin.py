@@ -289,6 +289,28 @@ def test_with_pytest_playwright_in_either_load_order(pytester: pytest.Pytester, 
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
+        channel = subprocess.run(  # pytest-playwright's --browser-channel reaches its launch
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                *plugins,
+                "-p",
+                "no:cacheprovider",
+                "--base-url",
+                base,
+                "--browser-channel",
+                "msedge",
+                "-k",
+                "steps",
+            ],
+            cwd=pytester.path,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert channel.returncode != 0 and "msedge" in channel.stdout + channel.stderr
         res = subprocess.run(
             [
                 sys.executable,
