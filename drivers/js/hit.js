@@ -8,7 +8,12 @@
   for (const fy of fr) for (const fx of fr) {
     const x = r.left + r.width * fx, y = r.top + r.height * fy;
     if (x < 0 || y < 0 || x >= window.innerWidth || y >= window.innerHeight) continue;
-    const hit = document.elementFromPoint(x, y);
+    let hit = document.elementFromPoint(x, y);
+    while (hit && hit.shadowRoot) {  // into open shadow roots: the host is what the document reports
+      const inner = hit.shadowRoot.elementFromPoint(x, y);
+      if (!inner || inner === hit) break;
+      hit = inner;
+    }
     if (hit && (hit === el || el.contains(hit) || (el.control && hit === el.control) || (hit.labels && Array.from(hit.labels).includes(el)))) return [x, y];
   }
   return null;

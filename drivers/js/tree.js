@@ -77,11 +77,19 @@
   if (onlyFocused) {
     if (active) add(active, true);
   } else {
-    for (const el of document.querySelectorAll(INTERACTIVE)) add(el, true);
-    const walker = document.createTreeWalker(document.body || document.documentElement, NodeFilter.SHOW_ELEMENT);
-    for (let el = walker.currentNode; el; el = walker.nextNode()) {
-      if (el.tagName === 'SCRIPT' || el.tagName === 'STYLE') continue;
-      if (ownText(el)) add(el, false);
+    // the document and every open shadow root in it (web components), depth first
+    const roots = [document];
+    for (let i = 0; i < roots.length; i++) {
+      for (const el of roots[i].querySelectorAll('*')) if (el.shadowRoot) roots.push(el.shadowRoot);
+    }
+    for (const root of roots) {
+      for (const el of root.querySelectorAll(INTERACTIVE)) add(el, true);
+      const start = root === document ? (document.body || document.documentElement) : root;
+      const walker = document.createTreeWalker(start, NodeFilter.SHOW_ELEMENT);
+      for (let el = walker.currentNode; el; el = walker.nextNode()) {
+        if (el.nodeType !== 1 || el.tagName === 'SCRIPT' || el.tagName === 'STYLE') continue;
+        if (ownText(el)) add(el, false);
+      }
     }
   }
   if (!onlyFocused || !window.__pp_nodes) window.__pp_nodes = [];

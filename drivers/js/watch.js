@@ -9,6 +9,13 @@
     new MutationObserver(bump).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
   };
   if (document.documentElement) start(); else document.addEventListener('DOMContentLoaded', start);
+  // changes inside shadow roots (web components) count too: watch each root as it is attached
+  const attach = Element.prototype.attachShadow;
+  Element.prototype.attachShadow = function (...args) {
+    const root = attach.apply(this, args);
+    new MutationObserver(bump).observe(root, {subtree: true, childList: true, attributes: true, characterData: true});
+    return root;
+  };
   for (const ev of ['focusin', 'input', 'change', 'scroll']) window.addEventListener(ev, bump, true);
   // a new tab on its way (a link with a target, window.open): settle waits for it to appear
   window.__pp_popup = 0; window.__pp_popup_seen = 0;
