@@ -57,7 +57,7 @@ class Locator:
         """Find a visible text or accessible name. ``nth`` (1-based, reading order) picks among several."""
         tried: list[str] = []
         if screen.tree is not None:
-            nodes = match_nodes(screen.tree, target)
+            nodes = match_nodes(screen.tree, target, act=True)
             if nodes:
                 node = _pick(nodes, target, nth, [n.describe() for n in nodes])
                 return Located(node.box.center, "ui-tree", node.box, node, len(nodes))
@@ -208,11 +208,13 @@ def _box_in(a: Box, b: Box, slack: float = 1.0) -> bool:
 _ROLE_TARGET = re.compile(r'^role=(?P<role>[\w-]+)(?:\[name=(?P<q>["\'])(?P<name>.*)(?P=q)\])?$')
 
 
-def match_nodes(tree: Sequence[UINode], target: str) -> list[UINode]:
+def match_nodes(tree: Sequence[UINode], target: str, *, act: bool = False) -> list[UINode]:
     """UI-tree nodes matching ``target``: exact name/text first, then whole-word containment.
     Interactive elements win over plain text, innermost elements over their containers; among
     several, those matching with the same letter case win. ``role=textbox`` or
-    ``role=button[name="Save"]`` (Playwright's syntax) selects by role."""
+    ``role=button[name="Save"]`` (Playwright's syntax) selects by role. ``act``: the target is to be
+    acted on (clicked, hovered): when some matches are interactive, plain text matching as well (a
+    heading "Sign in" over the form's "Sign in" button) is not a candidate."""
     role = _ROLE_TARGET.match(target.strip())
     if role:
         hits = [n for n in tree if n.role == role["role"]]
@@ -231,7 +233,8 @@ def match_nodes(tree: Sequence[UINode], target: str) -> list[UINode]:
                 hits = inter + [
                     n
                     for n in hits
-                    if not n.interactive
+                    if not act
+                    and not n.interactive
                     and not any(_box_in(n.box, m.box) for m in inter)
                     and n.role != "label"
                 ]

@@ -320,7 +320,8 @@ class StepPipeline:
         driver = self.agent.driver
         if loc.node is None or not isinstance(driver, ElementDriver):
             return loc.point
-        point = driver.hit_point(loc.node)
+        aim = getattr(driver, "aim", None)  # the browser moves the pointer there first, as Playwright
+        point = aim(loc.node) if aim is not None else driver.hit_point(loc.node)
         if point is None:
             raise LocateError(
                 f"{target!r} is covered by another element (or gone); nothing there can be clicked",

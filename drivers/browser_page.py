@@ -41,6 +41,8 @@ class PageActivity:
 
         def _adopt(self, page: Any) -> None: ...
 
+        def _element(self, node: UINode) -> Any: ...
+
         def _px(self, p: A.Point) -> tuple[float, float]: ...
 
     def _on_download(self, download: Any) -> None:
@@ -60,8 +62,7 @@ class PageActivity:
 
         with self._boundary("choose files"):
             if node is not None:
-                handle = self.page.evaluate_handle("(ref) => window.__pp_nodes[Number(ref)]", node.ref)
-                element = handle.as_element()
+                element = self._element(node)
                 if element is not None and element.evaluate(
                     "(e) => e.tagName === 'INPUT' && e.type === 'file'"
                 ):

@@ -1,6 +1,13 @@
 // A point inside element #ref that really hits it (elementFromPoint is the element or inside it),
 // trying the centre first, then points nearer the edges. Returns [x, y] in CSS pixels, or null.
-(ref) => {
+// With {ref, settle: true}: first waits two frames (the pointer was just moved onto the page: a hover
+// menu may have closed, a tooltip opened) and takes what that changed as seen.
+async (arg) => {
+  const ref = typeof arg === 'object' && arg !== null ? arg.ref : arg;
+  if (typeof arg === 'object' && arg !== null && arg.settle) {
+    await new Promise((done) => { setTimeout(done, 100); requestAnimationFrame(() => requestAnimationFrame(done)); });
+    window.__pp_seen = window.__pp_mut || 0;
+  }
   const el = (window.__pp_nodes || [])[Number(ref)];
   if (!el || !el.isConnected) return 'detached';
   const r = el.getBoundingClientRect();

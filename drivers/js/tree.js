@@ -7,7 +7,8 @@
   const INTERACTIVE = 'a[href],button,input,select,textarea,summary,label,[role],[onclick],[tabindex],[contenteditable="true"]';
   const ROLE_OF_TAG = {a: 'link', button: 'button', select: 'combobox', textarea: 'textbox', summary: 'button',
                        h1: 'heading', h2: 'heading', h3: 'heading', h4: 'heading', h5: 'heading', h6: 'heading',
-                       li: 'listitem', img: 'img', label: 'label', option: 'option', dialog: 'dialog'};
+                       li: 'listitem', img: 'img', label: 'label', option: 'option', dialog: 'dialog',
+                       iframe: 'iframe', frame: 'iframe'};
   const vw = window.innerWidth, vh = window.innerHeight;
   const clean = (s) => (s || '').replace(/\s+/g, ' ').trim();
   const visible = (el, r) => {
@@ -84,6 +85,7 @@
     }
     for (const root of roots) {
       for (const el of root.querySelectorAll(INTERACTIVE)) add(el, true);
+      for (const el of root.querySelectorAll('iframe,frame')) add(el, false);  // their elements follow the page's
       const start = root === document ? (document.body || document.documentElement) : root;
       const walker = document.createTreeWalker(start, NodeFilter.SHOW_ELEMENT);
       for (let el = walker.currentNode; el; el = walker.nextNode()) {

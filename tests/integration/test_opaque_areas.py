@@ -65,6 +65,6 @@ def test_a_click_on_a_canvas_is_judged_by_its_pixels_and_sent_once(browser, site
 def test_a_click_inside_a_frame_is_sent_once(browser, site):
     agent = Agent(browser)
     agent.open(site)
-    rec = agent.click("Inner button")  # not in the page's DOM: found on screen
+    rec = agent.click("Inner button")  # in the frame's document: found in the UI tree, inside the frame
     assert rec.effect == "changed" and not rec.retried
     assert clicks(["/frame-click"]) == ["/frame-click"]
