@@ -18,7 +18,7 @@ from pixelpilot.agent.errors import LocateError
 from pixelpilot.drivers.base import Box, Screen, UINode
 from pixelpilot.tools.ocr import OcrEngine, OcrText, find_text, normalize
 
-__all__ = ["Located", "Locator", "match_fields", "match_nodes", "text_on_screen"]
+__all__ = ["Located", "Locator", "match_fields", "match_nodes", "pick", "text_on_screen"]
 
 FIELD_ROLES = {"textbox", "searchbox", "combobox", "spinbutton"}
 Point = tuple[int, int]
@@ -59,13 +59,13 @@ class Locator:
         if screen.tree is not None:
             nodes = match_nodes(screen.tree, target, act=True)
             if nodes:
-                node = _pick(nodes, target, nth, [n.describe() for n in nodes])
+                node = pick(nodes, target, nth, [n.describe() for n in nodes])
                 return Located(node.box.center, "ui-tree", node.box, node, len(nodes))
             tried.append("ui-tree")
         if self.use_ocr:
             found = find_text(self.ocr(screen), target)
             if found:
-                hit = _pick(
+                hit = pick(
                     sorted(found, key=lambda t: (t.box[1], t.box[0])),
                     target,
                     nth,
@@ -100,7 +100,7 @@ class Locator:
                 else []
             )
             raise LocateError(f"the image {path} is not on screen", target=str(path), candidates=near)
-        hit = _pick(hits, str(path), nth, [f"match {m.score:.2f} at {m.box}" for m in hits])
+        hit = pick(hits, str(path), nth, [f"match {m.score:.2f} at {m.box}" for m in hits])
         return Located(hit.center, "template", Box(*hit.box), None, len(hits))
 
     def field(self, screen: Screen, label: str, *, nth: int | None = None) -> Located:
@@ -108,7 +108,7 @@ class Locator:
         if screen.tree is not None:
             nodes = match_fields(screen.tree, label)
             if nodes:
-                node = _pick(nodes, label, nth, [n.describe() for n in nodes])
+                node = pick(nodes, label, nth, [n.describe() for n in nodes])
                 return Located(node.box.center, "ui-tree", node.box, node, len(nodes))
             fields = [n for n in screen.tree if n.role in FIELD_ROLES]
             raise LocateError(
@@ -138,7 +138,7 @@ def _ocr_desc(t: OcrText) -> str:
     return f'text "{t.text}" at ({x:.0f},{y:.0f} {w:.0f}x{h:.0f}) [ocr]'
 
 
-def _pick(items: Sequence[T], target: str, nth: int | None, described: list[str]) -> T:
+def pick(items: Sequence[T], target: str, nth: int | None, described: list[str]) -> T:
     if nth is not None:
         if not 1 <= nth <= len(items):
             raise LocateError(

@@ -23,14 +23,22 @@ from typing import Any, Literal
 from pixelpilot.agent import cached, loop
 from pixelpilot.agent.cache import StepCache
 from pixelpilot.agent.errors import CheckFailed, ConfigError, DriverError, LocateError, StepFailed
-from pixelpilot.agent.locate import Located, Locator, text_on_screen
+from pixelpilot.agent.locate import (
+    FIELD_ROLES,
+    Located,
+    Locator,
+    match_fields,
+    match_nodes,
+    pick,
+    text_on_screen,
+)
 from pixelpilot.agent.loop import Limits, RunResult, Verdict
 from pixelpilot.agent.memory import StepRecord
 from pixelpilot.agent.memory import elapsed_ms as _ms
 from pixelpilot.agent.models.base import VisionModel
 from pixelpilot.agent.runlog import RunWriter
 from pixelpilot.agent.step import StepPipeline, outcome_of
-from pixelpilot.drivers.base import DialogHandler, Driver, ElementDriver, Navigable, Screen, UINode
+from pixelpilot.drivers.base import DialogHandler, Driver, ElementDriver, Navigable, Revealer, Screen, UINode
 from pixelpilot.drivers.keys import parse_combo
 from pixelpilot.tools import actions as A
 from pixelpilot.tools.ocr import normalize
@@ -177,6 +185,9 @@ class Agent:
                 loc = self._locate(screen, target, nth, rec)
             point = self.pipeline.hit(loc, what)
             self.pipeline.act(rec, A.Click(at=point))
+            field = loc.node is not None and loc.node.role in FIELD_ROLES
+            if rec.effect == "none" and field and self.pipeline.focused(loc.node) is not None:
+                rec.effect = "focused"  # a field that had the focus already: it has it, as asked
             if rec.effect == "none" and self.settings.retry_no_effect:
                 self.pipeline.settle(rec, quiet_ms=300)
                 if rec.effect == "none":
@@ -262,7 +273,7 @@ class Agent:
         def body(screen: Screen, rec: StepRecord) -> None:
             node: UINode | None = None
             if into is not None:
-                loc = self.locator.field(screen, into, nth=nth)
+                loc = self._field(screen, into, nth, rec)
                 self.pipeline.note_location(rec, loc)
                 node = loc.node
                 self.pipeline.act(rec, A.Click(at=self.pipeline.hit(loc, into)), settle=False)
@@ -546,7 +557,14 @@ class Agent:
             loc = loop.ground(self, screen, target, rec)
         else:
             try:
-                loc = self.locator.text(screen, target, nth=nth)
+                loc = self._find(
+                    screen,
+                    rec,
+                    lambda s: self.locator.text(s, target, nth=nth),
+                    lambda nodes: match_nodes(nodes, target, act=True),
+                    target,
+                    nth,
+                )
             except LocateError as exc:
                 if exc.kind != "not_found" or mode == "never":
                     raise
@@ -556,10 +574,46 @@ class Agent:
         self.pipeline.note_location(rec, loc)
         return loc
 
+    def _field(self, screen: Screen, label: str, nth: int | None, rec: StepRecord) -> Located:
+        return self._find(
+            screen,
+            rec,
+            lambda s: self.locator.field(s, label, nth=nth),
+            lambda nodes: match_fields(nodes, label),
+            label,
+            nth,
+        )
+
+    def _find(
+        self,
+        screen: Screen,
+        rec: StepRecord,
+        find: Callable[[Screen], Located],
+        match: Callable[[list[UINode]], list[UINode]],
+        target: str,
+        nth: int | None,
+    ) -> Located:
+        """``find`` on ``screen``; when nothing in view matches but an element scrolled out of view
+        does, scroll it into view (as Playwright does before acting), take a new frame and find again."""
+        try:
+            return find(screen)
+        except LocateError as exc:
+            driver = self.driver
+            if exc.kind != "not_found" or screen.tree is None or not isinstance(driver, Revealer):
+                raise
+            hits = match(driver.tree_beyond_view())
+            if not hits:
+                raise
+            node = pick(hits, target, nth, [n.describe() for n in hits])
+            log.info("%r is out of view: scrolling %s into view", target, node.describe())
+            driver.scroll_into_view(node)
+            rec.result = {"scrolled_into_view": node.describe()}
+            return find(self.pipeline.observe(rec))
+
     def _dropdown(self, screen: Screen, option: str, field: str | None, rec: StepRecord) -> Located:
         t = self.clock()
         if field is not None:
-            loc = self.locator.field(screen, field)
+            loc = self._field(screen, field, None, rec)
         elif screen.tree is not None:
             want = normalize(option)
             boxes = [n for n in screen.tree if n.options and want in {normalize(o) for o in n.options}]

@@ -26,6 +26,7 @@ __all__ = [
     "Driver",
     "ElementDriver",
     "Navigable",
+    "Revealer",
     "Screen",
     "Settling",
     "UINode",
@@ -245,6 +246,19 @@ class ElementDriver(Protocol):
 
     def ui_tree(self) -> list[UINode]:
         """The current UI tree alone, without a screenshot (cheap polling)."""
+        ...
+
+
+@runtime_checkable
+class Revealer(Protocol):
+    """A driver that can find elements scrolled out of view and scroll them in (a web page)."""
+
+    def tree_beyond_view(self) -> list[UINode]:
+        """The UI tree including the elements outside the view (their boxes off the screen)."""
+        ...
+
+    def scroll_into_view(self, node: UINode) -> None:
+        """Scroll until ``node`` (from :meth:`tree_beyond_view`) is in view."""
         ...
 
 

@@ -388,8 +388,10 @@ class BrowserDriver(PageActivity):
 
         focused = bool(arg and arg.get("focused"))
         nodes = [m for m in (self._node(n, n["ref"]) for n in self._evaluate(_js("tree.js"), arg)) if m]
-        if focused and not (nodes and nodes[0].tag in ("iframe", "frame")):
-            return nodes  # the focus is not inside a frame
+        if (focused and not (nodes and nodes[0].tag in ("iframe", "frame"))) or (
+            arg and arg.get("offscreen")
+        ):
+            return nodes  # the focus is not inside a frame; what is out of view: the page's own
         frames = self._child_frames()
         if not focused:
             self._frame_refs = dict(enumerate(frames))
@@ -413,6 +415,21 @@ class BrowserDriver(PageActivity):
             elif inner and inner[0].tag not in ("iframe", "frame"):
                 found = inner[:1]
         return found if focused else [*nodes, *found]
+
+    def tree_beyond_view(self) -> list[UINode]:
+        """The page's elements, also those scrolled out of the viewport (boxes outside the screen)."""
+        with self._boundary("read the page's elements"):
+            return self._read_tree({"offscreen": True})
+
+    def scroll_into_view(self, node: UINode) -> None:
+        """Scroll the page (and every scrolling box around ``node``) until ``node`` is in the middle of
+        the view, as Playwright does before acting on an element."""
+        with self._boundary("scroll an element into view"):
+            el = self._element(node)
+            if el is None:
+                raise DriverError(f"{node.describe()} is no longer on the page")
+            el.evaluate("(e) => e.scrollIntoView({block: 'center', inline: 'center', behavior: 'instant'})")
+            self._evaluate(_NEXT_FRAMES)
 
     def _node(self, n: dict[str, Any], ref: str, geo: FrameGeometry | None = None) -> UINode | None:
         s = self.scale
@@ -742,7 +759,7 @@ class BrowserDriver(PageActivity):
                 facts = dict(self._evaluate(_js("settle.js"), {"quiet": quiet_ms, "timeout": timeout * 1000}))
                 facts.update(changed=True, opened=self.tab)
                 return facts
-            nav, self._nav = self._nav, None
+            nav = self._nav  # still filled in by the page's events while waiting for the new document
             if nav and nav.get("requested") and not nav.get("committed") and not nav.get("error"):
                 with contextlib.suppress(Exception):  # a timeout here is reported below as no load
                     self.page.wait_for_event(
@@ -773,10 +790,12 @@ class BrowserDriver(PageActivity):
                     self.page.wait_for_load_state("load", timeout=nav_timeout * 1000)
                     again = self._evaluate(_js("settle.js"), {"quiet": quiet_ms, "timeout": timeout * 1000})
                     facts["waited_ms"] = facts.get("waited_ms", 0) + again.get("waited_ms", 0)
+                self._nav = None
                 facts["changed"] = True
                 facts["navigated"] = {
                     "url": nav.get("url") or self.page.url,
                     "status": nav.get("status"),
                     "error": nav.get("error"),
                 }
+            self._nav = None
             return facts

@@ -37,3 +37,5 @@ fi
 # file is read, so none of dashscope's own dependencies
 .venv/bin/python -m pip install -q --no-deps "dashscope==2.0.2"
 echo "pixelpilot is installed in .venv ($(.venv/bin/python --version))"
+# third-party web apps the browser tests drive (Trac), each in the environment its release expects
+bash scripts/webapps_env.sh

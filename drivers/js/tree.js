@@ -2,8 +2,10 @@
 // boxes in CSS pixels of the viewport. Elements are kept in window.__pp_nodes so later calls
 // (hit testing, select) can refer to them by index. With {focused: true}: only the element that
 // has keyboard focus (through shadow roots), or nothing; the refs of the last full tree stay valid.
+// With {offscreen: true}: also the elements scrolled out of the viewport (boxes outside it).
 (arg) => {
   const onlyFocused = !!(arg && arg.focused);
+  const offscreen = !!(arg && arg.offscreen);  // also what is scrolled out of view (to scroll it in)
   const INTERACTIVE = 'a[href],button,input,select,textarea,summary,label,[role],[onclick],[tabindex],[contenteditable="true"]';
   const ROLE_OF_TAG = {a: 'link', button: 'button', select: 'combobox', textarea: 'textbox', summary: 'button',
                        h1: 'heading', h2: 'heading', h3: 'heading', h4: 'heading', h5: 'heading', h6: 'heading',
@@ -13,7 +15,7 @@
   const clean = (s) => (s || '').replace(/\s+/g, ' ').trim();
   const visible = (el, r) => {
     if (r.width < 1 || r.height < 1) return false;
-    if (r.right < 0 || r.bottom < 0 || r.left > vw || r.top > vh) return false;
+    if (!offscreen && (r.right < 0 || r.bottom < 0 || r.left > vw || r.top > vh)) return false;
     const st = getComputedStyle(el);
     if (st.visibility === 'hidden' || st.display === 'none' || parseFloat(st.opacity) === 0) return false;
     return true;

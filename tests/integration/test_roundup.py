@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pixelpilot.tasks import RunOptions, run_task
+from tests.support.web import free_port, server_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 BIN = Path(sys.executable).parent
@@ -49,9 +46,7 @@ def roundup() -> Iterator[tuple[str, Path]]:
     # not under pytest's temporary folder: that one is root's alone (0700), and the server runs as nobody
     top = Path(tempfile.mkdtemp(prefix="pixelpilot-roundup-"))
     home = top / "tracker"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}/demo/"
     # mail goes to a file (mail_debug): the nosy detector writes a message when an issue is filed
     mail = f"mail_domain=localhost,mail_host=localhost,mail_debug={home.parent / 'mail.log'}"
@@ -62,29 +57,9 @@ def roundup() -> Iterator[tuple[str, Path]]:
         for p in [top, *top.rglob("*")]:
             shutil.chown(p, "nobody", "nogroup")
         as_user = ["-u", "nobody", "-g", "nogroup"]
-    log = (home.parent / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(BIN / "roundup-server"), *as_user, "-p", str(port), "-n", "127.0.0.1", f"demo={home}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    "roundup-server did not start: " + (home.parent / "server.log").read_text()[-2000:]
-                )
-            time.sleep(0.2)
-    yield url, home
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=10)
-    log.close()
+    cmd = [str(BIN / "roundup-server"), *as_user, "-p", str(port), "-n", "127.0.0.1", f"demo={home}"]
+    with server_process(cmd, url, home.parent / "server.log"):
+        yield url, home
     shutil.rmtree(top, ignore_errors=True)
 
 

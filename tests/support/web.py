@@ -4,11 +4,20 @@ helper that serves a handler class on a free loopback port for one test."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import socket
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
-__all__ = ["Page", "serve"]
+import pytest
+
+__all__ = ["Page", "free_port", "serve", "server_process"]
 
 
 class Page(BaseHTTPRequestHandler):
@@ -47,3 +56,33 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server_process(cmd: Sequence[str], url: str, log: Path, *, timeout: float = 30) -> Iterator[None]:
+    """Run a third-party server (``cmd``, output to ``log``) until ``url`` answers 200; stop it (its
+    whole process group) after the block. A server that does not come up fails the test with its log."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"{Path(cmd[0]).name} did not start: " + log.read_text()[-2000:])
+                    time.sleep(0.2)
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)

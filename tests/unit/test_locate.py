@@ -97,3 +97,13 @@ def test_nearly_equal_boxes_are_one_element():
     # a jQuery UI tab: <li role=tab> around <a>, boxes 1 px apart
     tree = [node(0, "tab", "Tab #2", (50, 57, 42, 24)), node(1, "presentation", "Tab #2", (51, 58, 40, 23))]
     assert len(match_nodes(tree, "Tab #2")) == 1
+
+
+def test_a_target_to_act_on_is_the_button_not_the_heading_of_the_same_name():
+    heading = node("0", "heading", "Sign in", (24, 24, 1232, 38), interactive=False)
+    button = node("1", "button", "Sign in", (24, 157, 62, 21))
+    tree = [heading, button]
+    assert match_nodes(tree, "Sign in", act=True) == [button]  # click: Sign in
+    assert match_nodes(tree, "Sign in") == [heading, button]  # see: Sign in — both show it
+    text_only = [heading]
+    assert match_nodes(text_only, "Sign in", act=True) == [heading]  # nothing interactive: the text
