@@ -26,4 +26,8 @@
     const a = e.target && e.target.closest && e.target.closest('a[href][target]');
     if (a && !['', '_self', '_parent', '_top'].includes(a.target)) opening();
   }, true);
+  document.addEventListener('submit', (e) => {  // a form that posts into a new tab
+    const f = e.target, t = (e.submitter && e.submitter.getAttribute('formtarget')) || (f && f.target) || '';
+    if (!['', '_self', '_parent', '_top'].includes(t)) opening();
+  }, true);
 })();

@@ -39,7 +39,8 @@ class Site(Page):
             f'<a href="#details">Details</a> <a href="http://127.0.0.1:{Site.dead}/">Dead server</a>'
             '<form method=post action="/login"><label for=u>User</label><input id=u name=user>'
             "<button>Log in</button></form><h2 id=details>Details here</h2>"
-            '<a href="/next" target="_blank">Open in a new tab</a>',
+            '<a href="/next" target="_blank">Open in a new tab</a>'
+            '<form method=post action="/report" target="_blank"><button>Report in a new tab</button></form>',
             "/next": '<h1>Second page</h1><a href="/">Back home</a>',
             "/welcome": "<h1>Welcome</h1>",
         }
@@ -133,3 +134,15 @@ def test_a_link_to_a_new_tab_is_followed_and_tabs_can_be_switched_and_closed(bro
         agent.close()
     steps = read_run(agent.recorder.path).steps
     assert [s.tab["index"] for s in steps if s.kind == "see"] == [1, 0, 1, 0]
+
+
+def test_a_form_posting_into_a_new_tab_is_followed_and_posted_once(browser, site):
+    from pixelpilot.drivers.browser import BrowserDriver
+
+    with BrowserDriver.launch() as d:
+        agent = Agent(d)
+        agent.open(site + "/")
+        rec = agent.click("Report in a new tab")
+        assert rec.navigation is not None and rec.navigation["new_tab"] == 1 and not rec.retried
+        agent.see("Welcome")
+    assert [p for p, _ in Site.posts] == ["/report"]
