@@ -133,6 +133,10 @@ steps:
     assert (res.run_dir / "downloads" / "minutes.txt").read_bytes() == ATTACHMENT
     meta = json.loads((res.run_dir / "run.json").read_text())
     assert [d["name"] for d in meta["downloads"]] == ["minutes.txt"]
+    report = (res.run_dir / "report.html").read_text()  # which page each step acted on, and the files
+    assert (
+        f"tab 1 · {board.url}/help" in report and '<a href="downloads/minutes.txt">minutes.txt</a>' in report
+    )
 
 
 def test_the_same_from_python_with_a_saved_session(board, tmp_path, chromium):
