@@ -352,7 +352,9 @@ class StepPipeline:
         if not same:
             return  # the field went away (a submit on Enter, a closed dialog): nothing to check
         value = same[0].value
-        if value is not None and value != expected:
+        # a password field shows (and reads back) one mask character per character typed
+        masked = value is not None and len(value) == len(expected) and set(value) <= {"●", "•", "*"}
+        if value is not None and value != expected and not masked:
             raise StepFailed(f"typed into {label!r}, but the field holds {value!r} instead of {expected!r}")
 
 

@@ -179,10 +179,18 @@ class Screen:
 
     @classmethod
     def from_image(
-        cls, image: Image.Image, *, scale: float = 1.0, tree: list[UINode] | None = None, format: str = "png"
+        cls,
+        image: Image.Image,
+        *,
+        scale: float = 1.0,
+        tree: list[UINode] | None = None,
+        format: str = "png",
+        tree_loader: Callable[[], list[UINode]] | None = None,
     ) -> Screen:
         rgb = image.convert("RGB") if image.mode != "RGB" else image
-        return cls(None, image.width, image.height, scale, tree, format=format, image=rgb)
+        return cls(
+            None, image.width, image.height, scale, tree, format=format, image=rgb, tree_loader=tree_loader
+        )
 
     def __repr__(self) -> str:
         nodes = (

@@ -1,10 +1,18 @@
-"""The desktop driver: a real X display, screenshots with mss, input through the XTEST extension.
+"""The desktop driver: a real X display, screenshots with mss, the accessibility tree over AT-SPI.
 
 Headless by default: a private Xvfb is started and exported only to the programs this driver launches
-(``d.launch([...])``); ``headless=False`` or ``display=":0"`` drives an existing screen. Mouse input goes
-through python-xlib's XTEST on this driver's own connection (what pyautogui does underneath, but
-pyautogui binds one global display at import, so two drivers could not run side by side); keys and
-text go through ``xdotool``, which types any Unicode text (pyautogui silently drops non-ASCII).
+(``d.launch([...])``), with a session D-Bus and the AT-SPI bus beside it, so that GTK and Qt applications
+publish their widgets: the UI tree the locator chain reads first (then OCR). ``headless=False`` or
+``display=":0"`` drives an existing screen (and its session's accessibility bus, when there is one).
+
+Input: on a private display, python-xlib's XTEST on this driver's own connection (what pyautogui does
+underneath, but pyautogui binds one global display at import, so two drivers could not run side by side);
+on the user's own display, pyautogui — the usual way Python drives a screen, and the path to Windows and
+macOS. Text goes through ``xdotool`` when it is not ASCII (pyautogui silently drops the rest).
+
+There is no window manager on a private display, so the driver does what one would for focus: a window
+that appears (an application's first window, a dialog) gets the keyboard focus, and a click gives it to the
+window clicked.
 """
 
 from __future__ import annotations
@@ -16,14 +24,28 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from pixelpilot.drivers.base import Screen
+from pixelpilot.drivers.atspi import (
+    INTERACTIVE,
+    ROLES,
+    ST_CHECKED,
+    ST_EDITABLE,
+    ST_FOCUSED,
+    ST_SHOWING,
+    AccessibilityBus,
+    AtspiNode,
+    AtspiTree,
+    a11y_env,
+)
+from pixelpilot.drivers.base import Box, Screen, UINode
 from pixelpilot.drivers.procs import die_with_parent
 from pixelpilot.drivers.xvfb import INSTALL_XVFB, VirtualDisplay
 from pixelpilot.tools import actions as A
@@ -95,12 +117,51 @@ def xdotool_combo(keys: Sequence[str]) -> str:
     return "+".join(out)
 
 
+_PYAUTOGUI_KEYS = {
+    "cmd": "command",
+    "meta": "win",
+    "super": "win",
+    "esc": "escape",
+    "del": "delete",
+    "page_up": "pageup",
+    "page_down": "pagedown",
+    "arrowup": "up",
+    "arrowdown": "down",
+    "arrowleft": "left",
+    "arrowright": "right",
+    "control": "ctrl",
+    "option": "alt",
+}
+
+
+def pyautogui_keys(keys: Sequence[str]) -> list[str]:
+    """Key names as pyautogui's ``hotkey`` takes them."""
+    return [_PYAUTOGUI_KEYS.get(k.lower(), k.lower()) for k in keys]
+
+
+def _load_pyautogui(display: str) -> Any:
+    """pyautogui, on ``display``: it binds the display in ``$DISPLAY`` once, when first imported."""
+    if os.environ.get("DISPLAY") != display:
+        raise DriverError(
+            f"pyautogui drives the display in $DISPLAY ({os.environ.get('DISPLAY')}), not {display}: "
+            "use input='xtest' for another display"
+        )
+    try:
+        import pyautogui
+    except ImportError as exc:
+        raise DriverUnavailable(
+            "input on your own display goes through pyautogui", install="pip install 'pixelpilot[desktop]'"
+        ) from exc
+    pyautogui.PAUSE = 0  # 0.1 s after every call otherwise
+    pyautogui.FAILSAFE = False  # the pointer parked in a corner is no reason to stop a test run
+    return pyautogui
+
+
 class DesktopDriver:
     """An X display. Use :meth:`start`; it is a context manager."""
 
     name = "desktop"
     action_space = "computer_use"
-    capabilities = frozenset({"screenshot", "keyboard", "mouse", "launch", "settle"})
 
     def __init__(
         self,
@@ -110,14 +171,32 @@ class DesktopDriver:
         monitor: int | Sequence[int] = 1,
         scale: float = 1.0,
         frame_format: str = "jpeg",
+        bus: AccessibilityBus | None = None,
+        session_bus: str | None = None,
+        input: str = "xtest",
     ) -> None:
         self.display = display
         self._xvfb = xvfb
+        self._bus = bus
         self.scale = scale
         self.frame_format = frame_format
         self._apps: list[tuple[list[str], subprocess.Popen[bytes], bool]] = []
+        self.app_logs: list[Path] = []
+        """Where the launched applications' output went (``launch(log=...)``, else a temporary file)."""
         self._closed = False
         self._last_hash: int | None = None
+        self._session_bus = session_bus
+        self._tree: AtspiTree | None = None
+        self.capabilities = frozenset({"screenshot", "keyboard", "mouse", "launch", "settle"})
+        if session_bus is not None:
+            self.capabilities |= {"ui_tree"}
+        self._refs: list[tuple[str, str]] = []
+        self._windows: set[int] = set()
+        """Top-level windows seen so far: a new one gets the keyboard focus (see :meth:`_focus_new`)."""
+        if input not in ("xtest", "pyautogui"):
+            raise DriverError(f"unknown input backend {input!r}: xtest or pyautogui")
+        self.input = input
+        self._pyautogui: Any = None
         try:
             import mss
             from Xlib import display as xdisplay
@@ -160,6 +239,13 @@ class DesktopDriver:
                 )
             self.monitor = {"left": left, "top": top, "width": width, "height": height}
         self.monitor_index = monitor
+        if input == "pyautogui":
+            self._pyautogui = _load_pyautogui(display)
+        self._windows = set(self._top_levels())
+
+    @property
+    def _tree_failed(self) -> bool:
+        return "ui_tree" not in self.capabilities
 
     # -- lifecycle ---------------------------------------------------------------------------------
     @classmethod
@@ -173,11 +259,16 @@ class DesktopDriver:
         monitor: int | Sequence[int] = 1,
         scale: float = 1.0,
         launch: Sequence[str] | None = None,
+        accessibility: bool = True,
+        input: str | None = None,
     ) -> DesktopDriver:
         """A driver on a new private Xvfb (headless), or on ``display`` / ``$DISPLAY``.
 
         ``monitor``: which monitor to capture (1 = the first, as mss numbers them), or a region
-        ``(left, top, width, height)`` of the screen; actions map into it."""
+        ``(left, top, width, height)`` of the screen; actions map into it. ``accessibility``: start a
+        session D-Bus and the AT-SPI bus on a private display (on the user's display, its session's bus is
+        used), so launched applications' widgets form the UI tree. ``input``: ``"xtest"`` (the default on a
+        private display) or ``"pyautogui"`` (the default on the user's own)."""
         xvfb = None
         if display is None:
             if headless:
@@ -190,9 +281,33 @@ class DesktopDriver:
                         "no display: DISPLAY is not set",
                         install="run headless (the default) to use a private Xvfb",
                     )
+        bus, session = None, None
         try:
-            driver = cls(display, xvfb=xvfb, monitor=monitor, scale=scale)
+            if accessibility and xvfb is not None:
+                bus = AccessibilityBus(display)
+                try:
+                    session = bus.start()["DBUS_SESSION_BUS_ADDRESS"]
+                except DriverUnavailable as exc:
+                    log.warning(
+                        "no accessibility tree on the desktop (%s: %s); text is found by OCR",
+                        exc,
+                        exc.install,
+                    )
+                    bus = None
+            elif accessibility:
+                session = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+            driver = cls(
+                display,
+                xvfb=xvfb,
+                monitor=monitor,
+                scale=scale,
+                bus=bus,
+                session_bus=session,
+                input=input or ("xtest" if xvfb is not None else "pyautogui"),
+            )
         except BaseException:
+            if bus is not None:
+                bus.stop()
             if xvfb is not None:
                 xvfb.stop()
             raise
@@ -208,19 +323,33 @@ class DesktopDriver:
         env: dict[str, str] | None = None,
         wait_for_window: float = 10.0,
         expect_running: bool = True,
+        log: str | os.PathLike[str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start a program on this display (only it sees DISPLAY) and wait until the screen shows it."""
+        """Start a program on this display (only it sees DISPLAY) and wait until the screen shows it; its
+        first window gets the keyboard focus. Its output (GLib warnings and the like) is appended to ``log``
+        (a run's ``app.log``), or to a temporary file (``app_logs`` says where), never the terminal."""
         self._check()
         before = self._grab_hash()
+        if log is None:
+            fd, name = tempfile.mkstemp(prefix="pixelpilot-app-", suffix=".log")
+            os.close(fd)
+            log = name
+        self.app_logs.append(Path(log))
+        extra = {}
+        if self._bus is not None and self._session_bus is not None:
+            extra = {"DBUS_SESSION_BUS_ADDRESS": self._session_bus, **a11y_env()}
         try:
-            proc = subprocess.Popen(
-                list(cmd),
-                cwd=cwd,
-                env={**os.environ, **(env or {}), "DISPLAY": self.display},
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGKILL),
-            )
+            with open(log, "ab") as out:
+                proc = subprocess.Popen(
+                    list(cmd),
+                    cwd=cwd,
+                    env={**os.environ, **extra, **(env or {}), "DISPLAY": self.display},
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent(signal.SIGKILL),
+                )
         except OSError as exc:
             raise DriverError(f"cannot launch {cmd[0]!r}: {exc.strerror}") from exc
         self._apps.append((list(cmd), proc, expect_running))
@@ -232,6 +361,68 @@ class DesktopDriver:
             time.sleep(0.05)
         self.settle(timeout=2.0)
         return proc
+
+    # -- focus: what a window manager would do -----------------------------------------------------
+    def _top_levels(self) -> list[Any]:
+        """The screen's mapped top-level windows that take focus, bottom to top (stacking order)."""
+        from Xlib import X
+
+        out = []
+        for w in self._x.screen().root.query_tree().children:
+            try:
+                attrs = w.get_attributes()
+                if attrs.map_state != X.IsViewable or attrs.override_redirect:
+                    continue
+                geo = w.get_geometry()
+            except Exception:  # noqa: BLE001 - a window that went away meanwhile
+                continue
+            if geo.width > 1 and geo.height > 1:
+                out.append(w)
+        return out
+
+    def _focus(self, window: Any) -> None:
+        from Xlib import X
+
+        window.configure(stack_mode=X.Above)
+        window.set_input_focus(X.RevertToParent, X.CurrentTime)
+        self._x.sync()
+
+    def _focus_new(self) -> None:
+        """A top-level window that appeared since the last look (an application's window, a dialog) gets
+        the keyboard focus, as a window manager gives it; the newest on top wins."""
+        windows = self._top_levels()
+        new = [w for w in windows if w.id not in self._windows]
+        self._windows = {w.id for w in windows}
+        for w in new:
+            self._fit(w)
+        if new:
+            self._focus(new[-1])
+
+    def _fit(self, window: Any) -> None:
+        """Keep a new window on the screen, as a window manager constrains it (a GTK file chooser asks for
+        more height than a small screen has, and centred on its parent, it starts above the top edge)."""
+        root = self._x.screen().root
+        geo = window.get_geometry()
+        pos = window.translate_coords(root, 0, 0)
+        x, y, w, h = -pos.x, -pos.y, geo.width, geo.height
+        sw, sh = self._x.screen().width_in_pixels, self._x.screen().height_in_pixels
+        nw, nh = min(w, sw), min(h, sh)
+        nx, ny = min(max(x, 0), sw - nw), min(max(y, 0), sh - nh)
+        if (nx, ny, nw, nh) != (x, y, w, h):
+            window.configure(x=nx, y=ny, width=nw, height=nh)
+            self._x.sync()
+
+    def _focus_at(self, xy: tuple[int, int]) -> None:
+        """A click gives the keyboard focus to the top-level window under it (click to focus)."""
+        focus = self._x.get_input_focus().focus
+        for w in reversed(self._top_levels()):
+            geo = w.get_geometry()
+            pos = w.translate_coords(self._x.screen().root, 0, 0)
+            x0, y0 = -pos.x, -pos.y
+            if x0 <= xy[0] < x0 + geo.width and y0 <= xy[1] < y0 + geo.height:
+                if getattr(focus, "id", None) != w.id:
+                    self._focus(w)
+                return
 
     def close(self) -> None:
         if self._closed:
@@ -251,6 +442,10 @@ class DesktopDriver:
             self._sct.close()
         with contextlib.suppress(Exception):
             self._x.close()
+        if self._tree is not None:
+            self._tree.close()
+        if self._bus is not None:
+            self._bus.stop()
         if self._xvfb is not None:
             self._xvfb.stop()
 
@@ -267,7 +462,7 @@ class DesktopDriver:
             raise DriverError(f"the X server (Xvfb {self.display}) has exited: {self._xvfb.log_tail()}")
         for cmd, proc, expect in self._apps:
             rc = proc.poll()
-            if expect and rc is not None:
+            if expect and rc not in (None, 0):  # 0: it finished (a dialog tool, once answered)
                 raise DriverError(f"the application {' '.join(cmd)!r} exited (code {rc}) during the run")
 
     @contextlib.contextmanager
@@ -300,7 +495,101 @@ class DesktopDriver:
             img = img.resize(
                 (round(img.width * self.scale), round(img.height * self.scale)), Image.Resampling.BILINEAR
             )
-        return Screen.from_image(img, scale=self.scale, format=self.frame_format)
+        # the tree stands for the screen only when an application on it publishes one (Tk and xterm do
+        # not): otherwise text is looked for on the pixels
+        loader = self.ui_tree if tree and self._accessible_roots() else None
+        return Screen.from_image(img, scale=self.scale, format=self.frame_format, tree_loader=loader)
+
+    # -- the accessibility tree --------------------------------------------------------------------
+    def _atspi(self) -> AtspiTree | None:
+        if self._tree is None and not self._tree_failed:
+            assert self._session_bus is not None
+            try:
+                self._tree = AtspiTree(self._session_bus)
+            except DriverError as exc:
+                log.warning("no accessibility tree on %s (%s); text is found by OCR", self.display, exc)
+                self.capabilities -= {"ui_tree"}
+        return self._tree
+
+    def ui_tree(self) -> list[UINode]:
+        """The launched applications' widgets (every application on the display when none was launched
+        here), read over AT-SPI: boxes in screenshot pixels, fields' text as their value."""
+        tree = self._atspi()
+        if tree is None:
+            return []
+        with self._boundary("read the accessibility tree"):
+            nodes = tree.read(self._accessible_roots())
+        return self._ui_nodes(nodes)
+
+    def _accessible_roots(self) -> list[tuple[str, str]]:
+        """The application objects of the launched applications (of every one on the display when none
+        was launched here) that publish an accessibility tree."""
+        tree = self._atspi()
+        if tree is None:
+            return []
+        sessions = {proc.pid for _, proc, _ in self._apps if proc.poll() is None}
+        roots = []
+        with self._boundary("list the accessible applications"):
+            for bus, path, pid in tree.applications():
+                with contextlib.suppress(OSError, TypeError):
+                    if not sessions or os.getsid(pid) in sessions:  # type: ignore[arg-type]
+                        roots.append((bus, path))
+        return roots
+
+    def _ui_nodes(self, nodes: list[AtspiNode]) -> list[UINode]:
+        names = {(n.bus, n.path): n.name for n in nodes}
+        left, top = self.monitor["left"], self.monitor["top"]
+        width, height = self.monitor["width"], self.monitor["height"]
+        self._refs = []
+        out = []
+        for n in nodes:
+            if not n.has(ST_SHOWING) or n.extents is None:
+                continue
+            x, y, w, h = n.extents
+            x, y = x - left, y - top
+            if w < 1 or h < 1 or x + w <= 0 or y + h <= 0 or x >= width or y >= height:
+                continue
+            role = ROLES.get(n.role_name, "text")
+            if n.role_name == "text":
+                role = "textbox" if n.has(ST_EDITABLE) else "text"
+            elif n.role_name == "label":
+                role = "label" if n.label_for else "text"
+            name = n.name or " ".join(names.get(t, "") for t in n.labelled_by).strip()
+            value = n.text if role in ("textbox", "spinbutton") else None
+            if not name and role == "text" and n.text:
+                name = n.text
+            if not name and role not in ("textbox", "spinbutton") and not n.text:
+                continue  # an unnamed container
+            s = self.scale
+            self._refs.append((n.bus, n.path))
+            out.append(
+                UINode(
+                    ref=str(len(self._refs) - 1),
+                    role=role,
+                    name=name[:200],
+                    text=name[:200] if role in ("text", "label") else "",
+                    tag=n.role_name,
+                    value=value,
+                    checked=n.has(ST_CHECKED) if role in ("checkbox", "radio", "menuitemcheckbox") else None,
+                    interactive=role in INTERACTIVE,
+                    focused=n.has(ST_FOCUSED),
+                    box=Box(x * s, y * s, w * s, h * s),
+                )
+            )
+        return out
+
+    def hit_point(self, node: UINode) -> A.Point | None:
+        """The middle of the widget (the accessibility tree says where it is, not what covers it)."""
+        return node.box.center
+
+    def select_option(self, node: UINode, label: str) -> None:
+        raise DriverError("a desktop dropdown is chosen from by clicking its option (no options list)")
+
+    def keyboard_focus(self) -> UINode | None:
+        """The widget with the keyboard focus, from the accessibility tree."""
+        if self._tree_failed:
+            return None
+        return next((n for n in self.ui_tree() if n.focused and n.role != "window"), None)
 
     def settle(self, *, timeout: float = 3.0, quiet_ms: float = 60) -> dict[str, Any]:
         """Wait until two grabs ``quiet_ms`` apart are identical; report whether the screen changed
@@ -314,6 +603,7 @@ class DesktopDriver:
                 if cur == prev:
                     break
                 prev = cur
+            self._focus_new()
         changed = self._last_hash is None or prev != self._last_hash
         self._last_hash = prev
         return {"changed": changed, "waited_ms": (time.monotonic() - start) * 1000}
@@ -337,14 +627,31 @@ class DesktopDriver:
     def _move(self, xy: tuple[int, int]) -> None:
         from Xlib import X
 
+        if self._pyautogui is not None:
+            self._pyautogui.moveTo(xy[0], xy[1])
+            return
         self._fake(X.MotionNotify, xy=xy)
 
     def _button(self, button: int, *, down: bool) -> None:
         from Xlib import X
 
+        if self._pyautogui is not None:
+            if button in (4, 5, 6, 7):
+                if down:
+                    scroll = self._pyautogui.scroll if button < 6 else self._pyautogui.hscroll
+                    scroll(1 if button in (4, 7) else -1)
+                return
+            names = {1: "left", 2: "middle", 3: "right"}
+            (self._pyautogui.mouseDown if down else self._pyautogui.mouseUp)(button=names[button])
+            return
         self._fake(X.ButtonPress if down else X.ButtonRelease, button)
 
     def _click(self, xy: tuple[int, int], button: int = 1, count: int = 1) -> None:
+        self._focus_at(xy)
+        if self._pyautogui is not None:
+            names = {1: "left", 2: "middle", 3: "right"}
+            self._pyautogui.click(xy[0], xy[1], clicks=count, interval=0.03, button=names[button])
+            return
         self._move(xy)
         for i in range(count):
             self._button(button, down=True)
@@ -363,6 +670,24 @@ class DesktopDriver:
             self._move((round(sx + (end[0] - sx) * i / steps), round(sy + (end[1] - sy) * i / steps)))
             time.sleep(seconds / steps)
         self._button(1, down=False)
+
+    def _type_unicode(self, text: str) -> None:
+        """Characters outside the keymap, through xdotool's scratch keycode. X gives a keycode bound to one
+        letter its lower case without Shift (the core protocol's rule), so an upper-case letter goes as
+        Shift with its lower-case keysym ("Å" as shift+U00E5)."""
+        chunk = ""
+        for ch in text:
+            low = ch.lower()
+            if ch != low and len(low) == 1:
+                if chunk:
+                    self._xdotool("type", "--delay", "50", "--", chunk)
+                    chunk = ""
+                self._xdotool("key", "--clearmodifiers", f"shift+U{ord(low):04X}")
+            else:
+                chunk += ch
+        if chunk:
+            self._xdotool("type", "--delay", "50", "--", chunk)
+        time.sleep(0.05)
 
     def _xdotool(self, *args: str) -> None:
         assert self._xdotool_exe is not None
@@ -412,7 +737,18 @@ class DesktopDriver:
                         b = pos if amount > 0 else neg
                         self._button(b, down=True)
                         self._button(b, down=False)
+            case A.Type() if self._pyautogui is not None:
+                self._focus_new()
+                for run in re.findall(r"[\x00-\x7f]+|[^\x00-\x7f]+", a.text):
+                    if run.isascii():
+                        self._pyautogui.write(run)
+                    else:  # pyautogui drops what is not ASCII: xdotool types it on X
+                        self._type_unicode(run)
+            case A.Key() if self._pyautogui is not None:
+                self._focus_new()
+                self._pyautogui.hotkey(*pyautogui_keys(a.keys))
             case A.Type():
+                self._focus_new()
                 # characters outside the keymap go through a scratch keycode that xdotool remaps for
                 # each one; typed faster than the application reads the new mapping (a busy machine:
                 # 12 ms lost one), they are lost — so those go slowly, with a pause after the last
@@ -420,9 +756,9 @@ class DesktopDriver:
                     if run.isascii():
                         self._xdotool("type", "--delay", "2", "--", run)
                     else:
-                        self._xdotool("type", "--delay", "50", "--", run)
-                        time.sleep(0.05)
+                        self._type_unicode(run)
             case A.Key():
+                self._focus_new()
                 self._xdotool("key", "--clearmodifiers", xdotool_combo(a.keys))
             case A.SystemButton(button="Enter"):
                 self._xdotool("key", "Return")

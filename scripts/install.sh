@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-PKGS=(chromium xvfb xdotool xterm adb fonts-dejavu-core)
+# dbus + at-spi2-core + libatk-adaptor: the desktop's accessibility tree; mousepad (GTK 3), featherpad (Qt 5)
+# and zenity: the third-party desktop applications the tests drive
+PKGS=(chromium xvfb xdotool xterm adb fonts-dejavu-core dbus at-spi2-core libatk-adaptor mousepad featherpad zenity)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -28,6 +30,9 @@ fi
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 # never `playwright install`: Debian's Chromium is used (found automatically, or PIXELPILOT_CHROMIUM)
 .venv/bin/python -m pip install -q -e ".[all,local,test]"
+# pyautogui pulls python3-xlib 0.15, which writes the same Xlib/ package as python-xlib and fails without
+# ~/.Xauthority: python-xlib 0.33 goes last
+.venv/bin/python -m pip install -q --force-reinstall --no-deps "python-xlib==0.33"
 # xgrammar for the engine's constrained decoding, without triton (a CUDA-only dependency: CPU tests
 # use xgrammar's pure-torch masking); on a GPU machine `pip install 'pixelpilot[engine]'` instead
 .venv/bin/python -m pip install -q --no-deps "xgrammar==0.2.8" "apache-tvm-ffi==0.1.15.post2"

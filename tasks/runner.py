@@ -94,8 +94,9 @@ def resolve_url(value: str, base: Path, base_url: str | None = None) -> str:
     return path.resolve().as_uri()
 
 
-def make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
-    """The driver a task file asks for (options over the file's own), apps launched from ``base``."""
+def make_driver(task: S.TaskFile, opts: RunOptions, base: Path, *, launch: bool = True) -> Driver:
+    """The driver a task file asks for (options over the file's own), apps launched from ``base``
+    (unless ``launch`` is false: :func:`launch_apps` then)."""
     kind = opts.driver or task.driver_kind
     if kind == "android":
         from pixelpilot.drivers.android import AndroidDriver
@@ -116,7 +117,7 @@ def make_driver(task: S.TaskFile, opts: RunOptions, base: Path) -> Driver:
         driver = DesktopDriver.start(
             headless=headless, size=d.size, depth=d.depth, display=d.display, monitor=d.monitor, scale=d.scale
         )
-        if d.launch:
+        if d.launch and launch:
             try:
                 driver.launch(d.launch, cwd=str(base))
             except BaseException:
@@ -261,7 +262,12 @@ def run_task(
 
         extra = _model_options(task, opts, spec[0])
         model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1], **extra)
-    driver = driver_factory(task, opts) if driver_factory else make_driver(task, opts, task_path.parent)
+    own = driver_factory is None
+    driver = (
+        driver_factory(task, opts)
+        if driver_factory
+        else make_driver(task, opts, task_path.parent, launch=False)
+    )
     try:
         run = RunWriter(
             opts.output,
@@ -301,6 +307,9 @@ def run_task(
     agent.limit_run(opts.timeout or task.settings.run_timeout)
     agent.on_dialog(S.dialog_policy(task.settings.dialog))
     try:
+        # the application under test starts now that the run has a folder for its output (app.log)
+        if own and launch_apps(driver, task, task_path.parent, run.path / "app.log"):
+            run.update(app_log="app.log")
         for step in task.steps:
             _run_step(agent, step, task_path.parent, values, task.browser.base_url)
     except BaseException as exc:  # every way a run can end is recorded, then reported
@@ -319,6 +328,16 @@ def run_task(
         _close(driver)
     status = run.meta["status"]  # never passed with a step that did not pass
     return TaskResult(name, status, run.path, agent.steps, run.meta.get("error"), values)
+
+
+def launch_apps(driver: Driver, task: S.TaskFile, base: Path, log: Path) -> bool:
+    """Start the task's application on its desktop driver, its output into ``log``; whether one started."""
+    from pixelpilot.drivers.desktop import DesktopDriver
+
+    if not isinstance(driver, DesktopDriver) or not task.desktop.launch:
+        return False
+    driver.launch(task.desktop.launch, cwd=str(base), log=log)
+    return True
 
 
 def _close(driver: Driver) -> None:

@@ -1,0 +1,395 @@
+"""The desktop's accessibility tree (AT-SPI 2) as the desktop driver's UI tree.
+
+GTK, Qt, LibreOffice, Firefox and Chromium publish their widgets over AT-SPI, a set of D-Bus interfaces on
+the *accessibility bus*. This module talks those interfaces directly with ``jeepney`` (a pure-Python D-Bus
+client: it installs in any virtual environment, where pyatspi — which lives in Debian's own Python through
+python3-gi — does not, and PyGObject from PyPI needs a C toolchain and GObject headers to build).
+
+- :class:`AccessibilityBus` starts what a private X display lacks: a session D-Bus and the AT-SPI bus
+  launcher (Debian's ``dbus`` and ``at-spi2-core``), and gives the environment that makes GTK and Qt
+  applications publish their tree on it.
+- :class:`AtspiTree` reads the tree of chosen applications: names, roles, states, boxes in screen pixels,
+  the text and values of fields and the label relations. Calls go out a whole tree level at a time
+  (pipelined on one connection), so a window of a hundred widgets reads in a few round trips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pixelpilot.drivers.procs import die_with_parent
+from pixelpilot.tools.errors import DriverError, DriverUnavailable
+
+__all__ = ["INSTALL_ATSPI", "AccessibilityBus", "AtspiNode", "AtspiTree", "a11y_env"]
+
+log = logging.getLogger(__name__)
+
+INSTALL_ATSPI = "sudo apt-get install -y dbus at-spi2-core libatk-adaptor"
+
+ACCESSIBLE = "org.a11y.atspi.Accessible"
+REGISTRY = "org.a11y.atspi.Registry"
+ROOT = "/org/a11y/atspi/accessible/root"
+LAUNCHERS = ("/usr/libexec/at-spi-bus-launcher", "/usr/lib/at-spi2-core/at-spi-bus-launcher")
+
+# AtspiStateType bit numbers (at-spi2-core atspi-constants.h)
+ST_CHECKED, ST_EDITABLE, ST_ENABLED, ST_FOCUSABLE, ST_FOCUSED = 4, 7, 8, 11, 12
+ST_SENSITIVE, ST_SHOWING, ST_VISIBLE = 24, 25, 30
+REL_LABEL_FOR, REL_LABELLED_BY = 1, 2
+
+ROLES = {
+    "push button": "button",
+    "toggle button": "button",
+    "button": "button",
+    "entry": "textbox",
+    "password text": "textbox",
+    "spin button": "spinbutton",
+    "combo box": "combobox",
+    "check box": "checkbox",
+    "check menu item": "menuitemcheckbox",
+    "radio button": "radio",
+    "radio menu item": "menuitemradio",
+    "menu": "menu",
+    "menu item": "menuitem",
+    "menu bar": "menubar",
+    "page tab": "tab",
+    "page tab list": "tablist",
+    "link": "link",
+    "list item": "listitem",
+    "table cell": "cell",
+    "tree item": "treeitem",
+    "dialog": "dialog",
+    "file chooser": "dialog",
+    "alert": "alert",
+    "frame": "window",
+    "slider": "slider",
+    "heading": "heading",
+    "icon": "img",
+    "image": "img",
+    "tool bar": "toolbar",
+    "status bar": "status",
+    "scroll bar": "scrollbar",
+}
+"""AT-SPI role names onto the ARIA-like roles the locator chain speaks (others become "text")."""
+
+INTERACTIVE = {
+    "button",
+    "textbox",
+    "spinbutton",
+    "combobox",
+    "checkbox",
+    "menuitemcheckbox",
+    "radio",
+    "menuitemradio",
+    "menu",
+    "menuitem",
+    "tab",
+    "link",
+    "listitem",
+    "cell",
+    "treeitem",
+    "slider",
+}
+
+
+def a11y_env() -> dict[str, str]:
+    """What makes GTK 3 and Qt 5/6 applications publish their accessibility tree."""
+    return {
+        "NO_AT_BRIDGE": "0",
+        "GTK_MODULES": "gail:atk-bridge",
+        "QT_LINUX_ACCESSIBILITY_ALWAYS_ON": "1",
+        "QT_ACCESSIBILITY": "1",
+    }
+
+
+class AccessibilityBus:
+    """A session D-Bus and the AT-SPI bus for one X display (a private Xvfb has neither)."""
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+        self.address: str | None = None
+        """The session bus's address (``DBUS_SESSION_BUS_ADDRESS`` for the apps)."""
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, timeout: float = 10.0) -> dict[str, str]:
+        """Start both buses; returns the environment for applications launched on the display."""
+        daemon = shutil.which("dbus-daemon")
+        launcher = next((p for p in LAUNCHERS if os.path.exists(p)), None)
+        if daemon is None or launcher is None:
+            missing = "dbus-daemon" if daemon is None else "at-spi-bus-launcher"
+            raise DriverUnavailable(
+                f"{missing} is not installed (the desktop's accessibility tree)", install=INSTALL_ATSPI
+            )
+        env = {**os.environ, "DISPLAY": self.display}
+        bus = subprocess.Popen(
+            [daemon, "--session", "--nofork", "--nopidfile", "--print-address=1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )
+        self._procs.append(bus)
+        assert bus.stdout is not None
+        line = bus.stdout.readline().decode().strip()
+        if not line:
+            self.stop()
+            raise DriverError(
+                f"the session D-Bus for {self.display} did not start (dbus-daemon exited {bus.poll()})"
+            )
+        self.address = line
+        env["DBUS_SESSION_BUS_ADDRESS"] = line
+        self._procs.append(
+            subprocess.Popen(
+                [launcher, "--launch-immediately"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                start_registry(a11y_address(line))
+                enable_accessibility(line)
+                break
+            except DriverError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.05)
+        return {"DBUS_SESSION_BUS_ADDRESS": line, **a11y_env()}
+
+    def stop(self) -> None:
+        """Stop both buses and what they started (the AT-SPI registry), nothing left running."""
+        for proc in reversed(self._procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(self._procs):
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=3)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        self._procs.clear()
+
+
+def _connect(address: str) -> Any:
+    from jeepney.io.blocking import open_dbus_connection
+
+    try:
+        return open_dbus_connection(bus=address)
+    except (OSError, ValueError) as exc:
+        raise DriverError(f"cannot connect to the D-Bus at {address}: {exc}") from exc
+
+
+def start_registry(a11y: str) -> None:
+    """Have the AT-SPI registry running before any application starts: it is started on demand (D-Bus
+    activation) by the first call, and a Qt application that announces itself before it runs is never
+    listed."""
+    from jeepney import DBusAddress, MessageType, new_method_call
+
+    conn = _connect(a11y)
+    try:
+        msg = new_method_call(DBusAddress(ROOT, REGISTRY, ACCESSIBLE), "GetChildren")
+        reply = conn.send_and_get_reply(msg, timeout=5)
+    except TimeoutError as exc:
+        raise DriverError("the AT-SPI registry did not start") from exc
+    finally:
+        conn.close()
+    if reply.header.message_type != MessageType.method_return:
+        raise DriverError(f"the AT-SPI registry did not start: {reply.body[0] if reply.body else reply}")
+
+
+def enable_accessibility(session_address: str) -> None:
+    """Say on the session bus that assistive technology is on (``org.a11y.Status.IsEnabled``), as a
+    desktop does when a screen reader starts: Qt applications publish their tree only then."""
+    from jeepney import DBusAddress, Properties
+
+    conn = _connect(session_address)
+    try:
+        status = Properties(DBusAddress("/org/a11y/bus", "org.a11y.Bus", "org.a11y.Status"))
+        conn.send_and_get_reply(status.set("IsEnabled", "b", True), timeout=5)
+    finally:
+        conn.close()
+
+
+def a11y_address(session_address: str) -> str:
+    """The accessibility bus's address, asked of ``org.a11y.Bus`` on the session bus."""
+    from jeepney import DBusAddress, MessageType, new_method_call
+
+    conn = _connect(session_address)
+    try:
+        msg = new_method_call(DBusAddress("/org/a11y/bus", "org.a11y.Bus", "org.a11y.Bus"), "GetAddress")
+        reply = conn.send_and_get_reply(msg, timeout=5)
+    except TimeoutError as exc:
+        raise DriverError("the AT-SPI bus launcher does not answer on the session bus") from exc
+    finally:
+        conn.close()
+    if reply.header.message_type != MessageType.method_return:
+        raise DriverError(f"no AT-SPI bus on the session bus: {reply.body[0] if reply.body else reply}")
+    return str(reply.body[0])
+
+
+@dataclass
+class AtspiNode:
+    """One accessible object as read: where it lives on the bus and what it says of itself."""
+
+    bus: str
+    path: str
+    role_name: str = ""
+    name: str = ""
+    states: int = 0
+    extents: tuple[int, int, int, int] | None = None
+    children: list[tuple[str, str]] = field(default_factory=list)
+    text: str | None = None
+    labelled_by: list[tuple[str, str]] = field(default_factory=list)
+    label_for: bool = False
+
+    def has(self, state: int) -> bool:
+        return bool(self.states >> state & 1)
+
+
+class AtspiTree:
+    """Reads the accessibility tree of the applications on one AT-SPI bus."""
+
+    MAX_NODES = 4000
+
+    def __init__(self, session_address: str) -> None:
+        self._conn = _connect(a11y_address(session_address))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()
+
+    # -- the wire ------------------------------------------------------------------------------------
+    def _calls(self, calls: list[tuple[str, str, str, str, str | None, tuple[Any, ...]]]) -> list[Any]:
+        """Send every call at once, then collect the replies: a body, or None for an error reply."""
+        from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call
+
+        pending: dict[int, int] = {}
+        for i, (bus, path, iface, method, sig, body) in enumerate(calls):
+            msg = new_method_call(DBusAddress(path, bus, iface), method, sig, body)
+            serial = next(self._conn.outgoing_serial)
+            self._conn.send(msg, serial=serial)
+            pending[serial] = i
+        out: list[Any] = [None] * len(calls)
+        deadline = time.monotonic() + 10
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DriverError(f"the accessibility bus did not answer {len(pending)} calls within 10 s")
+            try:
+                msg = self._conn.receive(timeout=left)
+            except TimeoutError:
+                continue
+            i = pending.pop(msg.header.fields.get(HeaderFields.reply_serial, -1), -1)
+            if i >= 0 and msg.header.message_type == MessageType.method_return:
+                out[i] = msg.body
+        return out
+
+    def applications(self) -> list[tuple[str, str, int | None]]:
+        """The applications on the bus: (bus name, path, process id)."""
+        (kids,) = self._calls([(REGISTRY, ROOT, ACCESSIBLE, "GetChildren", None, ())])
+        apps = [tuple(k) for k in (kids[0] if kids else [])]
+        pids = self._calls(
+            [
+                (
+                    "org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus",
+                    "GetConnectionUnixProcessID",
+                    "s",
+                    (bus,),
+                )
+                for bus, _ in apps
+            ]
+        )
+        return [(b, p, (pid[0] if pid else None)) for (b, p), pid in zip(apps, pids, strict=True)]
+
+    def read(self, roots: Iterable[tuple[str, str]]) -> list[AtspiNode]:
+        """Every showing object under ``roots`` (application objects), breadth first."""
+        props = "org.freedesktop.DBus.Properties"
+        nodes: list[AtspiNode] = []
+        level = [AtspiNode(b, p) for b, p in roots]
+        depth = 0
+        while level and len(nodes) < self.MAX_NODES:
+            calls: list[tuple[str, str, str, str, str | None, tuple[Any, ...]]] = []
+            # an application object has no place on the screen: asking it makes GTK log a CRITICAL
+            where = ("GetChildren", None) if depth == 0 else ("GetExtents", "u")
+            for n in level:
+                calls += [
+                    (n.bus, n.path, props, "Get", "ss", (ACCESSIBLE, "Name")),
+                    (n.bus, n.path, ACCESSIBLE, "GetRoleName", None, ()),
+                    (n.bus, n.path, ACCESSIBLE, "GetState", None, ()),
+                    (
+                        n.bus,
+                        n.path,
+                        ACCESSIBLE if depth == 0 else "org.a11y.atspi.Component",
+                        where[0],
+                        where[1],
+                        () if depth == 0 else (0,),
+                    ),
+                    (n.bus, n.path, ACCESSIBLE, "GetChildren", None, ()),
+                ]
+            replies = self._calls(calls)
+            nxt: list[AtspiNode] = []
+            for k, n in enumerate(level):
+                name, role, state, ext, kids = replies[5 * k : 5 * k + 5]
+                n.name = " ".join(str(name[0][1]).split()) if name else ""  # menu items pad with spaces
+                n.role_name = str(role[0]) if role else ""
+                if state:
+                    lo, hi = (list(state[0]) + [0, 0])[:2]
+                    n.states = int(lo) | int(hi) << 32
+                n.extents = tuple(int(v) for v in ext[0]) if ext and depth else None  # type: ignore[assignment]
+                n.children = [(str(c[0]), str(c[1])) for c in kids[0]] if kids else []
+                # an application object is not "showing"; below it, only what is shown is read on
+                if depth == 0 or n.has(ST_SHOWING):
+                    nodes.append(n)
+                    nxt += [AtspiNode(b, p) for b, p in n.children if p != "/org/a11y/atspi/null"]
+            level = nxt[: max(0, self.MAX_NODES - len(nodes))]
+            depth += 1
+        self._details([n for n in nodes if n.has(ST_SHOWING)])
+        return nodes
+
+    def _details(self, nodes: list[AtspiNode]) -> None:
+        """The text of text objects and labels' relations, in one more round."""
+        textual = [n for n in nodes if n.role_name in ("text", "entry", "password text", "spin button")]
+        calls: list[tuple[str, str, str, str, str | None, tuple[Any, ...]]] = []
+        for n in textual:
+            calls.append((n.bus, n.path, "org.a11y.atspi.Text", "GetText", "ii", (0, -1)))
+        related = [n for n in nodes if n.role_name in ("label", *ROLES) or n in textual]
+        for n in related:
+            calls.append((n.bus, n.path, ACCESSIBLE, "GetRelationSet", None, ()))
+        replies = self._calls(calls)
+        for n, r in zip(textual, replies[: len(textual)], strict=True):
+            n.text = str(r[0]) if r else None
+        for n, r in zip(related, replies[len(textual) :], strict=True):
+            for kind, targets in r[0] if r else []:
+                if kind == REL_LABELLED_BY:
+                    n.labelled_by += [(str(t[0]), str(t[1])) for t in targets]
+                elif kind == REL_LABEL_FOR:
+                    n.label_for = True
+
+    def grab_focus(self, bus: str, path: str) -> bool:
+        (reply,) = self._calls([(bus, path, "org.a11y.atspi.Component", "GrabFocus", None, ())])
+        return bool(reply and reply[0])
+
+    def do_action(self, bus: str, path: str, index: int = 0) -> bool:
+        (reply,) = self._calls([(bus, path, "org.a11y.atspi.Action", "DoAction", "i", (index,))])
+        return bool(reply and reply[0])
