@@ -672,22 +672,36 @@ class DesktopDriver:
         self._button(1, down=False)
 
     def _type_unicode(self, text: str) -> None:
-        """Characters outside the keymap, through xdotool's scratch keycode. X gives a keycode bound to one
-        letter its lower case without Shift (the core protocol's rule), so an upper-case letter goes as
-        Shift with its lower-case keysym ("Å" as shift+U00E5)."""
-        chunk = ""
-        for ch in text:
-            low = ch.lower()
-            if ch != low and len(low) == 1:
-                if chunk:
-                    self._xdotool("type", "--delay", "50", "--", chunk)
-                    chunk = ""
-                self._xdotool("key", "--clearmodifiers", f"shift+U{ord(low):04X}")
-            else:
-                chunk += ch
-        if chunk:
-            self._xdotool("type", "--delay", "50", "--", chunk)
-        time.sleep(0.05)
+        """Characters outside the keymap: each is bound to a spare keycode for both shift levels, then
+        pressed through XTEST (xdotool binds one level only, and toolkits disagree on what a lone letter
+        keysym means: GTK applies X's rule and types "Å" as "å", Qt the other way round)."""
+        from Xlib import X
+
+        spare = self._spare_keycode()
+        if spare is None:  # a keymap with no free keycode: xdotool's own way
+            self._xdotool("type", "--delay", "50", "--", text)
+            return
+        try:
+            for ch in text:
+                sym = ord(ch) if ord(ch) < 0x100 else 0x1000000 + ord(ch)
+                self._x.change_keyboard_mapping(spare, [(sym, sym)])
+                self._x.sync()
+                time.sleep(0.03)  # let the application read the new mapping before the key comes
+                self._fake(X.KeyPress, spare)
+                self._fake(X.KeyRelease, spare)
+                time.sleep(0.02)
+        finally:
+            self._x.change_keyboard_mapping(spare, [(0, 0)])
+            self._x.sync()
+
+    def _spare_keycode(self) -> int | None:
+        """A keycode the keymap leaves unbound (the highest one)."""
+        first = self._x.display.info.min_keycode
+        count = self._x.display.info.max_keycode - first + 1
+        for i, syms in reversed(list(enumerate(self._x.get_keyboard_mapping(first, count)))):
+            if not any(syms):
+                return first + i
+        return None
 
     def _xdotool(self, *args: str) -> None:
         assert self._xdotool_exe is not None

@@ -154,3 +154,31 @@ def test_pyautogui_drives_the_users_own_display(tmp_path):
         assert '"combo"' in log
     finally:
         xvfb.stop()
+
+
+def test_featherpad_qt_saves_through_its_file_dialog(tmp_path):
+    """A Qt 5 application. FeatherPad joins the accessibility bus but never publishes its objects here
+    (see the README), so its widgets are found on the pixels (OCR) and its menu through its shortcut."""
+    need("Xvfb", "xdotool", "featherpad")
+    target = tmp_path / "qt note.txt"
+    task = tmp_path / "featherpad.yaml"
+    task.write_text(
+        f"""name: save a note in FeatherPad
+driver: {{desktop: {{launch: [featherpad]}}}}
+steps:
+  - type: "Grüße aus Köln – ½ € ÅÉ"  # the first input: nobody clicked the window
+  - key: ctrl+shift+s               # File > Save As
+  - wait_for: File name
+  - type: "{target}"                # the dialog's file name field has the focus
+  - click: Save                     # Qt's own file dialog: the button found by OCR
+"""
+    )
+    res = run_task(task, RunOptions(output=tmp_path / "runs"))
+    assert res.status == "passed", steps_of(res)
+    assert [s.locator for s in res.steps if s.kind == "click"] == ["ocr"]
+    deadline = time.monotonic() + 5
+    while not (target.exists() and target.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (
+        target.read_text(encoding="utf-8") == "Grüße aus Köln – ½ € ÅÉ\n"
+    )  # FeatherPad ends the file with a newline
