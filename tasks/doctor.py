@@ -6,6 +6,7 @@ import importlib.util
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = ["Check", "checks"]
 
@@ -66,11 +67,27 @@ def checks() -> list[Check]:
             "sudo apt-get install -y xdotool",
         )
     )
-    has_desk = importlib.util.find_spec("mss") is not None and importlib.util.find_spec("Xlib") is not None
+    desk = ("mss", "Xlib", "pyautogui", "jeepney")
+    missing = [m for m in desk if importlib.util.find_spec(m) is None]
     out.append(
         Check(
-            "mss + python-xlib (desktop driver)", has_desk, "installed", "pip install 'pixelpilot[desktop]'"
+            "mss, python-xlib, pyautogui, jeepney (desktop driver)",
+            not missing,
+            "installed" if not missing else f"missing: {', '.join(missing)}",
+            "pip install 'pixelpilot[desktop]'",
         )
+    )
+    from pixelpilot.drivers.atspi import INSTALL_ATSPI, LAUNCHERS
+
+    bus = shutil.which("dbus-daemon")
+    out.append(
+        Check(
+            "D-Bus session bus (desktop accessibility)", bool(bus), bus or "", "sudo apt-get install -y dbus"
+        )
+    )
+    launcher = next((p for p in LAUNCHERS if Path(p).exists()), None)
+    out.append(
+        Check("AT-SPI bus launcher (the desktop's UI tree)", bool(launcher), launcher or "", INSTALL_ATSPI)
     )
     adb = shutil.which("adb")
     out.append(
