@@ -20,16 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pixelpilot.agent import cached, loop
+from pixelpilot.agent import loop
 from pixelpilot.agent.cache import StepCache
 from pixelpilot.agent.errors import CheckFailed, ConfigError, DriverError, LocateError, StepFailed
 from pixelpilot.agent.locate import (
     FIELD_ROLES,
     Located,
     Locator,
-    match_fields,
-    match_nodes,
-    pick,
     text_on_screen,
 )
 from pixelpilot.agent.loop import Limits, RunResult, Verdict
@@ -38,7 +35,8 @@ from pixelpilot.agent.memory import elapsed_ms as _ms
 from pixelpilot.agent.models.base import VisionModel
 from pixelpilot.agent.runlog import RunWriter
 from pixelpilot.agent.step import StepPipeline, outcome_of
-from pixelpilot.drivers.base import DialogHandler, Driver, ElementDriver, Navigable, Revealer, Screen, UINode
+from pixelpilot.agent.targets import Targets
+from pixelpilot.drivers.base import DialogHandler, Driver, ElementDriver, Navigable, Screen, UINode
 from pixelpilot.drivers.keys import parse_combo
 from pixelpilot.tools import actions as A
 from pixelpilot.tools.ocr import normalize
@@ -67,7 +65,7 @@ class AgentSettings:
     """Seconds one step may take before it fails (a hung server, a page that never settles)."""
 
 
-class Agent:
+class Agent(Targets):
     """Drives one :class:`~drivers.base.Driver`. Pass ``output=`` (or a ``recorder=``) to record a run
     directory; use the agent as a context manager to close the run when done."""
 
@@ -540,98 +538,6 @@ class Agent:
     @property
     def _driver_name(self) -> str:
         return getattr(self.driver, "name", type(self.driver).__name__)
-
-    def _locate(self, screen: Screen, target: str, nth: int | None, rec: StepRecord) -> Located:
-        t = self.clock()
-        mode = self.settings.use_model if self.model is not None else "never"
-        hit, screen = cached.lookup(self, rec, screen) if self.cache is not None else (None, screen)
-        if hit is not None and hit.point is not None:
-            rec.timings["locate"] = _ms(t, self.clock())
-            rec.result = {
-                "cache": {"from_run": str(hit.source_run), "step": hit.step.index, "score": hit.score}
-            }
-            loc = Located(hit.point, "cache", hit.box, None)
-            self.pipeline.note_location(rec, loc)
-            return loc
-        if mode == "only":
-            loc = loop.ground(self, screen, target, rec)
-        else:
-            try:
-                loc = self._find(
-                    screen,
-                    rec,
-                    lambda s: self.locator.text(s, target, nth=nth),
-                    lambda nodes: match_nodes(nodes, target, act=True),
-                    target,
-                    nth,
-                )
-            except LocateError as exc:
-                if exc.kind != "not_found" or mode == "never":
-                    raise
-                rec.candidates = [str(c) for c in exc.candidates]
-                loc = loop.ground(self, screen, target, rec)
-        rec.timings["locate"] = _ms(t, self.clock())
-        self.pipeline.note_location(rec, loc)
-        return loc
-
-    def _field(self, screen: Screen, label: str, nth: int | None, rec: StepRecord) -> Located:
-        return self._find(
-            screen,
-            rec,
-            lambda s: self.locator.field(s, label, nth=nth),
-            lambda nodes: match_fields(nodes, label),
-            label,
-            nth,
-        )
-
-    def _find(
-        self,
-        screen: Screen,
-        rec: StepRecord,
-        find: Callable[[Screen], Located],
-        match: Callable[[list[UINode]], list[UINode]],
-        target: str,
-        nth: int | None,
-    ) -> Located:
-        """``find`` on ``screen``; when nothing in view matches but an element scrolled out of view
-        does, scroll it into view (as Playwright does before acting), take a new frame and find again."""
-        try:
-            return find(screen)
-        except LocateError as exc:
-            driver = self.driver
-            if exc.kind != "not_found" or screen.tree is None or not isinstance(driver, Revealer):
-                raise
-            hits = match(driver.tree_beyond_view())
-            if not hits:
-                raise
-            node = pick(hits, target, nth, [n.describe() for n in hits])
-            log.info("%r is out of view: scrolling %s into view", target, node.describe())
-            driver.scroll_into_view(node)
-            rec.result = {"scrolled_into_view": node.describe()}
-            return find(self.pipeline.observe(rec))
-
-    def _dropdown(self, screen: Screen, option: str, field: str | None, rec: StepRecord) -> Located:
-        t = self.clock()
-        if field is not None:
-            loc = self._field(screen, field, None, rec)
-        elif screen.tree is not None:
-            want = normalize(option)
-            boxes = [n for n in screen.tree if n.options and want in {normalize(o) for o in n.options}]
-            if len(boxes) != 1:
-                what = "no dropdown offers" if not boxes else f"{len(boxes)} dropdowns offer"
-                raise LocateError(
-                    f"{what} {option!r}; name the dropdown with field:",
-                    target=option,
-                    candidates=[
-                        n.describe() for n in (boxes or [n for n in screen.tree if n.role == "combobox"])
-                    ],
-                )
-            loc = Located(boxes[0].box.center, "ui-tree", boxes[0].box, boxes[0])
-        else:
-            raise LocateError(f"say which dropdown holds {option!r} (field:)", target=option)
-        rec.timings["locate"] = _ms(t, self.clock())
-        self.pipeline.note_location(rec, loc)
-        return loc
 
 
 def _nearby(similar: list[str]) -> str:

@@ -26,10 +26,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pixelpilot.drivers.procs import die_with_parent
+from pixelpilot.drivers.base import Box, UINode
+from pixelpilot.drivers.procs import die_with_parent, stop_groups
 from pixelpilot.tools.errors import DriverError, DriverUnavailable
 
-__all__ = ["INSTALL_ATSPI", "AccessibilityBus", "AtspiNode", "AtspiTree", "a11y_env"]
+__all__ = ["INSTALL_ATSPI", "AccessibilityBus", "AtspiNode", "AtspiTree", "a11y_env", "ui_nodes"]
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +175,8 @@ class AccessibilityBus:
 
     def stop(self) -> None:
         """Stop both buses and what they started (the AT-SPI registry), nothing left running."""
-        for proc in reversed(self._procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in reversed(self._procs):
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=3)
+        stop_groups(self._procs[::-1])
+        for proc in self._procs:
             if proc.stdout is not None:
                 proc.stdout.close()
         self._procs.clear()
@@ -198,22 +191,31 @@ def _connect(address: str) -> Any:
         raise DriverError(f"cannot connect to the D-Bus at {address}: {exc}") from exc
 
 
+def _ask(address: str, msg: Any, failure: str, *, check: bool = True) -> Any:
+    """One call on the bus at ``address`` (a connection of its own), its reply's body; ``failure`` says
+    what went wrong when no answer comes (or, with ``check``, an error does)."""
+    from jeepney import MessageType
+
+    conn = _connect(address)
+    try:
+        reply = conn.send_and_get_reply(msg, timeout=5)
+    except TimeoutError as exc:
+        raise DriverError(failure) from exc
+    finally:
+        conn.close()
+    if check and reply.header.message_type != MessageType.method_return:
+        raise DriverError(f"{failure}: {reply.body[0] if reply.body else reply}")
+    return reply.body
+
+
 def start_registry(a11y: str) -> None:
     """Have the AT-SPI registry running before any application starts: it is started on demand (D-Bus
     activation) by the first call, and a Qt application that announces itself before it runs is never
     listed."""
-    from jeepney import DBusAddress, MessageType, new_method_call
+    from jeepney import DBusAddress, new_method_call
 
-    conn = _connect(a11y)
-    try:
-        msg = new_method_call(DBusAddress(ROOT, REGISTRY, ACCESSIBLE), "GetChildren")
-        reply = conn.send_and_get_reply(msg, timeout=5)
-    except TimeoutError as exc:
-        raise DriverError("the AT-SPI registry did not start") from exc
-    finally:
-        conn.close()
-    if reply.header.message_type != MessageType.method_return:
-        raise DriverError(f"the AT-SPI registry did not start: {reply.body[0] if reply.body else reply}")
+    msg = new_method_call(DBusAddress(ROOT, REGISTRY, ACCESSIBLE), "GetChildren")
+    _ask(a11y, msg, "the AT-SPI registry did not start")
 
 
 def enable_accessibility(session_address: str) -> None:
@@ -221,29 +223,16 @@ def enable_accessibility(session_address: str) -> None:
     desktop does when a screen reader starts: Qt applications publish their tree only then."""
     from jeepney import DBusAddress, Properties
 
-    conn = _connect(session_address)
-    try:
-        status = Properties(DBusAddress("/org/a11y/bus", "org.a11y.Bus", "org.a11y.Status"))
-        conn.send_and_get_reply(status.set("IsEnabled", "b", True), timeout=5)
-    finally:
-        conn.close()
+    status = Properties(DBusAddress("/org/a11y/bus", "org.a11y.Bus", "org.a11y.Status"))
+    _ask(session_address, status.set("IsEnabled", "b", True), "org.a11y.Status did not answer", check=False)
 
 
 def a11y_address(session_address: str) -> str:
     """The accessibility bus's address, asked of ``org.a11y.Bus`` on the session bus."""
-    from jeepney import DBusAddress, MessageType, new_method_call
+    from jeepney import DBusAddress, new_method_call
 
-    conn = _connect(session_address)
-    try:
-        msg = new_method_call(DBusAddress("/org/a11y/bus", "org.a11y.Bus", "org.a11y.Bus"), "GetAddress")
-        reply = conn.send_and_get_reply(msg, timeout=5)
-    except TimeoutError as exc:
-        raise DriverError("the AT-SPI bus launcher does not answer on the session bus") from exc
-    finally:
-        conn.close()
-    if reply.header.message_type != MessageType.method_return:
-        raise DriverError(f"no AT-SPI bus on the session bus: {reply.body[0] if reply.body else reply}")
-    return str(reply.body[0])
+    msg = new_method_call(DBusAddress("/org/a11y/bus", "org.a11y.Bus", "org.a11y.Bus"), "GetAddress")
+    return str(_ask(session_address, msg, "no AT-SPI bus on the session bus")[0])
 
 
 @dataclass
@@ -373,7 +362,7 @@ class AtspiTree:
         calls: list[tuple[str, str, str, str, str | None, tuple[Any, ...]]] = []
         for n in textual:
             calls.append((n.bus, n.path, "org.a11y.atspi.Text", "GetText", "ii", (0, -1)))
-        related = [n for n in nodes if n.role_name in ("label", *ROLES) or n in textual]
+        related = [n for n in nodes if n.role_name in ("label", "text", *ROLES)]
         for n in related:
             calls.append((n.bus, n.path, ACCESSIBLE, "GetRelationSet", None, ()))
         replies = self._calls(calls)
@@ -386,10 +375,45 @@ class AtspiTree:
                 elif kind == REL_LABEL_FOR:
                     n.label_for = True
 
-    def grab_focus(self, bus: str, path: str) -> bool:
-        (reply,) = self._calls([(bus, path, "org.a11y.atspi.Component", "GrabFocus", None, ())])
-        return bool(reply and reply[0])
 
-    def do_action(self, bus: str, path: str, index: int = 0) -> bool:
-        (reply,) = self._calls([(bus, path, "org.a11y.atspi.Action", "DoAction", "i", (index,))])
-        return bool(reply and reply[0])
+def ui_nodes(nodes: list[AtspiNode], monitor: dict[str, int], scale: float) -> list[UINode]:
+    """The showing objects as UI-tree nodes on a screenshot of ``monitor`` (a region of the screen) at
+    ``scale``: ARIA-like roles, a field named by its label and valued by its text, unnamed containers left out."""
+    names = {(n.bus, n.path): n.name for n in nodes}
+    left, top = monitor["left"], monitor["top"]
+    width, height = monitor["width"], monitor["height"]
+    out: list[UINode] = []
+    for n in nodes:
+        if not n.has(ST_SHOWING) or n.extents is None:
+            continue
+        x, y, w, h = n.extents
+        x, y = x - left, y - top
+        if w < 1 or h < 1 or x + w <= 0 or y + h <= 0 or x >= width or y >= height:
+            continue
+        role = ROLES.get(n.role_name, "text")
+        if n.role_name == "text":
+            role = "textbox" if n.has(ST_EDITABLE) else "text"
+        elif n.role_name == "label":
+            role = "label" if n.label_for else "text"
+        name = n.name or " ".join(names.get(t, "") for t in n.labelled_by).strip()
+        value = n.text if role in ("textbox", "spinbutton") else None
+        if not name and role == "text" and n.text:
+            name = n.text
+        if not name and role not in ("textbox", "spinbutton") and not n.text:
+            continue  # an unnamed container
+        s = scale
+        out.append(
+            UINode(
+                ref=str(len(out)),
+                role=role,
+                name=name[:200],
+                text=name[:200] if role in ("text", "label") else "",
+                tag=n.role_name,
+                value=value,
+                checked=n.has(ST_CHECKED) if role in ("checkbox", "radio", "menuitemcheckbox") else None,
+                interactive=role in INTERACTIVE,
+                focused=n.has(ST_FOCUSED),
+                box=Box(x * s, y * s, w * s, h * s),
+            )
+        )
+    return out

@@ -33,21 +33,12 @@ from typing import Any
 
 from PIL import Image
 
-from pixelpilot.drivers.atspi import (
-    INTERACTIVE,
-    ROLES,
-    ST_CHECKED,
-    ST_EDITABLE,
-    ST_FOCUSED,
-    ST_SHOWING,
-    AccessibilityBus,
-    AtspiNode,
-    AtspiTree,
-    a11y_env,
-)
-from pixelpilot.drivers.base import Box, Screen, UINode
-from pixelpilot.drivers.procs import die_with_parent
+from pixelpilot.drivers.atspi import AccessibilityBus, AtspiTree, a11y_env, ui_nodes
+from pixelpilot.drivers.base import Screen, UINode
+from pixelpilot.drivers.keys import pyautogui_keys, xdotool_combo
+from pixelpilot.drivers.procs import die_with_parent, stop_groups
 from pixelpilot.drivers.xvfb import INSTALL_XVFB, VirtualDisplay
+from pixelpilot.drivers.xwindows import XWindows
 from pixelpilot.tools import actions as A
 from pixelpilot.tools.errors import DriverError, DriverUnavailable
 
@@ -57,86 +48,6 @@ log = logging.getLogger(__name__)
 
 SCROLL_PX_PER_CLICK = 100
 """Screen pixels one wheel click stands for (Scroll actions are in pixels)."""
-
-_XDOTOOL_KEYS = {
-    "ctrl": "ctrl",
-    "control": "ctrl",
-    "alt": "alt",
-    "option": "alt",
-    "shift": "shift",
-    "cmd": "super",
-    "command": "super",
-    "meta": "super",
-    "super": "super",
-    "win": "super",
-    "enter": "Return",
-    "return": "Return",
-    "esc": "Escape",
-    "escape": "Escape",
-    "tab": "Tab",
-    "backspace": "BackSpace",
-    "delete": "Delete",
-    "del": "Delete",
-    "space": "space",
-    "insert": "Insert",
-    "up": "Up",
-    "down": "Down",
-    "left": "Left",
-    "right": "Right",
-    "arrowup": "Up",
-    "arrowdown": "Down",
-    "arrowleft": "Left",
-    "arrowright": "Right",
-    "pageup": "Prior",
-    "pagedown": "Next",
-    "page_up": "Prior",
-    "page_down": "Next",
-    "home": "Home",
-    "end": "End",
-    "capslock": "Caps_Lock",
-    "+": "plus",
-    "-": "minus",
-    "=": "equal",
-    ",": "comma",
-    ".": "period",
-    "/": "slash",
-    ";": "semicolon",
-}
-
-
-def xdotool_combo(keys: Sequence[str]) -> str:
-    out = []
-    for k in keys:
-        low = k.lower()
-        if low in _XDOTOOL_KEYS:
-            out.append(_XDOTOOL_KEYS[low])
-        elif len(low) in (2, 3) and low[0] == "f" and low[1:].isdigit():
-            out.append(low.upper())
-        else:
-            out.append(k)
-    return "+".join(out)
-
-
-_PYAUTOGUI_KEYS = {
-    "cmd": "command",
-    "meta": "win",
-    "super": "win",
-    "esc": "escape",
-    "del": "delete",
-    "page_up": "pageup",
-    "page_down": "pagedown",
-    "arrowup": "up",
-    "arrowdown": "down",
-    "arrowleft": "left",
-    "arrowright": "right",
-    "control": "ctrl",
-    "option": "alt",
-}
-
-
-def pyautogui_keys(keys: Sequence[str]) -> list[str]:
-    """Key names as pyautogui's ``hotkey`` takes them."""
-    return [_PYAUTOGUI_KEYS.get(k.lower(), k.lower()) for k in keys]
 
 
 def _load_pyautogui(display: str) -> Any:
@@ -157,7 +68,7 @@ def _load_pyautogui(display: str) -> Any:
     return pyautogui
 
 
-class DesktopDriver:
+class DesktopDriver(XWindows):
     """An X display. Use :meth:`start`; it is a context manager."""
 
     name = "desktop"
@@ -190,7 +101,6 @@ class DesktopDriver:
         self.capabilities = frozenset({"screenshot", "keyboard", "mouse", "launch", "settle"})
         if session_bus is not None:
             self.capabilities |= {"ui_tree"}
-        self._refs: list[tuple[str, str]] = []
         self._windows: set[int] = set()
         """Top-level windows seen so far: a new one gets the keyboard focus (see :meth:`_focus_new`)."""
         if input not in ("xtest", "pyautogui"):
@@ -362,82 +272,11 @@ class DesktopDriver:
         self.settle(timeout=2.0)
         return proc
 
-    # -- focus: what a window manager would do -----------------------------------------------------
-    def _top_levels(self) -> list[Any]:
-        """The screen's mapped top-level windows that take focus, bottom to top (stacking order)."""
-        from Xlib import X
-
-        out = []
-        for w in self._x.screen().root.query_tree().children:
-            try:
-                attrs = w.get_attributes()
-                if attrs.map_state != X.IsViewable or attrs.override_redirect:
-                    continue
-                geo = w.get_geometry()
-            except Exception:  # noqa: BLE001 - a window that went away meanwhile
-                continue
-            if geo.width > 1 and geo.height > 1:
-                out.append(w)
-        return out
-
-    def _focus(self, window: Any) -> None:
-        from Xlib import X
-
-        window.configure(stack_mode=X.Above)
-        window.set_input_focus(X.RevertToParent, X.CurrentTime)
-        self._x.sync()
-
-    def _focus_new(self) -> None:
-        """A top-level window that appeared since the last look (an application's window, a dialog) gets
-        the keyboard focus, as a window manager gives it; the newest on top wins."""
-        windows = self._top_levels()
-        new = [w for w in windows if w.id not in self._windows]
-        self._windows = {w.id for w in windows}
-        for w in new:
-            self._fit(w)
-        if new:
-            self._focus(new[-1])
-
-    def _fit(self, window: Any) -> None:
-        """Keep a new window on the screen, as a window manager constrains it (a GTK file chooser asks for
-        more height than a small screen has, and centred on its parent, it starts above the top edge)."""
-        root = self._x.screen().root
-        geo = window.get_geometry()
-        pos = window.translate_coords(root, 0, 0)
-        x, y, w, h = -pos.x, -pos.y, geo.width, geo.height
-        sw, sh = self._x.screen().width_in_pixels, self._x.screen().height_in_pixels
-        nw, nh = min(w, sw), min(h, sh)
-        nx, ny = min(max(x, 0), sw - nw), min(max(y, 0), sh - nh)
-        if (nx, ny, nw, nh) != (x, y, w, h):
-            window.configure(x=nx, y=ny, width=nw, height=nh)
-            self._x.sync()
-
-    def _focus_at(self, xy: tuple[int, int]) -> None:
-        """A click gives the keyboard focus to the top-level window under it (click to focus)."""
-        focus = self._x.get_input_focus().focus
-        for w in reversed(self._top_levels()):
-            geo = w.get_geometry()
-            pos = w.translate_coords(self._x.screen().root, 0, 0)
-            x0, y0 = -pos.x, -pos.y
-            if x0 <= xy[0] < x0 + geo.width and y0 <= xy[1] < y0 + geo.height:
-                if getattr(focus, "id", None) != w.id:
-                    self._focus(w)
-                return
-
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for _, proc, _ in self._apps:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for _, proc, _ in self._apps:
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+        stop_groups([proc for _, proc, _ in self._apps])
         with contextlib.suppress(Exception):
             self._sct.close()
         with contextlib.suppress(Exception):
@@ -497,7 +336,8 @@ class DesktopDriver:
             )
         # the tree stands for the screen only when an application on it publishes one (Tk and xterm do
         # not): otherwise text is looked for on the pixels
-        loader = self.ui_tree if tree and self._accessible_roots() else None
+        roots = self._accessible_roots() if tree else []
+        loader = (lambda: self._read_tree(roots)) if roots else None
         return Screen.from_image(img, scale=self.scale, format=self.frame_format, tree_loader=loader)
 
     # -- the accessibility tree --------------------------------------------------------------------
@@ -514,12 +354,15 @@ class DesktopDriver:
     def ui_tree(self) -> list[UINode]:
         """The launched applications' widgets (every application on the display when none was launched
         here), read over AT-SPI: boxes in screenshot pixels, fields' text as their value."""
+        return self._read_tree(self._accessible_roots())
+
+    def _read_tree(self, roots: list[tuple[str, str]]) -> list[UINode]:
         tree = self._atspi()
-        if tree is None:
+        if tree is None or not roots:
             return []
         with self._boundary("read the accessibility tree"):
-            nodes = tree.read(self._accessible_roots())
-        return self._ui_nodes(nodes)
+            nodes = tree.read(roots)
+        return ui_nodes(nodes, self.monitor, self.scale)
 
     def _accessible_roots(self) -> list[tuple[str, str]]:
         """The application objects of the launched applications (of every one on the display when none
@@ -535,48 +378,6 @@ class DesktopDriver:
                     if not sessions or os.getsid(pid) in sessions:  # type: ignore[arg-type]
                         roots.append((bus, path))
         return roots
-
-    def _ui_nodes(self, nodes: list[AtspiNode]) -> list[UINode]:
-        names = {(n.bus, n.path): n.name for n in nodes}
-        left, top = self.monitor["left"], self.monitor["top"]
-        width, height = self.monitor["width"], self.monitor["height"]
-        self._refs = []
-        out = []
-        for n in nodes:
-            if not n.has(ST_SHOWING) or n.extents is None:
-                continue
-            x, y, w, h = n.extents
-            x, y = x - left, y - top
-            if w < 1 or h < 1 or x + w <= 0 or y + h <= 0 or x >= width or y >= height:
-                continue
-            role = ROLES.get(n.role_name, "text")
-            if n.role_name == "text":
-                role = "textbox" if n.has(ST_EDITABLE) else "text"
-            elif n.role_name == "label":
-                role = "label" if n.label_for else "text"
-            name = n.name or " ".join(names.get(t, "") for t in n.labelled_by).strip()
-            value = n.text if role in ("textbox", "spinbutton") else None
-            if not name and role == "text" and n.text:
-                name = n.text
-            if not name and role not in ("textbox", "spinbutton") and not n.text:
-                continue  # an unnamed container
-            s = self.scale
-            self._refs.append((n.bus, n.path))
-            out.append(
-                UINode(
-                    ref=str(len(self._refs) - 1),
-                    role=role,
-                    name=name[:200],
-                    text=name[:200] if role in ("text", "label") else "",
-                    tag=n.role_name,
-                    value=value,
-                    checked=n.has(ST_CHECKED) if role in ("checkbox", "radio", "menuitemcheckbox") else None,
-                    interactive=role in INTERACTIVE,
-                    focused=n.has(ST_FOCUSED),
-                    box=Box(x * s, y * s, w * s, h * s),
-                )
-            )
-        return out
 
     def hit_point(self, node: UINode) -> A.Point | None:
         """The middle of the widget (the accessibility tree says where it is, not what covers it)."""
@@ -670,38 +471,6 @@ class DesktopDriver:
             self._move((round(sx + (end[0] - sx) * i / steps), round(sy + (end[1] - sy) * i / steps)))
             time.sleep(seconds / steps)
         self._button(1, down=False)
-
-    def _type_unicode(self, text: str) -> None:
-        """Characters outside the keymap: each is bound to a spare keycode for both shift levels, then
-        pressed through XTEST (xdotool binds one level only, and toolkits disagree on what a lone letter
-        keysym means: GTK applies X's rule and types "Å" as "å", Qt the other way round)."""
-        from Xlib import X
-
-        spare = self._spare_keycode()
-        if spare is None:  # a keymap with no free keycode: xdotool's own way
-            self._xdotool("type", "--delay", "50", "--", text)
-            return
-        try:
-            for ch in text:
-                sym = ord(ch) if ord(ch) < 0x100 else 0x1000000 + ord(ch)
-                self._x.change_keyboard_mapping(spare, [(sym, sym)])
-                self._x.sync()
-                time.sleep(0.03)  # let the application read the new mapping before the key comes
-                self._fake(X.KeyPress, spare)
-                self._fake(X.KeyRelease, spare)
-                time.sleep(0.02)
-        finally:
-            self._x.change_keyboard_mapping(spare, [(0, 0)])
-            self._x.sync()
-
-    def _spare_keycode(self) -> int | None:
-        """A keycode the keymap leaves unbound (the highest one)."""
-        first = self._x.display.info.min_keycode
-        count = self._x.display.info.max_keycode - first + 1
-        for i, syms in reversed(list(enumerate(self._x.get_keyboard_mapping(first, count)))):
-            if not any(syms):
-                return first + i
-        return None
 
     def _xdotool(self, *args: str) -> None:
         assert self._xdotool_exe is not None

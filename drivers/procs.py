@@ -11,14 +11,16 @@ The signal follows the *thread* that started the child: start drivers from the t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "stop_groups"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -40,3 +42,19 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
             os.kill(os.getpid(), sig)
 
     return preexec
+
+
+def stop_groups(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 3.0) -> None:
+    """Stop processes started in sessions of their own, with everything they started: SIGTERM to each
+    process group, then SIGKILL to a group whose leader has not exited within ``timeout`` seconds."""
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)

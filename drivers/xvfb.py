@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pixelpilot.drivers.procs import die_with_parent
+from pixelpilot.drivers.procs import die_with_parent, stop_groups
 from pixelpilot.tools.errors import DriverError, DriverUnavailable
 
 __all__ = ["INSTALL_XVFB", "VirtualDisplay"]
@@ -97,15 +97,8 @@ class VirtualDisplay:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        if proc is not None:
+            stop_groups([proc], timeout=5)
         if self.display:
             n = self.display.lstrip(":")
             for leftover in (Path(f"/tmp/.X{n}-lock"), Path(f"/tmp/.X11-unix/X{n}")):

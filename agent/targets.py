@@ -1,0 +1,130 @@
+"""Where a step acts: the target found from the cache, the locator chain (the UI tree, OCR, a picture,
+scrolling an element into view first when it is out of it) or the model's grounding. :class:`Targets` is
+that part of :class:`~pixelpilot.agent.session.Agent`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from pixelpilot.agent import cached, loop
+from pixelpilot.agent.errors import LocateError
+from pixelpilot.agent.locate import Located, Locator, match_fields, match_nodes, pick
+from pixelpilot.agent.memory import StepRecord
+from pixelpilot.agent.memory import elapsed_ms as _ms
+from pixelpilot.drivers.base import Revealer, Screen, UINode
+from pixelpilot.tools.ocr import normalize
+
+if TYPE_CHECKING:
+    from pixelpilot.agent.session import Agent
+
+__all__ = ["Targets"]
+
+log = logging.getLogger(__name__)
+
+
+class Targets:
+    """Mixed into :class:`~pixelpilot.agent.session.Agent` (which sets these up)."""
+
+    driver: Any
+    locator: Locator
+    clock: Callable[[], float]
+
+    @property
+    def _agent(self) -> Agent:
+        return cast("Agent", self)
+
+    def _locate(self, screen: Screen, target: str, nth: int | None, rec: StepRecord) -> Located:
+        t = self.clock()
+        mode = self._agent.settings.use_model if self._agent.model is not None else "never"
+        hit, screen = (
+            cached.lookup(self._agent, rec, screen) if self._agent.cache is not None else (None, screen)
+        )
+        if hit is not None and hit.point is not None:
+            rec.timings["locate"] = _ms(t, self.clock())
+            rec.result = {
+                "cache": {"from_run": str(hit.source_run), "step": hit.step.index, "score": hit.score}
+            }
+            loc = Located(hit.point, "cache", hit.box, None)
+            self._agent.pipeline.note_location(rec, loc)
+            return loc
+        if mode == "only":
+            loc = loop.ground(self._agent, screen, target, rec)
+        else:
+            try:
+                loc = self._find(
+                    screen,
+                    rec,
+                    lambda s: self.locator.text(s, target, nth=nth),
+                    lambda nodes: match_nodes(nodes, target, act=True),
+                    target,
+                    nth,
+                )
+            except LocateError as exc:
+                if exc.kind != "not_found" or mode == "never":
+                    raise
+                rec.candidates = [str(c) for c in exc.candidates]
+                loc = loop.ground(self._agent, screen, target, rec)
+        rec.timings["locate"] = _ms(t, self.clock())
+        self._agent.pipeline.note_location(rec, loc)
+        return loc
+
+    def _field(self, screen: Screen, label: str, nth: int | None, rec: StepRecord) -> Located:
+        return self._find(
+            screen,
+            rec,
+            lambda s: self.locator.field(s, label, nth=nth),
+            lambda nodes: match_fields(nodes, label),
+            label,
+            nth,
+        )
+
+    def _find(
+        self,
+        screen: Screen,
+        rec: StepRecord,
+        find: Callable[[Screen], Located],
+        match: Callable[[list[UINode]], list[UINode]],
+        target: str,
+        nth: int | None,
+    ) -> Located:
+        """``find`` on ``screen``; when nothing in view matches but an element scrolled out of view
+        does, scroll it into view (as Playwright does before acting), take a new frame and find again."""
+        try:
+            return find(screen)
+        except LocateError as exc:
+            driver = self.driver
+            if exc.kind != "not_found" or screen.tree is None or not isinstance(driver, Revealer):
+                raise
+            hits = match(driver.tree_beyond_view())
+            if not hits:
+                raise
+            node = pick(hits, target, nth, [n.describe() for n in hits])
+            log.info("%r is out of view: scrolling %s into view", target, node.describe())
+            driver.scroll_into_view(node)
+            rec.result = {"scrolled_into_view": node.describe()}
+            return find(self._agent.pipeline.observe(rec))
+
+    def _dropdown(self, screen: Screen, option: str, field: str | None, rec: StepRecord) -> Located:
+        t = self.clock()
+        if field is not None:
+            loc = self._field(screen, field, None, rec)
+        elif screen.tree is not None:
+            want = normalize(option)
+            boxes = [n for n in screen.tree if n.options and want in {normalize(o) for o in n.options}]
+            if len(boxes) != 1:
+                what = "no dropdown offers" if not boxes else f"{len(boxes)} dropdowns offer"
+                raise LocateError(
+                    f"{what} {option!r}; name the dropdown with field:",
+                    target=option,
+                    candidates=[
+                        n.describe() for n in (boxes or [n for n in screen.tree if n.role == "combobox"])
+                    ],
+                )
+            loc = Located(boxes[0].box.center, "ui-tree", boxes[0].box, boxes[0])
+        else:
+            raise LocateError(f"say which dropdown holds {option!r} (field:)", target=option)
+        rec.timings["locate"] = _ms(t, self.clock())
+        self._agent.pipeline.note_location(rec, loc)
+        return loc
