@@ -42,7 +42,7 @@ ROOT = "/org/a11y/atspi/accessible/root"
 LAUNCHERS = ("/usr/libexec/at-spi-bus-launcher", "/usr/lib/at-spi2-core/at-spi-bus-launcher")
 
 # AtspiStateType bit numbers (at-spi2-core atspi-constants.h)
-ST_CHECKED, ST_EDITABLE, ST_ENABLED, ST_FOCUSABLE, ST_FOCUSED = 4, 7, 8, 11, 12
+ST_CHECKED, ST_EDITABLE, ST_ENABLED, ST_FOCUSABLE, ST_FOCUSED, ST_MODAL = 4, 7, 8, 11, 12, 16
 ST_SENSITIVE, ST_SHOWING, ST_VISIBLE = 24, 25, 30
 REL_LABEL_FOR, REL_LABELLED_BY = 1, 2
 
@@ -249,6 +249,8 @@ class AtspiNode:
     text: str | None = None
     labelled_by: list[tuple[str, str]] = field(default_factory=list)
     label_for: bool = False
+    window: tuple[str, str] | None = None
+    """The top-level window (a child of the application object) this object is in."""
 
     def has(self, state: int) -> bool:
         return bool(self.states >> state & 1)
@@ -350,7 +352,11 @@ class AtspiTree:
                 # an application object is not "showing"; below it, only what is shown is read on
                 if depth == 0 or n.has(ST_SHOWING):
                     nodes.append(n)
-                    nxt += [AtspiNode(b, p) for b, p in n.children if p != "/org/a11y/atspi/null"]
+                    nxt += [
+                        AtspiNode(b, p, window=n.window if depth else (b, p))
+                        for b, p in n.children
+                        if p != "/org/a11y/atspi/null"
+                    ]
             level = nxt[: max(0, self.MAX_NODES - len(nodes))]
             depth += 1
         self._details([n for n in nodes if n.has(ST_SHOWING)])
@@ -380,6 +386,10 @@ def ui_nodes(nodes: list[AtspiNode], monitor: dict[str, int], scale: float) -> l
     """The showing objects as UI-tree nodes on a screenshot of ``monitor`` (a region of the screen) at
     ``scale``: ARIA-like roles, a field named by its label and valued by its text, unnamed containers left out."""
     names = {(n.bus, n.path): n.name for n in nodes}
+    # a modal dialog on the screen takes the input: the windows behind it are not what a step acts on
+    modal = {n.window for n in nodes if n.window == (n.bus, n.path) and n.has(ST_MODAL) and n.has(ST_SHOWING)}
+    if modal:
+        nodes = [n for n in nodes if n.window in modal]
     left, top = monitor["left"], monitor["top"]
     width, height = monitor["width"], monitor["height"]
     out: list[UINode] = []

@@ -157,8 +157,9 @@ def test_pyautogui_drives_the_users_own_display(tmp_path):
 
 
 def test_featherpad_qt_saves_through_its_file_dialog(tmp_path):
-    """A Qt 5 application. FeatherPad joins the accessibility bus but never publishes its objects here
-    (see the README), so its widgets are found on the pixels (OCR) and its menu through its shortcut."""
+    """A Qt 5 application. FeatherPad joins the accessibility bus but publishes its objects only now and
+    then here (see the README), so its menu is reached through its shortcut and its dialog's button by
+    whichever finds it: the tree when there is one, else OCR."""
     need("Xvfb", "xdotool", "featherpad")
     target = tmp_path / "qt note.txt"
     task = tmp_path / "featherpad.yaml"
@@ -175,7 +176,9 @@ steps:
     )
     res = run_task(task, RunOptions(output=tmp_path / "runs"))
     assert res.status == "passed", steps_of(res)
-    assert [s.locator for s in res.steps if s.kind == "click"] == ["ocr"]
+    # FeatherPad publishes its tree only some of the time here (seen under load): then the dialog's Save is
+    # found in the tree (the modal dialog hides the toolbar's Save behind it), else by OCR
+    assert [s.locator for s in res.steps if s.kind == "click"] in (["ocr"], ["ui-tree"])
     deadline = time.monotonic() + 5
     while not (target.exists() and target.read_text()) and time.monotonic() < deadline:
         time.sleep(0.1)
