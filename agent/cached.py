@@ -78,9 +78,11 @@ def _by_focus(agent: Agent, rec: StepRecord) -> tuple[CacheHit | None, Screen]:
 
 
 def note_focus(agent: Agent, rec: StepRecord) -> None:
-    """Before a model's typing: record the field it goes into (the report shows it; a cached re-run
-    checks it). Nothing is recorded where the driver cannot tell, or already knows (from the cache)."""
-    if rec.kind not in ("goal", "act") or rec.focus is not None or not isinstance(agent.driver, FocusReader):
+    """Before typing that names no field (the model's, or a ``type`` step without ``into``): record
+    the widget it goes into (the report shows it; a re-run checks it). Nothing is recorded where the
+    driver cannot tell, or already knows (from the cache)."""
+    blind = rec.kind in ("goal", "act") or (rec.kind == "type" and not (rec.params or {}).get("into"))
+    if not blind or rec.focus is not None or not isinstance(agent.driver, FocusReader):
         return
     try:
         node = agent.driver.keyboard_focus()

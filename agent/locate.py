@@ -247,6 +247,9 @@ def match_nodes(tree: Sequence[UINode], target: str, *, act: bool = False) -> li
                     if any(" ".join(s.split()) == cased for s in (n.name, n.text, n.placeholder))
                 ]
                 hits = same_case or hits
+            if act and len(hits) > 1:
+                top = max(n.layer for n in hits)  # an open menu over its window
+                hits = [n for n in hits if n.layer == top]
             return _reading_order(hits)
     return []
 

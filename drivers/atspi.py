@@ -101,6 +101,13 @@ INTERACTIVE = {
 }
 
 
+COMPONENT = "org.a11y.atspi.Component"
+SCROLL_ANYWHERE = 6
+
+MENU_ROLES = {"menu", "popup menu"}
+"""Containers whose showing items are an open menu (GTK: a menu bar's "menu"; Qt: a "popup menu")."""
+
+
 def a11y_env() -> dict[str, str]:
     """What makes GTK 3 and Qt 5/6 applications publish their accessibility tree."""
     return {
@@ -331,7 +338,7 @@ class AtspiTree:
                     (
                         n.bus,
                         n.path,
-                        ACCESSIBLE if depth == 0 else "org.a11y.atspi.Component",
+                        ACCESSIBLE if depth == 0 else COMPONENT,
                         where[0],
                         where[1],
                         () if depth == 0 else (0,),
@@ -362,6 +369,17 @@ class AtspiTree:
         self._details([n for n in nodes if n.has(ST_SHOWING)])
         return nodes
 
+    def scroll_to(self, bus: str, path: str) -> bool:
+        """Ask the toolkit to scroll the object into view (``Component.ScrollTo``, AT-SPI 2.30; GTK 3
+        and Qt before 6.5 do not have it): whether it did."""
+        (reply,) = self._calls([(bus, path, COMPONENT, "ScrollTo", "u", (SCROLL_ANYWHERE,))])
+        return bool(reply and reply[0])
+
+    def grab_focus(self, bus: str, path: str) -> bool:
+        """Give the object the keyboard focus (``Component.GrabFocus``): whether it took it."""
+        (reply,) = self._calls([(bus, path, COMPONENT, "GrabFocus", None, ())])
+        return bool(reply and reply[0])
+
     def _details(self, nodes: list[AtspiNode]) -> None:
         """The text of text objects and labels' relations, in one more round."""
         textual = [n for n in nodes if n.role_name in ("text", "entry", "password text", "spin button")]
@@ -382,10 +400,71 @@ class AtspiTree:
                     n.label_for = True
 
 
-def ui_nodes(nodes: list[AtspiNode], monitor: dict[str, int], scale: float) -> list[UINode]:
+Rect = tuple[int, int, int, int]
+"""x0, y0, x1, y1 in screen pixels."""
+
+
+def shown_parts(nodes: list[AtspiNode]) -> dict[tuple[str, str], Rect | None]:
+    """The part of each object its containers show (a scrolled panel shows part of what it holds):
+    its extents cut by every container's up to its window; None where nothing says where it is."""
+    by_key = {(n.bus, n.path): n for n in nodes}
+    parent = {child: (n.bus, n.path) for n in nodes for child in n.children}
+    shown: dict[tuple[str, str], Rect | None] = {}
+
+    def visible(key: tuple[str, str]) -> Rect | None:
+        if key not in shown:
+            n = by_key.get(key)
+            own = None
+            if n is not None and n.extents is not None and n.extents[2] > 0 and n.extents[3] > 0:
+                x, y, w, h = n.extents
+                own = (x, y, x + w, y + h)
+            # a window, a popup menu and a menu's items are drawn on their own: no container cuts them
+            up = None if n is None or n.window == key or n.role_name in MENU_ROLES else parent.get(key)
+            if up is not None and up in by_key and by_key[up].role_name in MENU_ROLES:
+                up = None
+            outer = None if up is None else visible(up)
+            if own is None or outer is None:
+                shown[key] = own or outer
+            else:
+                shown[key] = (
+                    max(own[0], outer[0]),
+                    max(own[1], outer[1]),
+                    min(own[2], outer[2]),
+                    min(own[3], outer[3]),
+                )
+        return shown[key]
+
+    for n in nodes:
+        visible((n.bus, n.path))
+    return shown
+
+
+def ui_nodes(
+    nodes: list[AtspiNode],
+    monitor: dict[str, int],
+    scale: float,
+    *,
+    beyond: bool = False,
+    keys: dict[str, tuple[str, str]] | None = None,
+) -> list[UINode]:
     """The showing objects as UI-tree nodes on a screenshot of ``monitor`` (a region of the screen) at
-    ``scale``: ARIA-like roles, a field named by its label and valued by its text, unnamed containers left out."""
+    ``scale``: ARIA-like roles, a field named by its label and valued by its text, unnamed containers left
+    out. A widget is cut to the part its containers show (a scrolled panel shows part of what it holds);
+    one they hide entirely is left out, unless ``beyond`` (then with its whole box: it can be scrolled
+    into view). ``keys`` receives each node's object on the bus, by ref."""
     names = {(n.bus, n.path): n.name for n in nodes}
+    by_key = {(n.bus, n.path): n for n in nodes}
+    parent = {child: (n.bus, n.path) for n in nodes for child in n.children}
+    menus: dict[tuple[str, str], bool] = {}
+    shown = shown_parts(nodes)
+
+    def in_menu(key: tuple[str, str]) -> bool:
+        """Whether an ancestor is a (popup) menu: the object is an item of an open menu."""
+        if key not in menus:
+            up = parent.get(key)
+            menus[key] = up in by_key and (by_key[up].role_name in MENU_ROLES or in_menu(up))
+        return menus[key]
+
     # a modal dialog on the screen takes the input: the windows behind it are not what a step acts on
     modal = {n.window for n in nodes if n.window == (n.bus, n.path) and n.has(ST_MODAL) and n.has(ST_SHOWING)}
     if modal:
@@ -397,6 +476,11 @@ def ui_nodes(nodes: list[AtspiNode], monitor: dict[str, int], scale: float) -> l
         if not n.has(ST_SHOWING) or n.extents is None:
             continue
         x, y, w, h = n.extents
+        cut = shown[(n.bus, n.path)]
+        if not beyond and cut is not None:
+            if cut[2] - cut[0] < 1 or cut[3] - cut[1] < 1:
+                continue  # its containers hide it (scrolled away)
+            x, y, w, h = cut[0], cut[1], cut[2] - cut[0], cut[3] - cut[1]
         x, y = x - left, y - top
         if w < 1 or h < 1 or x + w <= 0 or y + h <= 0 or x >= width or y >= height:
             continue
@@ -424,6 +508,9 @@ def ui_nodes(nodes: list[AtspiNode], monitor: dict[str, int], scale: float) -> l
                 interactive=role in INTERACTIVE,
                 focused=n.has(ST_FOCUSED),
                 box=Box(x * s, y * s, w * s, h * s),
+                layer=1 if in_menu((n.bus, n.path)) else 0,
             )
         )
+        if keys is not None:
+            keys[out[-1].ref] = (n.bus, n.path)
     return out

@@ -71,6 +71,10 @@ class UINode:
     options: tuple[str, ...] = ()
     """For a dropdown: the visible option labels."""
     focused: bool = False
+    layer: int = 0
+    """0: in its window; 1: in an open popup menu drawn over the window. An action's target that
+    matches on a higher layer wins (with a menu open, ``click: Save`` is the menu's Save, not the
+    toolbar's behind it)."""
 
     def describe(self) -> str:
         label = self.name or self.text or self.placeholder

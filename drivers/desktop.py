@@ -33,7 +33,7 @@ from typing import Any
 
 from PIL import Image
 
-from pixelpilot.drivers.atspi import AccessibilityBus, AtspiTree, a11y_env, ui_nodes
+from pixelpilot.drivers.atspi import AccessibilityBus, AtspiTree, a11y_env, shown_parts, ui_nodes
 from pixelpilot.drivers.base import Screen, UINode
 from pixelpilot.drivers.keys import pyautogui_keys, xdotool_combo
 from pixelpilot.drivers.procs import die_with_parent, stop_groups
@@ -98,6 +98,8 @@ class DesktopDriver(XWindows):
         self._last_hash: int | None = None
         self._session_bus = session_bus
         self._tree: AtspiTree | None = None
+        self._keys: dict[str, tuple[str, str]] = {}
+        """The objects on the bus behind the nodes of the last tree read, by ref."""
         self.capabilities = frozenset({"screenshot", "keyboard", "mouse", "launch", "settle"})
         if session_bus is not None:
             self.capabilities |= {"ui_tree"}
@@ -356,13 +358,58 @@ class DesktopDriver(XWindows):
         here), read over AT-SPI: boxes in screenshot pixels, fields' text as their value."""
         return self._read_tree(self._accessible_roots())
 
-    def _read_tree(self, roots: list[tuple[str, str]]) -> list[UINode]:
+    def _read_tree(self, roots: list[tuple[str, str]], *, beyond: bool = False) -> list[UINode]:
         tree = self._atspi()
         if tree is None or not roots:
             return []
         with self._boundary("read the accessibility tree"):
             nodes = tree.read(roots)
-        return ui_nodes(nodes, self.monitor, self.scale)
+        self._keys = {}
+        return ui_nodes(nodes, self.monitor, self.scale, beyond=beyond, keys=self._keys)
+
+    def tree_beyond_view(self) -> list[UINode]:
+        """The widgets, also those their scrolled containers hide (with their whole boxes)."""
+        return self._read_tree(self._accessible_roots(), beyond=True)
+
+    def scroll_into_view(self, node: UINode) -> None:
+        """Have the toolkit show ``node`` (from :meth:`tree_beyond_view`): AT-SPI's ScrollTo where the
+        toolkit has it (GTK 3 and Qt before 6.5 do not), else turn the mouse wheel over the panel
+        that hides it, as a user would, until the widget is in view."""
+        key = self._keys.get(node.ref)
+        tree = self._atspi()
+        if key is None or tree is None:
+            raise DriverError(f"{node.describe()} is not in the accessibility tree any more")
+        with self._boundary("scroll a widget into view"):
+            if tree.scroll_to(*key):
+                self.settle()
+                return
+            for _ in range(40):
+                nodes = tree.read(self._accessible_roots())
+                me = next((n for n in nodes if (n.bus, n.path) == key), None)
+                if me is None or me.extents is None:
+                    raise DriverError(f"{node.describe()} is not in the accessibility tree any more")
+                parent = next((n for n in nodes if key in n.children), None)
+                shown = shown_parts(nodes)
+                panel = shown.get((parent.bus, parent.path)) if parent is not None else None
+                x, y, w, h = me.extents
+                if panel is None or panel[2] - panel[0] < 1 or panel[3] - panel[1] < 1:
+                    raise DriverError(f"{node.describe()} is hidden and no panel around it can scroll")
+                dy = (y + h - panel[3]) if y + h > panel[3] else (y - panel[1]) if y < panel[1] else 0
+                dx = (x + w - panel[2]) if x + w > panel[2] else (x - panel[0]) if x < panel[0] else 0
+                if not dx and not dy:
+                    return
+                mx = (panel[0] + panel[2]) / 2 - self.monitor["left"]
+                my = (panel[1] + panel[3]) / 2 - self.monitor["top"]
+                step = SCROLL_PX_PER_CLICK * self.scale
+                self.perform(
+                    A.Scroll(
+                        at=(round(mx * self.scale), round(my * self.scale)),
+                        dx=round(max(-step, min(step, dx * self.scale))),
+                        dy=round(max(-step, min(step, dy * self.scale))),
+                    )
+                )
+                self.settle(quiet_ms=40)
+            raise DriverError(f"{node.describe()} did not come into view after 40 turns of the wheel")
 
     def _accessible_roots(self) -> list[tuple[str, str]]:
         """The application objects of the launched applications (of every one on the display when none

@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-# dbus + at-spi2-core + libatk-adaptor: the desktop's accessibility tree; mousepad (GTK 3), featherpad (Qt 5)
+# dbus + at-spi2-core + libatk-adaptor: the desktop's accessibility tree; mousepad (GTK 3), featherpad (Qt 5), linguist-qt6 (Qt 6)
 # and zenity: the third-party desktop applications the tests drive
-PKGS=(chromium xvfb xdotool xterm adb fonts-dejavu-core dbus at-spi2-core libatk-adaptor mousepad featherpad zenity)
+PKGS=(chromium xvfb xdotool xterm adb fonts-dejavu-core dbus at-spi2-core libatk-adaptor mousepad featherpad zenity linguist-qt6)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,6 +1,6 @@
 """The desktop driver on unmodified Debian applications, launched by task files on the private display:
-Mousepad (GTK 3: menus, the GTK file chooser), zenity (GTK 3 dialogs) — found through their accessibility
-tree (AT-SPI) — and FeatherPad (Qt 5). Each result is proved by a file on disk or the application's own
+Mousepad (GTK 3: menus, the GTK file chooser), zenity (GTK 3 dialogs), Qt Linguist (Qt 6) — found through
+their accessibility tree (AT-SPI) — and FeatherPad (Qt 5, mostly by OCR). Each result is proved by a file on disk or the application's own
 output (``app.log`` in the run directory); the first input of each task is non-ASCII text typed into a
 window nobody clicked first (the driver gives a new window the keyboard focus)."""
 
@@ -185,3 +185,65 @@ steps:
     assert (
         target.read_text(encoding="utf-8") == "Grüße aus Köln – ½ € ÅÉ\n"
     )  # FeatherPad ends the file with a newline
+
+
+LINGUIST = "/usr/lib/qt6/bin/linguist"
+TS = """<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1" language="de_DE" sourcelanguage="en_US">
+<context>
+    <name>MainWindow</name>
+    <message><location filename="main.cpp" line="10"/><source>Good morning</source>
+        <translation type="unfinished"></translation></message>
+    <message><location filename="main.cpp" line="11"/><source>Open the door</source>
+        <translation type="unfinished"></translation></message>
+</context>
+</TS>
+"""
+
+
+def test_qt_linguist_translates_through_its_accessibility_tree(tmp_path, monkeypatch):
+    """A Qt 6 application (Qt Linguist, Debian's linguist-qt6) through its accessibility tree: a field
+    named by the caption above it and hidden in a scrolled panel (scrolled into view with the wheel), the
+    toolbar's buttons by name, the menu bar's File and the open menu's Save (which wins over the
+    toolbar's Save behind it). The translations are proved from the .ts file Linguist saved."""
+    import xml.etree.ElementTree as ET
+
+    need("Xvfb", "xdotool", "dbus-daemon")
+    if not os.path.exists(LINGUIST):
+        need("linguist-qt6")  # names the missing package
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # Linguist's settings stay here
+    ts = tmp_path / "app_de.ts"
+    ts.write_text(TS, encoding="utf-8")
+    task = tmp_path / "linguist.yaml"
+    task.write_text(
+        f"""name: translate in Qt Linguist
+driver: {{desktop: {{launch: [{LINGUIST}, "{ts}"]}}}}
+steps:
+  - type: {{text: "Guten Morgen, schöne Grüße", into: Translation to Deutsch (Deutschland)}}
+  - click: Done and Next            # a toolbar button, by its accessible name
+  - type: "Öffne die Tür"           # the next string's translation field has the focus now
+  - click: Done
+  - click: File                     # the menu bar
+  - click: Save                     # the open menu's Save, not the toolbar's
+  - wait_for: 2/2                   # the status bar counts the finished translations
+"""
+    )
+    res = run_task(task, RunOptions(output=tmp_path / "runs"))
+    assert res.status == "passed", steps_of(res)
+    assert {s.locator for s in res.steps if s.kind == "click"} == {"ui-tree"}
+    assert res.steps[0].result == {"scrolled_into_view": res.steps[0].result["scrolled_into_view"]}
+    assert res.steps[0].result["scrolled_into_view"].startswith("textbox")
+    assert res.steps[2].focus is not None and res.steps[2].focus["role"] == "textbox"  # where it typed
+    assert res.steps[5].target.startswith('menuitem "Save"')
+    deadline = time.monotonic() + 5
+    while "unfinished" in ts.read_text(encoding="utf-8") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    saved = {
+        m.findtext("source"): (m.findtext("translation"), m.find("translation").get("type"))
+        for m in ET.parse(ts).getroot().iter("message")
+    }
+    assert saved == {
+        "Good morning": ("Guten Morgen, schöne Grüße", None),
+        "Open the door": ("Öffne die Tür", None),
+    }

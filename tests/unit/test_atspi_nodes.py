@@ -1,6 +1,8 @@
-"""The accessibility tree as UI nodes: what a step can act on while a modal dialog is open."""
+"""The accessibility tree as UI nodes: what a step can act on while a modal dialog or a menu is open, and
+what a scrolled panel hides."""
 
-from pixelpilot.drivers.atspi import ST_FOCUSED, ST_MODAL, ST_SHOWING, AtspiNode, ui_nodes
+from pixelpilot.agent.locate import match_nodes
+from pixelpilot.drivers.atspi import ST_EDITABLE, ST_FOCUSED, ST_MODAL, ST_SHOWING, AtspiNode, ui_nodes
 
 SCREEN = {"left": 0, "top": 0, "width": 1280, "height": 800}
 SHOWN = 1 << ST_SHOWING
@@ -26,3 +28,39 @@ def test_boxes_are_on_the_captured_region_and_scaled():
     button = node("/b", "push button", "OK", "/w", (300, 200, 80, 30))
     (n,) = ui_nodes([button], {"left": 100, "top": 50, "width": 800, "height": 600}, 2.0)
     assert n.box.as_list() == [400.0, 300.0, 160.0, 60.0] and n.interactive
+
+
+def test_a_scrolled_panel_hides_what_lies_outside_it_and_cuts_what_it_shows_in_part():
+    """Qt Linguist's editor panel (70 px tall) holds a caption and a field further down: AT-SPI gives
+    every widget its whole box; what the panel does not show is not on the screen."""
+    win = node("/w", "frame", "Linguist", "/w", (0, 0, 1000, 770))
+    panel = node("/p", "filler", "", "/w", (262, 538, 738, 70))
+    caption = node("/c", "label", "Translation to Deutsch", "/w", (270, 600, 708, 14))
+    field = node("/f", "text", "", "/w", (270, 620, 708, 24), SHOWN | 1 << ST_EDITABLE)
+    win.children = [(":1.2", "/p")]
+    panel.children = [(":1.2", "/c"), (":1.2", "/f")]
+    tree = [win, panel, caption, field]
+    shown = {n.role: n.box.as_list() for n in ui_nodes(tree, SCREEN, 1.0)}
+    assert shown == {"window": [0.0, 0.0, 1000.0, 770.0], "text": [270.0, 600.0, 708.0, 8.0]}
+    # beyond the view (what scrolling can bring in): whole boxes, the field too
+    beyond = {n.role: n.box.as_list() for n in ui_nodes(tree, SCREEN, 1.0, beyond=True)}
+    assert beyond["textbox"] == [270.0, 620.0, 708.0, 24.0] and beyond["text"][3] == 14.0
+
+
+def test_an_open_menu_is_not_cut_by_its_title_and_its_items_win_a_click():
+    """A GTK menu's items are children of its title in the menu bar (a 30 px box); Qt's popup menu is a
+    child of the menu bar's item. Either way the items show, on the layer above the window."""
+    win = node("/w", "frame", "Editor", "/w", (0, 0, 700, 500))
+    bar = node("/bar", "menu bar", "", "/w", (0, 0, 700, 20))
+    title = node("/file", "menu", "File", "/w", (0, 0, 30, 20))
+    item = node("/save", "menu item", "Save", "/w", (0, 60, 200, 22))
+    toolbar_save = node("/tb", "push button", "Save", "/w", (40, 24, 32, 32))
+    win.children = [(":1.2", "/bar"), (":1.2", "/tb")]
+    bar.children = [(":1.2", "/file")]
+    title.children = [(":1.2", "/save")]
+    nodes = ui_nodes([win, bar, title, item, toolbar_save], SCREEN, 1.0)
+    save = [n for n in nodes if n.name == "Save"]
+    assert [(n.role, n.layer) for n in save] == [("menuitem", 1), ("button", 0)]
+    (hit,) = match_nodes(nodes, "Save", act=True)
+    assert hit.role == "menuitem"
+    assert len(match_nodes(nodes, "Save")) == 2  # `see: Save` still counts both
