@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pixelpilot.agent.errors import LocateError
+from pixelpilot.agent.query import FIELD_ROLES, CssLookup, Query, Target, box_in, reading_order, resolve
 from pixelpilot.drivers.base import Box, Screen, UINode
 from pixelpilot.tools.ocr import OcrEngine, OcrText, find_text, normalize
 
-__all__ = ["Located", "Locator", "match_fields", "match_nodes", "pick", "text_on_screen"]
+__all__ = ["Located", "Locator", "match_fields", "match_nodes", "pick", "pick_located", "text_on_screen"]
 
-FIELD_ROLES = {"textbox", "searchbox", "combobox", "spinbutton"}
 Point = tuple[int, int]
 T = TypeVar("T")
 
@@ -52,31 +52,61 @@ class Locator:
             self._ocr_cache[screen] = self.ocr_engine().read(screen.image)
         return self._ocr_cache[screen]
 
-    # -- text targets ------------------------------------------------------------------------------
-    def text(self, screen: Screen, target: str, *, nth: int | None = None) -> Located:
-        """Find a visible text or accessible name. ``nth`` (1-based, reading order) picks among several."""
+    # -- element targets -------------------------------------------------------------------------
+    def text(
+        self, screen: Screen, target: Target, *, nth: int | None = None, css: CssLookup | None = None
+    ) -> Located:
+        """Find an element to act on: a visible text or accessible name, or any :class:`Query`.
+        ``nth`` (1-based, reading order; -1 the last) picks among several."""
+        q = Query.of(target)
+        found, tried = self.matches(screen, q, act=True, css=css)
+        if found:
+            return pick_located(found, q, nth if nth is not None else q.nth)
+        raise self.not_found(screen, q, tried)
+
+    def matches(
+        self, screen: Screen, q: Query, *, act: bool = False, css: CssLookup | None = None
+    ) -> tuple[list[Located], list[str]]:
+        """Every match of ``q`` (reading order, or nearest first for a layout relation) from the first
+        source that has any — the UI tree, then OCR (text only: roles, labels and ids need a tree) —
+        and the sources looked in."""
         tried: list[str] = []
         if screen.tree is not None:
-            nodes = match_nodes(screen.tree, target, act=True)
+            nodes = resolve(q, screen.tree, act=act, css=css)
             if nodes:
-                node = pick(nodes, target, nth, [n.describe() for n in nodes])
-                return Located(node.box.center, "ui-tree", node.box, node, len(nodes))
+                return [Located(n.box.center, "ui-tree", n.box, n, len(nodes)) for n in nodes], tried
             tried.append("ui-tree")
-        if self.use_ocr:
-            found = find_text(self.ocr(screen), target)
-            if found:
-                hit = pick(
-                    sorted(found, key=lambda t: (t.box[1], t.box[0])),
-                    target,
-                    nth,
-                    [_ocr_desc(t) for t in found],
-                )
-                return Located(hit.center, "ocr", Box(*hit.box), None, len(found))
+        if self.use_ocr and not q.needs_tree and screen.width > 0:  # (a poll reads the tree alone)
+            if q.plain_text is not None:
+                found = sorted(find_text(self.ocr(screen), q.plain_text), key=lambda t: (t.box[1], t.box[0]))
+                hits = [Located(t.center, "ocr", Box(*t.box), None, len(found)) for t in found]
+            else:
+                nodes = resolve(q, self.ocr_nodes(screen), act=act)
+                hits = [Located(n.box.center, "ocr", n.box, None, len(nodes)) for n in nodes]
+            if hits:
+                return hits, tried
             tried.append("ocr")
-        raise LocateError(
-            f"no element with the text {target!r} is visible (looked in: {', '.join(tried) or 'nothing'})",
-            target=target,
-            candidates=self.similar(screen, target),
+        return [], tried
+
+    def ocr_nodes(self, screen: Screen) -> list[UINode]:
+        """OCR's lines and words as text nodes: layout relations and scopes work on them as on a tree."""
+        return [
+            UINode(ref=f"ocr{i}", role="text", name=t.text, text=t.text, box=Box(*t.box))
+            for i, t in enumerate(self.ocr(screen))
+        ]
+
+    def not_found(self, screen: Screen, q: Query, tried: list[str]) -> LocateError:
+        where = ", ".join(tried) or "nothing"
+        what = (
+            f"no element with the text {q.plain_text!r} is visible"
+            if q.plain_text is not None
+            else f"nothing matches {q.describe()}"
+        )
+        if q.needs_tree and screen.tree is None:
+            where += "; roles, labels and ids need a UI tree, which this screen has not"
+        key = q.plain_text or q.text or q.name or q.label or q.placeholder or q.alt or q.title or ""
+        return LocateError(
+            f"{what} (looked in: {where})", target=q.describe(), candidates=self.similar(screen, key, q)
         )
 
     def image(self, screen: Screen, path: str, *, nth: int | None = None, threshold: float = 0.9) -> Located:
@@ -103,42 +133,70 @@ class Locator:
         hit = pick(hits, str(path), nth, [f"match {m.score:.2f} at {m.box}" for m in hits])
         return Located(hit.center, "template", Box(*hit.box), None, len(hits))
 
-    def field(self, screen: Screen, label: str, *, nth: int | None = None) -> Located:
-        """Find an input by its label, accessible name or placeholder."""
+    def field(
+        self, screen: Screen, label: Target, *, nth: int | None = None, css: CssLookup | None = None
+    ) -> Located:
+        """Find an input by its label, accessible name or placeholder (a text), or by any query."""
+        q = Query.of(label)
+        if q.plain_text is None:
+            return self.text(screen, q, nth=nth, css=css)
         if screen.tree is not None:
-            nodes = match_fields(screen.tree, label)
+            nodes = match_fields(screen.tree, q.plain_text)
             if nodes:
-                node = pick(nodes, label, nth, [n.describe() for n in nodes])
-                return Located(node.box.center, "ui-tree", node.box, node, len(nodes))
+                return pick_located(
+                    [Located(n.box.center, "ui-tree", n.box, n, len(nodes)) for n in nodes], q, nth
+                )
             fields = [n for n in screen.tree if n.role in FIELD_ROLES]
             raise LocateError(
-                f"no input field labelled {label!r}",
-                target=label,
-                candidates=[n.describe() for n in fields] or self.similar(screen, label),
+                f"no input field labelled {q.plain_text!r}",
+                target=q.plain_text,
+                candidates=[n.describe() for n in fields][:8] or self.similar(screen, q.plain_text),
             )
         # No UI tree: the field is the box right of, or below, its label text.
-        return self.text(screen, label, nth=nth)
+        return self.text(screen, q, nth=nth)
 
-    def similar(self, screen: Screen, target: str) -> list[str]:
-        """Visible texts that look like ``target`` (for error messages)."""
+    def similar(self, screen: Screen, target: str, scope: Query | None = None) -> list[str]:
+        """The few visible texts most like ``target`` (within ``scope``'s ``inside`` when it has one),
+        for error messages: never the whole screen."""
         texts: list[str] = []
         if screen.tree is not None:
-            texts = [n.name or n.text or n.placeholder for n in screen.tree]
+            nodes: Sequence[UINode] = screen.tree
+            if scope is not None and scope.inside is not None:
+                boxes = [n.box for n in resolve(scope.inside, screen.tree)]
+                nodes = [n for n in nodes if any(box_in(n.box, b) for b in boxes)] or nodes
+            texts = [n.name or n.text or n.placeholder for n in nodes]
         elif self.use_ocr:
             texts = [t.text for t in self.ocr(screen) if t.kind == "line"]
         texts = list(dict.fromkeys(t for t in texts if t))
+        if not target:
+            return [repr(t) for t in texts[:8]]
         close = difflib.get_close_matches(target, texts, n=8, cutoff=0.4)
         low = normalize(target)
         close += [t for t in texts if low and low in normalize(t) and t not in close]
-        return [repr(t) for t in (close or texts)[:15]]
+        return [repr(t) for t in close[:8]]
 
 
-def _ocr_desc(t: OcrText) -> str:
-    x, y, w, h = t.box
-    return f'text "{t.text}" at ({x:.0f},{y:.0f} {w:.0f}x{h:.0f}) [ocr]'
+def pick_located(found: list[Located], q: Query, nth: int | None) -> Located:
+    """One of the matches: ``nth`` (1-based; -1 the last), else the only one — or, for a layout
+    relation (right_of, below, …), the nearest."""
+    described = [
+        f"{loc.node.describe() if loc.node else _box_desc(loc)}  → nth: {i}" for i, loc in enumerate(found, 1)
+    ]
+    if nth is None and q._relations() and len(found) > 1:
+        nth = 1  # nearest first
+    return pick(found, q.describe(), nth, described)
+
+
+def _box_desc(loc: Located) -> str:
+    if loc.box is None:
+        return f"at {loc.point}"
+    x, y, w, h = loc.box.as_list()
+    return f"text at ({x:.0f},{y:.0f} {w:.0f}x{h:.0f}) [{loc.source}]"
 
 
 def pick(items: Sequence[T], target: str, nth: int | None, described: list[str]) -> T:
+    if nth is not None and nth < 0 and -len(items) <= nth:
+        return items[nth]
     if nth is not None:
         if not 1 <= nth <= len(items):
             raise LocateError(
@@ -166,10 +224,6 @@ def _labels(n: UINode) -> list[str]:
     return [normalize(s) for s in (n.name, n.text, n.placeholder) if s]
 
 
-def _reading_order(nodes: list[UINode]) -> list[UINode]:
-    return sorted(nodes, key=lambda n: (round(n.box.y / 4), n.box.x))
-
-
 def _order(n: UINode) -> int:
     return int(n.ref) if n.ref.isdigit() else 0
 
@@ -183,26 +237,17 @@ def _innermost(nodes: list[UINode]) -> list[UINode]:
         for m in nodes:
             if m is n:
                 continue
-            if m.box == n.box or (_box_in(m.box, n.box) and _box_in(n.box, m.box)):
+            if m.box == n.box or (box_in(m.box, n.box) and box_in(n.box, m.box)):
                 drop = (m.interactive, _order(m)) > (n.interactive, _order(n))
-            elif _box_in(m.box, n.box):
+            elif box_in(m.box, n.box):
                 drop = m.interactive or not n.interactive
-            elif _box_in(n.box, m.box):
+            elif box_in(n.box, m.box):
                 drop = m.interactive and not n.interactive
             if drop:
                 break
         if not drop:
             keep.append(n)
     return keep or nodes
-
-
-def _box_in(a: Box, b: Box, slack: float = 1.0) -> bool:
-    return (
-        a.x >= b.x - slack
-        and a.y >= b.y - slack
-        and a.x + a.width <= b.x + b.width + slack
-        and a.y + a.height <= b.y + b.height + slack
-    )
 
 
 _ROLE_TARGET = re.compile(r'^role=(?P<role>[\w-]+)(?:\[name=(?P<q>["\'])(?P<name>.*)(?P=q)\])?$')
@@ -220,7 +265,7 @@ def match_nodes(tree: Sequence[UINode], target: str, *, act: bool = False) -> li
         hits = [n for n in tree if n.role == role["role"]]
         if role["name"] is not None:
             hits = [n for n in hits if normalize(n.name) == normalize(role["name"])]
-        return _reading_order(hits)
+        return reading_order(hits)
     want = normalize(target)
     if not want:
         return []
@@ -235,7 +280,7 @@ def match_nodes(tree: Sequence[UINode], target: str, *, act: bool = False) -> li
                     for n in hits
                     if not act
                     and not n.interactive
-                    and not any(_box_in(n.box, m.box) for m in inter)
+                    and not any(box_in(n.box, m.box) for m in inter)
                     and n.role != "label"
                 ]
             hits = _innermost(hits)
@@ -250,7 +295,7 @@ def match_nodes(tree: Sequence[UINode], target: str, *, act: bool = False) -> li
             if act and len(hits) > 1:
                 top = max(n.layer for n in hits)  # an open menu over its window
                 hits = [n for n in hits if n.layer == top]
-            return _reading_order(hits)
+            return reading_order(hits)
     return []
 
 
@@ -262,7 +307,7 @@ def match_fields(tree: Sequence[UINode], label: str) -> list[UINode]:
     for test in (lambda s: s == want, lambda s: _contains_words(s, want)):
         hits = [n for n in fields if any(test(s) for s in _labels(n))]
         if hits:
-            return _reading_order(hits)
+            return reading_order(hits)
     texts = [n for n in tree if n.role not in FIELD_ROLES and normalize(n.name or n.text) == want]
     near: list[UINode] = []
     for t in texts:

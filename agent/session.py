@@ -33,6 +33,8 @@ from pixelpilot.agent.loop import Limits, RunResult, Verdict
 from pixelpilot.agent.memory import StepRecord
 from pixelpilot.agent.memory import elapsed_ms as _ms
 from pixelpilot.agent.models.base import VisionModel
+from pixelpilot.agent.query import Target, as_param, describe
+from pixelpilot.agent.reading import Reading, State
 from pixelpilot.agent.runlog import RunWriter
 from pixelpilot.agent.step import StepPipeline, outcome_of
 from pixelpilot.agent.targets import Targets
@@ -65,7 +67,7 @@ class AgentSettings:
     """Seconds one step may take before it fails (a hung server, a page that never settles)."""
 
 
-class Agent(Targets):
+class Agent(Targets, Reading):
     """Drives one :class:`~drivers.base.Driver`. Pass ``output=`` (or a ``recorder=``) to record a run
     directory; use the agent as a context manager to close the run when done."""
 
@@ -164,13 +166,14 @@ class Agent(Targets):
         return self.pipeline.run("open", url, {"url": url}, body, observe_first=False)
 
     def click(
-        self, target: str | None = None, *, image: str | Path | None = None, nth: int | None = None
+        self, target: Target | None = None, *, image: str | Path | None = None, nth: int | None = None
     ) -> StepRecord:
-        """Click the element showing ``target`` (its text, accessible name, or a description the model
-        grounds), or the place where the picture ``image`` appears."""
+        """Click the element ``target`` names — its text or accessible name, a description the model
+        grounds, or any locator (:class:`~pixelpilot.agent.query.Query`, a mapping) — or the place where
+        the picture ``image`` appears."""
         if (target is None) == (image is None):
             raise ValueError("click needs a target text or an image=, not both")
-        what = target if target is not None else str(image)
+        what = describe(target) if target is not None else str(image)
 
         def body(screen: Screen, rec: StepRecord) -> None:
             if image is not None:
@@ -196,41 +199,46 @@ class Agent(Targets):
         return self.pipeline.run(
             "click",
             what,
-            {"target": target, "image": str(image) if image else None, "nth": nth},
+            {"target": as_param(target), "image": str(image) if image else None, "nth": nth},
             body,
             cache_aware=target is not None,
         )
 
-    def hover(self, target: str, *, nth: int | None = None) -> StepRecord:
+    def hover(self, target: Target, *, nth: int | None = None) -> StepRecord:
         """Move the pointer over ``target`` (a menu that opens on hover, a tooltip). No effect is
         required: hovering often changes nothing."""
         return self._point_at("hover", target, nth, A.MouseMove)
 
-    def double_click(self, target: str, *, nth: int | None = None) -> StepRecord:
+    def double_click(self, target: Target, *, nth: int | None = None) -> StepRecord:
         """Double-click ``target`` (never repeated when it shows no effect: twice would be four clicks)."""
         return self._point_at("double_click", target, nth, A.DoubleClick)
 
-    def right_click(self, target: str, *, nth: int | None = None) -> StepRecord:
+    def right_click(self, target: Target, *, nth: int | None = None) -> StepRecord:
         """Right-click ``target`` (a context menu)."""
         return self._point_at("right_click", target, nth, A.RightClick)
 
-    def drag(self, source: str, to: str, *, nth: int | None = None) -> StepRecord:
+    def drag(self, source: Target, to: Target, *, nth: int | None = None) -> StepRecord:
         """Press on ``source``, move to ``to`` and release (both located and hit-tested like a click)."""
 
         def body(screen: Screen, rec: StepRecord) -> None:
-            start = self.pipeline.hit(self._locate(screen, source, nth, rec), source)
+            start = self.pipeline.hit(self._locate(screen, source, nth, rec), describe(source))
             t = self.clock()
-            end_loc = self.locator.text(screen, to)
+            end_loc = self.locator.text(screen, to, css=self._css)
             rec.timings["locate"] = rec.timings.get("locate", 0) + _ms(t, self.clock())
-            end = self.pipeline.hit(end_loc, to)
+            end = self.pipeline.hit(end_loc, describe(to))
             rec.result = {
                 "from": list(start),
                 "to": list(end),
-                "to_target": end_loc.node.describe() if end_loc.node else to,
+                "to_target": end_loc.node.describe() if end_loc.node else describe(to),
             }
             self.pipeline.act(rec, A.Drag(start=start, end=end))
 
-        return self.pipeline.run("drag", f"{source} → {to}", {"from": source, "to": to, "nth": nth}, body)
+        return self.pipeline.run(
+            "drag",
+            f"{describe(source)} → {describe(to)}",
+            {"from": as_param(source), "to": as_param(to), "nth": nth},
+            body,
+        )
 
     def switch_tab(self, which: int | str) -> StepRecord:
         """Act on another tab of the browser: by index (0 the first, -1 the last), or by a part of its
@@ -255,15 +263,17 @@ class Agent(Targets):
 
         return self.pipeline.run("close_tab", "", {}, body, observe_first=False)
 
-    def _point_at(self, kind: str, target: str, nth: int | None, make: Any) -> StepRecord:
+    def _point_at(self, kind: str, target: Target, nth: int | None, make: Any) -> StepRecord:
+        what = describe(target)
+
         def body(screen: Screen, rec: StepRecord) -> None:
             loc = self._locate(screen, target, nth, rec)
-            self.pipeline.act(rec, make(at=self.pipeline.hit(loc, target)))
+            self.pipeline.act(rec, make(at=self.pipeline.hit(loc, what)))
 
-        return self.pipeline.run(kind, target, {"target": target, "nth": nth}, body, cache_aware=True)
+        return self.pipeline.run(kind, what, {"target": as_param(target), "nth": nth}, body, cache_aware=True)
 
     def type(
-        self, text: str, *, into: str | None = None, nth: int | None = None, clear: bool = True
+        self, text: str, *, into: Target | None = None, nth: int | None = None, clear: bool = True
     ) -> StepRecord:
         """Type ``text``; with ``into``, first focus the field with that label or placeholder
         (replacing what it holds unless ``clear=False``) and check it then holds the text."""
@@ -274,7 +284,7 @@ class Agent(Targets):
                 loc = self._field(screen, into, nth, rec)
                 self.pipeline.note_location(rec, loc)
                 node = loc.node
-                self.pipeline.act(rec, A.Click(at=self.pipeline.hit(loc, into)), settle=False)
+                self.pipeline.act(rec, A.Click(at=self.pipeline.hit(loc, describe(into))), settle=False)
                 if self.pipeline.focused(node) is None:
                     self.pipeline.settle(rec)  # the click did not focus the field (yet): wait for the page
                 if clear and node is not None and node.value:
@@ -284,11 +294,14 @@ class Agent(Targets):
                 self.pipeline.require_effect(rec, f"typing {text[:40]!r}")
             if node is not None and self.settings.verify_typing and isinstance(self.driver, ElementDriver):
                 self.pipeline.verify_field(
-                    rec, node, text if clear else (node.value or "") + text, into or ""
+                    rec, node, text if clear else (node.value or "") + text, describe(into) if into else ""
                 )
 
         return self.pipeline.run(
-            "type", text if into is None else f"{text!r} into {into}", {"text": text, "into": into}, body
+            "type",
+            text if into is None else f"{text!r} into {describe(into)}",
+            {"text": text, "into": as_param(into)},
+            body,
         )
 
     def key(self, keys: str | list[str]) -> StepRecord:
@@ -305,7 +318,7 @@ class Agent(Targets):
         direction: Literal["up", "down", "left", "right"] = "down",
         amount: int | None = None,
         *,
-        target: str | None = None,
+        target: Target | None = None,
     ) -> StepRecord:
         """Scroll by ``amount`` screenshot pixels (default: most of a screen), over ``target`` if given."""
 
@@ -323,12 +336,12 @@ class Agent(Targets):
         return self.pipeline.run(
             "scroll",
             f"{direction} {amount or ''}".strip(),
-            {"direction": direction, "amount": amount, "target": target},
+            {"direction": direction, "amount": amount, "target": as_param(target)},
             body,
             cache_aware=target is not None,
         )
 
-    def select(self, option: str, *, field: str | None = None) -> StepRecord:
+    def select(self, option: str, *, field: Target | None = None) -> StepRecord:
         """Choose ``option`` in a dropdown: the one labelled ``field``, or the only one offering it."""
 
         def body(screen: Screen, rec: StepRecord) -> None:
@@ -350,36 +363,42 @@ class Agent(Targets):
                 rec.actions.append(rec.action)
                 self.pipeline.settle(rec)
                 if self.settings.verify_typing:
-                    self.pipeline.verify_field(rec, node, label, field or option)
+                    self.pipeline.verify_field(rec, node, label, describe(field) if field else option)
             else:  # a drawn dropdown: open it, then click the option's text
-                self.pipeline.act(rec, A.Click(at=self.pipeline.hit(loc, field or option)))
+                self.pipeline.act(
+                    rec, A.Click(at=self.pipeline.hit(loc, describe(field) if field else option))
+                )
                 opened = self.driver.observe()
                 self.pipeline.act(rec, A.Click(at=self.locator.text(opened, option).point))
 
         return self.pipeline.run(
             "select",
-            f"{option}" + (f" in {field}" if field else ""),
-            {"option": option, "field": field},
+            f"{option}" + (f" in {describe(field)}" if field else ""),
+            {"option": option, "field": as_param(field)},
             body,
         )
 
     def wait_for(
         self,
-        text: str | None = None,
+        text: Target | None = None,
         *,
         url: str | None = None,
         response: str | None = None,
         download: str | None = None,
+        state: State | None = None,
         timeout: float | None = None,
     ) -> StepRecord:
-        """Wait until ``text`` is visible (polling the UI tree, or the pixels by OCR); or (browser) until
-        the page's URL contains ``url``, or a response whose URL contains ``response`` arrived (one that
-        arrived during the previous action counts)."""
+        """Wait until ``text`` is visible (polling the UI tree, or the pixels by OCR) — or any locator
+        is in ``state`` (visible, hidden, gone, enabled, disabled, checked, unchecked); or (browser)
+        until the page's URL contains ``url``, or a response whose URL contains ``response`` arrived (one
+        that arrived during the previous action counts)."""
         limit = self.settings.wait_timeout if timeout is None else timeout
         if sum(v is not None for v in (text, url, response, download)) != 1:
             raise ValueError("wait_for takes one of: text, url=, response=, download=")
         if text is None:
             return self._wait_browser(url, response, limit, download)
+        if not isinstance(text, str) or state is not None:
+            return self._wait(text, "wait_for", state=state or "visible", timeout=limit)
 
         def body(screen: Screen, rec: StepRecord) -> None:
             start = self.clock()
@@ -400,7 +419,7 @@ class Agent(Targets):
 
         return self.pipeline.run("wait_for", text, {"text": text, "timeout": limit}, body)
 
-    def upload(self, file: str | Path, *, into: str) -> StepRecord:
+    def upload(self, file: str | Path, *, into: Target) -> StepRecord:
         """Choose ``file`` in the file chooser that ``into`` opens (a file input's label, or the button
         that opens the chooser): located and hit-tested like a click."""
         path = Path(file)
@@ -412,7 +431,7 @@ class Agent(Targets):
             if choose is None:
                 raise DriverError(f"the {self._driver_name} driver cannot upload files")
             loc = self._locate(screen, into, None, rec)
-            point = self.pipeline.hit(loc, into)
+            point = self.pipeline.hit(loc, describe(into))
             t = self.clock()
             choose(point, [path.resolve()], loc.node)
             rec.timings["act"] = _ms(t, self.clock())
@@ -421,7 +440,7 @@ class Agent(Targets):
             self.pipeline.settle(rec)
 
         return self.pipeline.run(
-            "upload", f"{path.name} into {into}", {"file": str(path), "into": into}, body
+            "upload", f"{path.name} into {describe(into)}", {"file": str(path), "into": as_param(into)}, body
         )
 
     def _wait_browser(
@@ -462,8 +481,11 @@ class Agent(Targets):
             raise DriverError(f"the {self._driver_name} driver has no storage state")
         return Path(save(path))
 
-    def see(self, text: str) -> StepRecord:
-        """Assert that ``text`` is visible now; raises :class:`CheckFailed` otherwise."""
+    def see(self, text: Target) -> StepRecord:
+        """Assert that ``text`` — or any locator — is visible now; raises :class:`CheckFailed` otherwise
+        (:meth:`expect` waits for it)."""
+        if not isinstance(text, str):
+            return self._wait(text, "see", state="visible", timeout=0)
 
         def body(screen: Screen, rec: StepRecord) -> None:
             if not text_on_screen(screen, text, self.locator):
@@ -474,7 +496,7 @@ class Agent(Targets):
 
         return self.pipeline.run("see", text, {"text": text}, body)
 
-    def locate(self, target: str, *, nth: int | None = None) -> Located:
+    def locate(self, target: Target, *, nth: int | None = None) -> Located:
         """Where ``target`` is on the current screen: UI tree, OCR, then the model's grounding.
         Recorded as a step (no action)."""
         found: list[Located] = []
@@ -482,7 +504,9 @@ class Agent(Targets):
         def body(screen: Screen, rec: StepRecord) -> None:
             found.append(self._locate(screen, target, nth, rec))
 
-        self.pipeline.run("locate", target, {"target": target, "nth": nth}, body, cache_aware=True)
+        self.pipeline.run(
+            "locate", describe(target), {"target": as_param(target), "nth": nth}, body, cache_aware=True
+        )
         return found[0]
 
     # -- model-decided steps -------------------------------------------------------------------------

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pixelpilot.agent import cached, loop
 from pixelpilot.agent.errors import LocateError
-from pixelpilot.agent.locate import Located, Locator, match_fields, match_nodes, pick
+from pixelpilot.agent.locate import Located, Locator, match_fields, pick_located
 from pixelpilot.agent.memory import StepRecord
 from pixelpilot.agent.memory import elapsed_ms as _ms
+from pixelpilot.agent.query import CssLookup, Query, Target, resolve
 from pixelpilot.drivers.base import Revealer, Screen, UINode
 from pixelpilot.tools.ocr import normalize
 
@@ -35,9 +36,17 @@ class Targets:
     def _agent(self) -> Agent:
         return cast("Agent", self)
 
-    def _locate(self, screen: Screen, target: str, nth: int | None, rec: StepRecord) -> Located:
+    @property
+    def _css(self) -> CssLookup | None:
+        """The driver's CSS selector lookup (web pages), for ``css=`` targets."""
+        return getattr(self.driver, "css_nodes", None)
+
+    def _locate(self, screen: Screen, target: Target, nth: int | None, rec: StepRecord) -> Located:
+        q = Query.of(target)
         t = self.clock()
         mode = self._agent.settings.use_model if self._agent.model is not None else "never"
+        if q.plain_text is None and mode == "only":
+            mode = "fallback"  # the model grounds a description; a structured query is the locators'
         hit, screen = (
             cached.lookup(self._agent, rec, screen) if self._agent.cache is not None else (None, screen)
         )
@@ -50,33 +59,38 @@ class Targets:
             self._agent.pipeline.note_location(rec, loc)
             return loc
         if mode == "only":
-            loc = loop.ground(self._agent, screen, target, rec)
+            loc = loop.ground(self._agent, screen, q.describe(), rec)
         else:
             try:
                 loc = self._find(
                     screen,
                     rec,
-                    lambda s: self.locator.text(s, target, nth=nth),
-                    lambda nodes: match_nodes(nodes, target, act=True),
-                    target,
+                    lambda s: self.locator.text(s, q, nth=nth, css=self._css),
+                    lambda nodes: resolve(q, nodes, act=True, css=self._css),
+                    q,
                     nth,
                 )
             except LocateError as exc:
-                if exc.kind != "not_found" or mode == "never":
+                if exc.kind != "not_found" or mode == "never" or q.plain_text is None:
                     raise
                 rec.candidates = [str(c) for c in exc.candidates]
-                loc = loop.ground(self._agent, screen, target, rec)
+                loc = loop.ground(self._agent, screen, q.plain_text, rec)
         rec.timings["locate"] = _ms(t, self.clock())
         self._agent.pipeline.note_location(rec, loc)
         return loc
 
-    def _field(self, screen: Screen, label: str, nth: int | None, rec: StepRecord) -> Located:
+    def _field(self, screen: Screen, label: Target, nth: int | None, rec: StepRecord) -> Located:
+        q = Query.of(label)
         return self._find(
             screen,
             rec,
-            lambda s: self.locator.field(s, label, nth=nth),
-            lambda nodes: match_fields(nodes, label),
-            label,
+            lambda s: self.locator.field(s, q, nth=nth, css=self._css),
+            lambda nodes: (
+                match_fields(nodes, q.plain_text)
+                if q.plain_text is not None
+                else resolve(q, nodes, act=True, css=self._css)
+            ),
+            q,
             nth,
         )
 
@@ -86,11 +100,12 @@ class Targets:
         rec: StepRecord,
         find: Callable[[Screen], Located],
         match: Callable[[list[UINode]], list[UINode]],
-        target: str,
+        q: Query,
         nth: int | None,
     ) -> Located:
         """``find`` on ``screen``; when nothing in view matches but an element scrolled out of view
-        does, scroll it into view (as Playwright does before acting), take a new frame and find again."""
+        does (out of the page's view, or cut off by a scrolling box), scroll it into view (as
+        Playwright does before acting), take a new frame and find again."""
         try:
             return find(screen)
         except LocateError as exc:
@@ -100,13 +115,18 @@ class Targets:
             hits = match(driver.tree_beyond_view())
             if not hits:
                 raise
-            node = pick(hits, target, nth, [n.describe() for n in hits])
-            log.info("%r is out of view: scrolling %s into view", target, node.describe())
+            node = pick_located(
+                [Located(n.box.center, "ui-tree", n.box, n) for n in hits],
+                q,
+                nth if nth is not None else q.nth,
+            ).node
+            assert node is not None
+            log.info("%r is out of view: scrolling %s into view", q.describe(), node.describe())
             driver.scroll_into_view(node)
             rec.result = {"scrolled_into_view": node.describe()}
             return find(self._agent.pipeline.observe(rec))
 
-    def _dropdown(self, screen: Screen, option: str, field: str | None, rec: StepRecord) -> Located:
+    def _dropdown(self, screen: Screen, option: str, field: Target | None, rec: StepRecord) -> Located:
         t = self.clock()
         if field is not None:
             loc = self._field(screen, field, None, rec)

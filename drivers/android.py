@@ -114,15 +114,19 @@ def parse_hierarchy(xml: str, scale: float = 1.0) -> list[UINode]:
         text, desc = n.get("text", ""), n.get("content-desc", "")
         role = _ROLE.get(cls, "text" if text else "view")
         clickable = n.get("clickable") == "true" or n.get("focusable") == "true" and role == "textbox"
-        if not (text or desc or clickable or role == "textbox"):
+        rid = n.get("resource-id", "")
+        if not (text or desc or clickable or role == "textbox" or rid):
             continue
         out.append(
             UINode(
                 ref=str(i),
                 role=role,
-                name=text or desc or n.get("resource-id", "").rsplit("/", 1)[-1],
+                # a layout kept for its id only is a container: no name of its own
+                name=text or desc or (rid.rsplit("/", 1)[-1] if clickable or role == "textbox" else ""),
                 text=text,
-                tag=n.get("resource-id", ""),
+                tag=rid,
+                test_id=rid,
+                enabled=n.get("enabled") != "false",
                 placeholder=n.get("hint", ""),
                 value=text if role == "textbox" else None,
                 checked=(n.get("checked") == "true") if n.get("checkable") == "true" else None,

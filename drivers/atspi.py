@@ -507,6 +507,7 @@ def ui_nodes(
                 checked=n.has(ST_CHECKED) if role in ("checkbox", "radio", "menuitemcheckbox") else None,
                 interactive=role in INTERACTIVE,
                 focused=n.has(ST_FOCUSED),
+                enabled=n.has(ST_SENSITIVE) or not n.has(ST_FOCUSABLE),
                 box=Box(x * s, y * s, w * s, h * s),
                 layer=1 if in_menu((n.bus, n.path)) else 0,
             )

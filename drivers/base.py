@@ -71,6 +71,12 @@ class UINode:
     options: tuple[str, ...] = ()
     """For a dropdown: the visible option labels."""
     focused: bool = False
+    enabled: bool = True
+    """False for a disabled control (greyed out: it takes no input)."""
+    title: str = ""
+    """The element's title (tooltip)."""
+    test_id: str = ""
+    """``data-testid`` on the web, the resource id on Android."""
     layer: int = 0
     """0: in its window; 1: in an open popup menu drawn over the window. An action's target that
     matches on a higher layer wins (with a menu open, ``click: Save`` is the menu's Save, not the

@@ -117,6 +117,15 @@ class PageTree:
                 found = inner[:1]
         return found if focused else [*nodes, *found]
 
+    def css_nodes(self, selector: str) -> list[UINode]:
+        """The page's visible elements that the CSS ``selector`` matches (a ``css=`` target), as UI
+        nodes a step can act on. A string that is no CSS selector is a ValueError."""
+        with self._boundary("find elements by a CSS selector"):
+            raw = self._evaluate(js("tree.js"), {"css": selector})
+        if isinstance(raw, dict):
+            raise ValueError(f"css={selector!r} is not a CSS selector: {raw.get('error')}")
+        return [m for m in (self._node(n, n["ref"]) for n in raw) if m]
+
     def tree_beyond_view(self) -> list[UINode]:
         """The page's elements, also those scrolled out of the viewport (boxes outside the screen)."""
         with self._boundary("read the page's elements"):
@@ -153,6 +162,9 @@ class PageTree:
             interactive=n["interactive"],
             options=tuple(n["options"]),
             focused=n["focused"],
+            enabled=n.get("enabled", True),
+            title=n.get("title", ""),
+            test_id=n.get("testid", ""),
             box=Box(x * s, y * s, w * s, h * s),
         )
 

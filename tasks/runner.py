@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,40 @@ def _model_spec(task: S.TaskFile, opts: RunOptions) -> tuple[str, str | None] | 
     return None
 
 
+_VALUE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def substitute(step: Any, values: dict[str, Any], index: int) -> Any:
+    """The step with ``${name}`` replaced by the value saved under that name (``read:`` or ``ask:``
+    with ``save_as``) — in every text of the step. A name nothing saved is an error that says so."""
+    raw = step.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    found = False
+
+    def fill(v: Any) -> Any:
+        nonlocal found
+        if isinstance(v, str) and "${" in v:
+            found = True
+
+            def one(m: re.Match[str]) -> str:
+                if m[1] not in values:
+                    known = ", ".join(sorted(values)) or "none yet"
+                    raise ConfigError(
+                        f"steps[{index}]: no value named {m[1]!r} (read: or ask: with save_as keep one; "
+                        f"kept so far: {known})"
+                    )
+                return str(values[m[1]])
+
+            return _VALUE.sub(one, v)
+        if isinstance(v, dict):
+            return {k: fill(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fill(x) for x in v]
+        return v
+
+    filled = fill(raw)
+    return type(step).model_validate(filled) if found else step
+
+
 def _run_step(
     agent: Agent, step: Any, base: Path, values: dict[str, Any], base_url: str | None = None
 ) -> None:
@@ -179,11 +214,10 @@ def _run_step(
         case S.OpenStep():
             agent.open(resolve_url(step.open, base, base_url))
         case S.ClickStep():
-            a = step.args
-            if a.image is not None:
-                agent.click(image=base / a.image, nth=a.nth)
+            if step.image is not None:
+                agent.click(image=base / step.image.image, nth=step.image.nth)
             else:
-                agent.click(a.text, nth=a.nth)
+                agent.click(step.target)
         case S.TypeStep():
             t = step.args
             agent.type(t.text, into=t.into, nth=t.nth, clear=t.clear)
@@ -194,7 +228,14 @@ def _run_step(
             agent.scroll(sc.direction, sc.amount, target=sc.target)
         case S.WaitForStep():
             w = step.args
-            agent.wait_for(w.text, url=w.url, response=w.response, download=w.download, timeout=w.timeout)
+            agent.wait_for(
+                w.target if w.target is not None else w.text,
+                url=w.url,
+                response=w.response,
+                download=w.download,
+                state=w.state,
+                timeout=w.timeout,
+            )
         case S.SeeStep():
             agent.see(step.see)
         case S.SelectStep():
@@ -219,11 +260,37 @@ def _run_step(
         case S.CheckStep():
             agent.check(step.check, strict=True)
         case S.HoverStep():
-            agent.hover(step.args.text, nth=step.args.nth)
+            agent.hover(step.hover)
         case S.DoubleClickStep():
-            agent.double_click(step.args.text, nth=step.args.nth)
+            agent.double_click(step.double_click)
         case S.RightClickStep():
-            agent.right_click(step.args.text, nth=step.args.nth)
+            agent.right_click(step.right_click)
+        case S.ReadStep():
+            r = step.read
+            got: str | int | None = (
+                agent.text(r.target)
+                if r.what == "text"
+                else agent.value(r.target)
+                if r.what == "value"
+                else agent.count(r.target)
+            )
+            values[r.save_as] = got
+        case S.ExpectStep():
+            e = step.expect
+            agent.expect(
+                e.target,
+                text=e.to_have_text,
+                value=e.to_have_value,
+                count=e.to_have_count,
+                state=e.to_be,
+                timeout=e.timeout,
+            )
+        case S.CheckBoxStep():
+            agent.set_checked(step.check_box, True)
+        case S.UncheckBoxStep():
+            agent.set_checked(step.uncheck_box, False)
+        case S.ScrollIntoViewStep():
+            agent.scroll_into_view(step.scroll_into_view)
         case S.DragStep():
             agent.drag(step.drag.source, step.drag.to, nth=step.drag.nth)
         case S.UploadStep():
@@ -310,8 +377,8 @@ def run_task(
         # the application under test starts now that the run has a folder for its output (app.log)
         if own and launch_apps(driver, task, task_path.parent, run.path / "app.log"):
             run.update(app_log="app.log")
-        for step in task.steps:
-            _run_step(agent, step, task_path.parent, values, task.browser.base_url)
+        for i, step in enumerate(task.steps):
+            _run_step(agent, substitute(step, values, i), task_path.parent, values, task.browser.base_url)
     except BaseException as exc:  # every way a run can end is recorded, then reported
         status, error, _ = outcome_of(exc)
         if isinstance(exc, DriverUnavailable | RunLogError) or not isinstance(

@@ -33,6 +33,7 @@ from pixelpilot.tasks.steps import (  # noqa: F401 - the step models are part of
     ActStep,
     AskArgs,
     AskStep,
+    CheckBoxStep,
     CheckStep,
     ClickArgs,
     ClickStep,
@@ -43,27 +44,32 @@ from pixelpilot.tasks.steps import (  # noqa: F401 - the step models are part of
     DoubleClickStep,
     DragArgs,
     DragStep,
+    ExpectArgs,
+    ExpectStep,
     GoalArgs,
     GoalStep,
     HoverStep,
     KeyStep,
     OpenStep,
+    ReadArgs,
+    ReadStep,
     RightClickStep,
     ScrollArgs,
+    ScrollIntoViewStep,
     ScrollStep,
     SeeStep,
     SelectArgs,
     SelectStep,
     Step,
     SwitchTabStep,
-    TargetArgs,
+    TargetValue,
     TypeArgs,
     TypeStep,
+    UncheckBoxStep,
     UploadArgs,
     UploadStep,
     WaitArgs,
     WaitForStep,
-    _Pointed,
     _Strict,
     _verb,
     dialog_policy,
@@ -280,7 +286,6 @@ _KNOWN_KEYS = sorted(
             GoalArgs,
             AskArgs,
             DialogText,
-            TargetArgs,
             OpenAIModelSpec,
             LocalModelSpec,
         )
@@ -299,7 +304,8 @@ def _describe(err: Any) -> str:
         where = f" in {_path(parts[:-1])}" if len(parts) > 1 else ""
         return f"unknown key {key!r}{where}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
     where = _path(parts)
-    return f"{where}: {err['msg']}" if where else err["msg"]
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("target: ")
+    return f"{where}: {msg}" if where else msg
 
 
 def _useful(errors: list[Any]) -> list[Any]:

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from pixelpilot.agent.errors import ConfigError
+from pixelpilot.agent.query import Query
 
 __all__ = ["STEP_VERBS", "Step"]
 
@@ -14,28 +26,48 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _target(v: Any) -> Any:
+    try:
+        Query.of(v)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return v
+
+
+TargetValue = Annotated[str | dict[str, Any], AfterValidator(_target)]
+"""A target: the short form (``Save``, ``role=button[name="Save"]``) or a locator mapping
+(``{role: button, name: Save, inside: {role: dialog}}``; see :mod:`pixelpilot.agent.query`)."""
+_NOT_QUERY = {"url", "response", "download", "timeout", "state", "target", "save_as", "what"}
+_EXPECTS = {"to_have_text", "to_have_value", "to_have_count", "to_be"}
+
+
+def _gather_target(data: Any) -> Any:
+    """``{role: dialog, state: hidden}`` is ``{target: {role: dialog}, state: hidden}``: a step's own
+    keys stay, the locator's go into ``target``."""
+    if not isinstance(data, dict) or "target" in data:
+        return data
+    own = {k: v for k, v in data.items() if k in _NOT_QUERY or k in _EXPECTS}
+    query = {k: v for k, v in data.items() if k not in own}
+    if not query:
+        return data
+    return {**own, "target": query}
+
+
 # -- steps ----------------------------------------------------------------------------------------
 class ClickArgs(_Strict):
-    text: str | None = Field(
-        default=None, min_length=1, description="visible text, accessible name, or a description"
-    )
-    image: str | None = Field(
-        default=None, min_length=1, description="a picture to find on screen (path relative to the task file)"
+    image: str = Field(
+        min_length=1, description="a picture to find on screen (path relative to the task file)"
     )
     nth: int | None = Field(
         default=None, ge=1, description="which match, in reading order, when several match"
     )
 
-    @model_validator(mode="after")
-    def _one_target(self) -> ClickArgs:
-        if (self.text is None) == (self.image is None):
-            raise ValueError("give either text: or image:")
-        return self
-
 
 class TypeArgs(_Strict):
     text: str
-    into: str | None = Field(default=None, description="label, accessible name or placeholder of the field")
+    into: TargetValue | None = Field(
+        default=None, description="label, accessible name or placeholder of the field, or a locator"
+    )
     nth: int | None = Field(default=None, ge=1)
     clear: bool = Field(default=True, description="replace what the field holds")
 
@@ -43,11 +75,13 @@ class TypeArgs(_Strict):
 class ScrollArgs(_Strict):
     direction: Literal["up", "down", "left", "right"] = "down"
     amount: int | None = Field(default=None, gt=0, description="pixels; default most of a screen")
-    target: str | None = Field(default=None, description="scroll over this element")
+    target: TargetValue | None = Field(default=None, description="scroll over this element")
 
 
 class WaitArgs(_Strict):
     text: str | None = Field(default=None, min_length=1, description="text to appear")
+    target: TargetValue | None = Field(default=None, description="a locator to reach the state")
+    state: Literal["visible", "hidden", "gone", "enabled", "disabled", "checked", "unchecked"] | None = None
     url: str | None = Field(default=None, min_length=1, description="browser: a part of the URL to reach")
     response: str | None = Field(
         default=None, min_length=1, description="browser: a part of a response's URL"
@@ -57,28 +91,54 @@ class WaitArgs(_Strict):
     )
     timeout: float | None = Field(default=None, gt=0, description="seconds")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _locator(cls, data: Any) -> Any:
+        """``{role: dialog, state: hidden}``: the locator's keys go into ``target``."""
+        if not isinstance(data, dict) or "target" in data:
+            return data
+        own = {"url", "response", "download", "timeout", "state"}
+        query = {k: v for k, v in data.items() if k not in own}
+        if set(query) - {"text"}:
+            return {**{k: v for k, v in data.items() if k in own}, "target": query}
+        return data
+
     @model_validator(mode="after")
     def _one(self) -> WaitArgs:
-        if sum(v is not None for v in (self.text, self.url, self.response, self.download)) != 1:
-            raise ValueError("give one of text:, url:, response: or download:")
+        if sum(v is not None for v in (self.text, self.target, self.url, self.response, self.download)) != 1:
+            raise ValueError("give one of text:, a locator, url:, response: or download:")
+        if self.state is not None and self.text is None and self.target is None:
+            raise ValueError("state: goes with a text or a locator")
         return self
 
 
 class SelectArgs(_Strict):
     option: str = Field(min_length=1)
-    field: str | None = Field(default=None, description="label of the dropdown")
+    field: TargetValue | None = Field(default=None, description="label of the dropdown, or a locator")
 
 
 class OpenStep(_Strict):
     open: str = Field(min_length=1, description="URL, or a file path relative to the task file")
 
 
+def _click_kind(v: Any) -> str:
+    return "Picture" if isinstance(v, ClickArgs) or (isinstance(v, dict) and "image" in v) else "Locator"
+
+
 class ClickStep(_Strict):
-    click: str | ClickArgs
+    click: Annotated[
+        Annotated[ClickArgs, Tag("Picture")] | Annotated[TargetValue, Tag("Locator")],
+        Discriminator(_click_kind),
+    ] = Field(description="a text, a locator mapping, or {image: picture.png} (with nth:)")
 
     @property
-    def args(self) -> ClickArgs:
-        return self.click if isinstance(self.click, ClickArgs) else ClickArgs(text=self.click)
+    def image(self) -> ClickArgs | None:
+        return self.click if isinstance(self.click, ClickArgs) else None
+
+    @property
+    def target(self) -> str | dict[str, Any]:
+        assert not isinstance(self.click, ClickArgs)
+        return self.click
 
 
 class TypeStep(_Strict):
@@ -118,7 +178,7 @@ class WaitForStep(_Strict):
 
 
 class SeeStep(_Strict):
-    see: str = Field(min_length=1, description="text that must be visible")
+    see: TargetValue = Field(description="a text (or a locator) that must be visible")
 
 
 class SelectStep(_Strict):
@@ -163,45 +223,23 @@ class CheckStep(_Strict):
     check: str = Field(min_length=1, description="a statement the model must find true on screen")
 
 
-class TargetArgs(_Strict):
-    text: str = Field(min_length=1, description="visible text or accessible name")
-    nth: int | None = Field(default=None, ge=1, description="which match, in reading order")
+class HoverStep(_Strict):
+    hover: TargetValue
 
 
-class _Pointed(_Strict):
-    def _args(self, value: str | TargetArgs) -> TargetArgs:
-        return value if isinstance(value, TargetArgs) else TargetArgs(text=value)
+class DoubleClickStep(_Strict):
+    double_click: TargetValue
 
 
-class HoverStep(_Pointed):
-    hover: str | TargetArgs
-
-    @property
-    def args(self) -> TargetArgs:
-        return self._args(self.hover)
-
-
-class DoubleClickStep(_Pointed):
-    double_click: str | TargetArgs
-
-    @property
-    def args(self) -> TargetArgs:
-        return self._args(self.double_click)
-
-
-class RightClickStep(_Pointed):
-    right_click: str | TargetArgs
-
-    @property
-    def args(self) -> TargetArgs:
-        return self._args(self.right_click)
+class RightClickStep(_Strict):
+    right_click: TargetValue
 
 
 class DragArgs(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    source: str = Field(alias="from", min_length=1, description="where to press")
-    to: str = Field(min_length=1, description="where to release")
+    source: TargetValue = Field(alias="from", description="where to press")
+    to: TargetValue = Field(description="where to release")
     nth: int | None = Field(default=None, ge=1, description="which match of from:")
 
 
@@ -211,9 +249,7 @@ class DragStep(_Strict):
 
 class UploadArgs(_Strict):
     file: str = Field(min_length=1, description="the file to choose (relative to the task file)")
-    into: str = Field(
-        min_length=1, description="the file input's label, or the button that opens the chooser"
-    )
+    into: TargetValue = Field(description="the file input's label, or the button that opens the chooser")
 
 
 class UploadStep(_Strict):
@@ -248,6 +284,64 @@ class DialogStep(_Strict):
     )
 
 
+class ReadArgs(_Strict):
+    target: TargetValue
+    save_as: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="name to keep it under: ${name}")
+    what: Literal["text", "value", "count"] = Field(
+        default="text", description="an element's text, a field's value, how many match"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _locator(cls, data: Any) -> Any:
+        return _gather_target(data)
+
+
+class ReadStep(_Strict):
+    read: ReadArgs
+
+
+class ExpectArgs(_Strict):
+    target: TargetValue
+    to_have_text: str | None = None
+    to_have_value: str | None = None
+    to_have_count: int | None = Field(default=None, ge=0)
+    to_be: Literal["visible", "hidden", "gone", "enabled", "disabled", "checked", "unchecked"] | None = None
+    timeout: float | None = Field(default=None, ge=0, description="seconds (the wait timeout by default)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _locator(cls, data: Any) -> Any:
+        return _gather_target(data)
+
+    @model_validator(mode="after")
+    def _one(self) -> ExpectArgs:
+        given = [
+            v
+            for v in (self.to_have_text, self.to_have_value, self.to_have_count, self.to_be)
+            if v is not None
+        ]
+        if len(given) > 1:
+            raise ValueError("one of to_have_text, to_have_value, to_have_count or to_be per expect")
+        return self
+
+
+class ExpectStep(_Strict):
+    expect: ExpectArgs
+
+
+class CheckBoxStep(_Strict):
+    check_box: TargetValue = Field(description="check this checkbox, radio button or switch (if it is not)")
+
+
+class UncheckBoxStep(_Strict):
+    uncheck_box: TargetValue = Field(description="uncheck it (if it is checked)")
+
+
+class ScrollIntoViewStep(_Strict):
+    scroll_into_view: TargetValue
+
+
 class ActStep(_Strict):
     act: str = Field(min_length=1, description="one step the model decides")
 
@@ -273,6 +367,11 @@ _STEP_MODELS: dict[str, type[_Strict]] = {
     "switch_tab": SwitchTabStep,
     "close_tab": CloseTabStep,
     "upload": UploadStep,
+    "read": ReadStep,
+    "expect": ExpectStep,
+    "check_box": CheckBoxStep,
+    "uncheck_box": UncheckBoxStep,
+    "scroll_into_view": ScrollIntoViewStep,
 }
 STEP_VERBS = tuple(_STEP_MODELS)
 
@@ -306,7 +405,12 @@ Step = Annotated[
     | Annotated[DragStep, Tag("drag")]
     | Annotated[SwitchTabStep, Tag("switch_tab")]
     | Annotated[CloseTabStep, Tag("close_tab")]
-    | Annotated[UploadStep, Tag("upload")],
+    | Annotated[UploadStep, Tag("upload")]
+    | Annotated[ReadStep, Tag("read")]
+    | Annotated[ExpectStep, Tag("expect")]
+    | Annotated[CheckBoxStep, Tag("check_box")]
+    | Annotated[UncheckBoxStep, Tag("uncheck_box")]
+    | Annotated[ScrollIntoViewStep, Tag("scroll_into_view")],
     Discriminator(
         _verb,
         custom_error_type="unknown_step",

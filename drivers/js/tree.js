@@ -3,14 +3,23 @@
 // (hit testing, select) can refer to them by index. With {focused: true}: only the element that
 // has keyboard focus (through shadow roots), or nothing; the refs of the last full tree stay valid.
 // With {offscreen: true}: also the elements scrolled out of the viewport (boxes outside it).
+// With {css: selector}: only the elements the CSS selector matches (added to the refs).
+// Structural elements (rows, cells, lists, forms, sections, [data-testid]) are containers: no name of
+// their own unless aria-label gives one, so that a text matches the element that shows it; locators
+// scope by them ("inside the row that has Alice").
 (arg) => {
   const onlyFocused = !!(arg && arg.focused);
+  const css = arg && arg.css;
   const offscreen = !!(arg && arg.offscreen);  // also what is scrolled out of view (to scroll it in)
   const INTERACTIVE = 'a[href],button,input,select,textarea,summary,label,[role],[onclick],[tabindex],[contenteditable="true"]';
   const ROLE_OF_TAG = {a: 'link', button: 'button', select: 'combobox', textarea: 'textbox', summary: 'button',
                        h1: 'heading', h2: 'heading', h3: 'heading', h4: 'heading', h5: 'heading', h6: 'heading',
                        li: 'listitem', img: 'img', label: 'label', option: 'option', dialog: 'dialog',
-                       iframe: 'iframe', frame: 'iframe'};
+                       iframe: 'iframe', frame: 'iframe', tr: 'row', td: 'cell', th: 'columnheader',
+                       table: 'table', ul: 'list', ol: 'list', form: 'form', fieldset: 'group',
+                       section: 'region', article: 'article', nav: 'navigation', main: 'main',
+                       header: 'banner', footer: 'contentinfo', aside: 'complementary'};
+  const STRUCTURE = 'li,tr,td,th,table,ul,ol,form,fieldset,dialog,section,article,nav,main,header,footer,aside,[data-testid],[data-test-id]';
   const vw = window.innerWidth, vh = window.innerHeight;
   const clean = (s) => (s || '').replace(/\s+/g, ' ').trim();
   const visible = (el, r) => {
@@ -70,15 +79,19 @@
   const active = activeElement();
   const seen = new Set();
   const list = [];
-  const add = (el, interactive) => {
+  const add = (el, interactive, container) => {
     if (seen.has(el)) return;
     const r = el.getBoundingClientRect();
     if (!visible(el, r)) return;
     seen.add(el);
-    list.push([el, r, interactive]);
+    list.push([el, r, interactive, !!container]);
   };
   if (onlyFocused) {
     if (active) add(active, true);
+  } else if (css) {
+    let found;
+    try { found = document.querySelectorAll(css); } catch (e) { return {error: String(e.message || e)}; }
+    for (const el of found) add(el, el.matches(INTERACTIVE), !el.matches(INTERACTIVE) && !ownText(el));
   } else {
     // the document and every open shadow root in it (web components), depth first
     const roots = [document];
@@ -94,17 +107,22 @@
         if (el.nodeType !== 1 || el.tagName === 'SCRIPT' || el.tagName === 'STYLE') continue;
         if (ownText(el)) add(el, false);
       }
+      for (const el of root.querySelectorAll(STRUCTURE)) add(el, false, true);
     }
   }
-  if (!onlyFocused || !window.__pp_nodes) window.__pp_nodes = [];
+  if ((!onlyFocused && !css) || !window.__pp_nodes) window.__pp_nodes = [];
   const out = [];
-  for (const [el, r, interactive] of list) {
+  for (const [el, r, interactive, container] of list) {
     const role = roleOf(el);
     const ref = window.__pp_nodes.push(el) - 1;
     const tag = el.tagName.toLowerCase();
     const node = {
       ref: String(ref), role, tag, interactive: interactive && role !== 'label',
-      name: nameOf(el, role), text: ownText(el).slice(0, 200),
+      name: container ? clean(el.getAttribute('aria-label') || '') : nameOf(el, role),
+      text: ownText(el).slice(0, 200),
+      title: clean(el.getAttribute('title') || ''),
+      testid: el.getAttribute('data-testid') || el.getAttribute('data-test-id') || '',
+      enabled: !(el.disabled || el.getAttribute('aria-disabled') === 'true'),
       placeholder: clean(el.getAttribute('placeholder') || ''),
       x: r.left, y: r.top, w: r.width, h: r.height,
       value: null, checked: null, options: [], focused: el === active,

@@ -56,7 +56,7 @@ steps:
         "SelectStep",
         "SelectStep",
     ]
-    assert task.steps[2].args.nth == 2
+    assert task.steps[2].target == {"text": "Item", "nth": 2}  # a locator mapping
     assert task.steps[4].args.into == "Username" and task.steps[4].args.clear is False
     assert task.steps[7].args.amount == 300
     assert task.steps[9].args.timeout == 2.5
@@ -74,8 +74,8 @@ steps:
         ),
         (
             "steps:\n  - open: x\n  - click:\n      text: a\n      nht: 2\n",
-            5,
-            "unknown key 'nht' in steps[1].click (did you mean 'nth'?)",
+            4,  # the click's locator mapping
+            "steps[1].click: unknown key 'nht' (did you mean 'nth'?)",
         ),
         (
             "steps:\n  - wait_for: {text: a, timeout: soon}\n",
