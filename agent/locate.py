@@ -62,7 +62,7 @@ class Locator:
         found, tried = self.matches(screen, q, act=True, css=css)
         if found:
             return pick_located(found, q, nth if nth is not None else q.nth)
-        raise self.not_found(screen, q, tried)
+        raise self.not_found(screen, q, tried, css)
 
     def matches(
         self, screen: Screen, q: Query, *, act: bool = False, css: CssLookup | None = None
@@ -95,7 +95,9 @@ class Locator:
             for i, t in enumerate(self.ocr(screen))
         ]
 
-    def not_found(self, screen: Screen, q: Query, tried: list[str]) -> LocateError:
+    def not_found(
+        self, screen: Screen, q: Query, tried: list[str], css: CssLookup | None = None
+    ) -> LocateError:
         where = ", ".join(tried) or "nothing"
         what = (
             f"no element with the text {q.plain_text!r} is visible"
@@ -105,9 +107,8 @@ class Locator:
         if q.needs_tree and screen.tree is None:
             where += "; roles, labels and ids need a UI tree, which this screen has not"
         key = q.plain_text or q.text or q.name or q.label or q.placeholder or q.alt or q.title or ""
-        return LocateError(
-            f"{what} (looked in: {where})", target=q.describe(), candidates=self.similar(screen, key, q)
-        )
+        near = [] if q.needs_tree and screen.tree is None else self.similar(screen, key, q, css)
+        return LocateError(f"{what} (looked in: {where})", target=q.describe(), candidates=near)
 
     def image(self, screen: Screen, path: str, *, nth: int | None = None, threshold: float = 0.9) -> Located:
         """Find a picture (a file cut from a screenshot) on screen by template matching."""
@@ -155,14 +156,16 @@ class Locator:
         # No UI tree: the field is the box right of, or below, its label text.
         return self.text(screen, q, nth=nth)
 
-    def similar(self, screen: Screen, target: str, scope: Query | None = None) -> list[str]:
+    def similar(
+        self, screen: Screen, target: str, scope: Query | None = None, css: CssLookup | None = None
+    ) -> list[str]:
         """The few visible texts most like ``target`` (within ``scope``'s ``inside`` when it has one),
         for error messages: never the whole screen."""
         texts: list[str] = []
         if screen.tree is not None:
             nodes: Sequence[UINode] = screen.tree
             if scope is not None and scope.inside is not None:
-                boxes = [n.box for n in resolve(scope.inside, screen.tree)]
+                boxes = [n.box for n in resolve(scope.inside, screen.tree, css=css)]
                 nodes = [n for n in nodes if any(box_in(n.box, b) for b in boxes)] or nodes
             texts = [n.name or n.text or n.placeholder for n in nodes]
         elif self.use_ocr:

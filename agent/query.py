@@ -230,6 +230,12 @@ class Query:
         return None
 
     @property
+    def counts_nested(self) -> bool:
+        """Whether a scope or an anchor picks one of several (``nth``): that counts on the whole page."""
+        nested = [q for q in (self.inside, self.has, *self._relations().values()) if q is not None]
+        return any(q.nth is not None or q.counts_nested for q in nested)
+
+    @property
     def needs_tree(self) -> bool:
         """Whether only a UI tree can answer (roles, labels, ids): OCR reads text alone."""
         own = any(
@@ -326,16 +332,19 @@ def resolve(
         hits = [
             n
             for n in hits
-            if want.best([n.name, n.text, n.value])
-            or any(m is not n and box_in(m.box, n.box) and want.best([m.name, m.text, m.value]) for m in tree)
+            if want.best([n.name, n.text, n.value, n.inner])
+            or n.inner is None  # no text of its own known: what its box holds
+            and any(
+                m is not n and box_in(m.box, n.box) and want.best([m.name, m.text, m.value]) for m in tree
+            )
         ]
     if query.inside is not None:
-        scopes = resolve(query.inside, tree, css=css)
-        hits = [n for n in hits if any(n is not s and box_in(n.box, s.box) for s in scopes)]
+        scopes = _anchors(query.inside, tree, css)
+        hits = [n for n in hits if any(n is not s and centre_in(n.box, s.box) for s in scopes)]
     if query.has is not None:
-        inner = resolve(query.has, tree, css=css)
-        hits = [n for n in hits if any(i is not n and box_in(i.box, n.box) for i in inner)]
-    rel = {kind: resolve(q, tree, css=css) for kind, q in query._relations().items()}
+        inner = _anchors(query.has, tree, css)
+        hits = [n for n in hits if any(i is not n and centre_in(i.box, n.box) for i in inner)]
+    rel = {kind: _anchors(q, tree, css) for kind, q in query._relations().items()}
     if rel:
         ranked: list[tuple[float, UINode]] = []
         for n in hits:
@@ -356,6 +365,17 @@ def resolve(
         ranked.sort(key=lambda p: (p[0], p[1].box.y, p[1].box.x))
         hits = [n for _, n in ranked]
     return hits
+
+
+def _anchors(q: Query, tree: Sequence[UINode], css: CssLookup | None) -> list[UINode]:
+    """What a nested query (a scope, an anchor) finds, its own ``nth`` applied: ``inside: {css:
+    .post, nth: 2}`` is inside the second post."""
+    found = resolve(q, tree, css=css)
+    if q.nth is None or not found:
+        return found
+    if q.nth > 0:
+        return found[q.nth - 1 : q.nth]
+    return found[q.nth :][:1] if -len(found) <= q.nth else []
 
 
 def _other_own(q: Query, but: str) -> bool:
@@ -413,6 +433,13 @@ def _acting(hits: list[UINode]) -> list[UINode]:
 
 def reading_order(nodes: list[UINode]) -> list[UINode]:
     return sorted(nodes, key=lambda n: (round(n.box.y / 4), n.box.x))
+
+
+def centre_in(a: Box, b: Box) -> bool:
+    """Whether ``a``'s centre lies in ``b``: an element is inside a scope even when it overflows it a
+    little (text that sticks out, an SVG glyph) — the trees here are flat, with boxes."""
+    cx, cy = a.x + a.width / 2, a.y + a.height / 2
+    return b.x <= cx <= b.x + b.width and b.y <= cy <= b.y + b.height
 
 
 def box_in(a: Box, b: Box, slack: float = 1.0) -> bool:

@@ -48,6 +48,8 @@ def element_text(node: UINode, tree: Sequence[UINode]) -> str:
     form), the texts inside it in reading order."""
     if node.name or node.text:
         return node.name or node.text
+    if node.inner:
+        return node.inner
     inner = [n for n in tree if n is not node and n.text and box_in(n.box, node.box)]
     if inner:
         return " ".join(n.text for n in reading_order(inner))
@@ -141,13 +143,24 @@ class Reading:
         self._me.pipeline.run("read", q.describe(), {"target": as_param(target), "what": "value"}, body)
         return out[0]
 
+    def _everywhere(self, screen: Screen, q: Query) -> list[Located]:
+        """Every match on the page, also those scrolled out of view (as Playwright counts the DOM),
+        where the driver can tell; else every match on the screen."""
+        me = self._me
+        if screen.tree is not None and isinstance(me.driver, Revealer):
+            nodes = me._beyond_view(lambda tree: resolve(q, tree, css=me._css))
+            return [Located(n.box.center, "ui-tree", n.box, n, len(nodes)) for n in nodes]
+        found, _ = self.locator.matches(screen, q, css=me._css)
+        return found
+
     def count(self, target: Target) -> int:
-        """How many elements match (0 is an answer, not an error). Recorded as a ``read`` step."""
+        """How many elements match, on the whole page where the driver can see past the view (0 is
+        an answer, not an error). Recorded as a ``read`` step."""
         q = Query.of(target)
         out: list[int] = []
 
         def body(screen: Screen, rec: StepRecord) -> None:
-            found, _ = self.locator.matches(screen, q, css=self._me._css)
+            found = self._everywhere(screen, q)
             out.append(len(found))
             rec.result = {"count": len(found)}
 
@@ -155,14 +168,13 @@ class Reading:
         return out[0]
 
     def all(self, target: Target) -> list[Element]:
-        """Every match, in reading order (nearest first for a layout relation), with its text, role,
-        value, state and box. Recorded as a ``read`` step."""
+        """Every match (on the whole page, as :meth:`count`), in reading order (nearest first for a
+        layout relation), with its text, role, value, state and box. Recorded as a ``read`` step."""
         q = Query.of(target)
         out: list[Element] = []
 
         def body(screen: Screen, rec: StepRecord) -> None:
-            found, _ = self.locator.matches(screen, q, css=self._me._css)
-            for loc in found:
+            for loc in self._everywhere(screen, q):
                 out.append(self._element(screen, loc))
             rec.result = {"count": len(out), "texts": [e.text for e in out][:50]}
 

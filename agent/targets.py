@@ -13,7 +13,7 @@ from pixelpilot.agent.errors import LocateError
 from pixelpilot.agent.locate import Located, Locator, match_fields, pick_located
 from pixelpilot.agent.memory import StepRecord
 from pixelpilot.agent.memory import elapsed_ms as _ms
-from pixelpilot.agent.query import CssLookup, Query, Target, resolve
+from pixelpilot.agent.query import CssLookup, Query, Target, TextMatch, resolve
 from pixelpilot.drivers.base import Revealer, Screen, UINode
 from pixelpilot.tools.ocr import normalize
 
@@ -36,10 +36,13 @@ class Targets:
     def _agent(self) -> Agent:
         return cast("Agent", self)
 
+    _beyond: CssLookup | None = None
+    """While the elements out of view are searched: the CSS lookup that includes them."""
+
     @property
     def _css(self) -> CssLookup | None:
         """The driver's CSS selector lookup (web pages), for ``css=`` targets."""
-        return getattr(self.driver, "css_nodes", None)
+        return self._beyond or getattr(self.driver, "css_nodes", None)
 
     def _locate(self, screen: Screen, target: Target, nth: int | None, rec: StepRecord) -> Located:
         q = Query.of(target)
@@ -105,26 +108,89 @@ class Targets:
     ) -> Located:
         """``find`` on ``screen``; when nothing in view matches but an element scrolled out of view
         does (out of the page's view, or cut off by a scrolling box), scroll it into view (as
-        Playwright does before acting), take a new frame and find again."""
+        Playwright does before acting), take a new frame and find again. A text found only as a word
+        of a longer plain text (an instruction that names the button) gives way to a control that
+        has exactly that name out of view."""
+        driver = self.driver
+        if q.counts_nested and screen.tree is not None and isinstance(driver, Revealer):
+            return self._find_on_page(screen, rec, find, match, q, nth)
         try:
-            return find(screen)
+            loc = find(screen)
         except LocateError as exc:
-            driver = self.driver
             if exc.kind != "not_found" or screen.tree is None or not isinstance(driver, Revealer):
                 raise
-            hits = match(driver.tree_beyond_view())
+            hits = self._beyond_view(match)
             if not hits:
                 raise
-            node = pick_located(
-                [Located(n.box.center, "ui-tree", n.box, n) for n in hits],
+        else:
+            text = q.plain_text
+            n = loc.node
+            if (
+                text is None
+                or n is None
+                or n.interactive
+                or TextMatch(text).best([n.name, n.text]) == 2
+                or not isinstance(driver, Revealer)
+            ):
+                return loc
+            hits = [
+                h
+                for h in self._beyond_view(match)
+                if h.interactive and TextMatch(text).best([h.name, h.text]) == 2
+            ]
+            if not hits:
+                return loc
+            log.info("%r is only a word of %s here: the control named so is out of view", text, n.describe())
+        node = pick_located(
+            [Located(n.box.center, "ui-tree", n.box, n) for n in hits],
+            q,
+            nth if nth is not None else q.nth,
+        ).node
+        assert node is not None
+        log.info("%r is out of view: scrolling %s into view", q.describe(), node.describe())
+        driver.scroll_into_view(node)
+        rec.result = {"scrolled_into_view": node.describe()}
+        return find(self._agent.pipeline.observe(rec))
+
+    def _find_on_page(
+        self,
+        screen: Screen,
+        rec: StepRecord,
+        find: Callable[[Screen], Located],
+        match: Callable[[list[UINode]], list[UINode]],
+        q: Query,
+        nth: int | None,
+    ) -> Located:
+        """A query that counts its scope (``inside: {…, nth: 2}``: the second post on the page, not
+        the second one in view) is answered on the whole page; the element is then scrolled into
+        view and found again the same way."""
+        driver = self.driver
+        for attempt in range(2):
+            hits = self._beyond_view(match)
+            if not hits:
+                return find(screen)  # raises, with the nearest texts in view
+            loc = pick_located(
+                [Located(n.box.center, "ui-tree", n.box, n, len(hits)) for n in hits],
                 q,
                 nth if nth is not None else q.nth,
-            ).node
-            assert node is not None
-            log.info("%r is out of view: scrolling %s into view", q.describe(), node.describe())
-            driver.scroll_into_view(node)
-            rec.result = {"scrolled_into_view": node.describe()}
-            return find(self._agent.pipeline.observe(rec))
+            )
+            if attempt:
+                return loc
+            assert loc.node is not None
+            driver.scroll_into_view(loc.node)
+            rec.result = {"scrolled_into_view": loc.node.describe()}
+            self._agent.pipeline.observe(rec)
+        raise AssertionError("unreachable")
+
+    def _beyond_view(self, match: Callable[[list[UINode]], list[UINode]]) -> list[UINode]:
+        """``match`` on the whole page, also what is scrolled out of view."""
+        driver = self.driver
+        css = getattr(driver, "css_nodes", None)
+        self._beyond = (lambda sel: css(sel, offscreen=True)) if css is not None else None
+        try:
+            return match(driver.tree_beyond_view())
+        finally:
+            self._beyond = None
 
     def _dropdown(self, screen: Screen, option: str, field: Target | None, rec: StepRecord) -> Located:
         t = self.clock()

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 from pixelpilot.agent import Agent, PixelPilotError
 from pixelpilot.agent.locate import Locator
 from pixelpilot.drivers import BrowserDriver
@@ -112,11 +114,151 @@ def choose_list(agent: Agent, u: str) -> None:
     agent.click("Submit")
 
 
+# -- the locator language (README "Locators"): scope, relations, reads --------------------------------
+AREA = {"css": "#area"}
+"""The task's own area: the instruction above it names the target too."""
+ORDINAL = {
+    "1st": 1,
+    "2nd": 2,
+    "3rd": 3,
+    "4th": 4,
+    "5th": 5,
+    "6th": 6,
+    "7th": 7,
+    "8th": 8,
+    "9th": 9,
+    "10th": 10,
+}
+
+
+def click_button(agent: Agent, u: str) -> None:
+    agent.click({"text": quoted(u), "inside": AREA, "first": True})  # two identical buttons: either is right
+
+
+def click_collapsible(agent: Agent, u: str) -> None:
+    agent.click({"role": "tab", "first": True})
+    agent.click({"role": "button", "name": "Submit"})
+
+
+def _reveal_and_click(agent: Agent, u: str, tab: dict) -> None:
+    link = {"text": quoted(u), "exact": True, "inside": AREA}
+    for i in range(1, agent.count(tab) + 1):
+        if agent.count(link):
+            break
+        agent.click({**tab, "nth": i})
+    agent.click(link)
+
+
+def click_collapsible_2(agent: Agent, u: str) -> None:
+    _reveal_and_click(agent, u, {"role": "tab"})
+
+
+def click_tab_2(agent: Agent, u: str) -> None:
+    _reveal_and_click(agent, u, {"role": "tab"})
+
+
+def click_widget(agent: Agent, u: str) -> None:
+    agent.click({"css": f'#area [data-type="{quoted(u)}"]', "first": True})
+
+
+def _number(s: str) -> int:
+    return int(s.replace("−", "-"))
+
+
+def simple_arithmetic(agent: Agent, u: str) -> None:
+    a, op, b = re.match(r"\s*(-?\d+)\s*([-+x*/])\s*(-?\d+)", agent.text({"css": "#math-problem"})).groups()
+    x, y = _number(a), _number(b)
+    answer = {"+": x + y, "-": x - y, "x": x * y, "*": x * y, "/": x // y if y else 0}[op]
+    agent.type(str(answer), into={"role": "textbox", "inside": AREA})
+    agent.click("Submit")
+
+
+def simple_algebra(agent: Agent, u: str) -> None:
+    problem = agent.text({"css": "#math-problem"}).replace(" ", "")
+    left, right = problem.split("=")
+    total = _number(right)
+    m = re.fullmatch(r"(-?\d+)([-+])x", left) or re.fullmatch(r"x([-+])(-?\d+)", left)
+    if left.startswith("x"):
+        op, n = m.group(1), _number(m.group(2))
+        x = total - n if op == "+" else total + n
+    else:
+        n, op = _number(m.group(1)), m.group(2)
+        x = total - n if op == "+" else n - total
+    agent.type(str(x), into={"role": "textbox", "inside": AREA})
+    agent.click("Submit")
+
+
+def read_table(agent: Agent, u: str) -> None:
+    key = re.search(r"value of (.+?) into", u).group(1)
+    value = agent.text({"role": "cell", "row": {"role": "cell", "name": key, "exact": True}})
+    agent.type(value, into={"role": "textbox", "inside": AREA})
+    agent.click("Submit")
+
+
+def read_table_2(agent: Agent, u: str) -> None:
+    for label in agent.all({"role": "label", "inside": {"css": "#form"}}):
+        key = label.text.rstrip(":")
+        value = agent.text({"role": "cell", "row": {"role": "cell", "name": key, "exact": True}})
+        agent.type(value, into={"role": "textbox", "right_of": {"text": label.text, "exact": True}})
+    agent.click("Submit")
+
+
+def copy_paste(agent: Agent, u: str) -> None:
+    agent.type(agent.value({"css": "#to-copy"}) or "", into={"css": "#answer-input"})
+    agent.click("Submit")
+
+
+def odd_or_even(agent: Agent, u: str) -> None:
+    for i, number in enumerate(agent.all({"css": ".display-number"}), 1):
+        agent.click({"role": "button", "name": "Even" if _number(number.text) % 2 == 0 else "Odd", "nth": i})
+    agent.click("Submit")
+
+
+def find_word(agent: Agent, u: str) -> None:
+    n = ORDINAL[re.search(r"the (\w+) word", u).group(1)]
+    words = agent.text({"css": "#area p"}).split()
+    agent.type(words[n - 1].strip(".,;:!?"), into={"role": "textbox", "inside": AREA})
+    agent.click("Submit")
+
+
+def _post(user: str) -> dict:
+    return {"css": "#area .media", "has_text": user}
+
+
+def _social(agent: Agent, user: str, button: str, post: dict) -> None:
+    icon = {"css": "." + button.lower(), "inside": post}  # reply, retweet, like, share: icons
+    if button.isalpha() and agent.count(icon):
+        agent.click(icon)
+    else:  # the post's "more" menu, then its item (the menu drops below the post)
+        agent.click({"css": ".more", "inside": post})
+        agent.click({"role": "listitem", "has_text": button, "inside": AREA})
+
+
+def social_media(agent: Agent, u: str) -> None:
+    user = re.search(r"(@\S+?),? ", u).group(1)
+    _social(agent, user, quoted(u), _post(user))
+
+
+def social_media_all(agent: Agent, u: str) -> None:
+    user = re.search(r"by (@\S+?) and", u).group(1)
+    for i in range(1, agent.count(_post(user)) + 1):
+        _social(agent, user, quoted(u), {**_post(user), "nth": i})
+    agent.click("Submit")
+
+
+def social_media_some(agent: Agent, u: str) -> None:
+    m = re.search(r"on (\d+) posts? by (@\S+?) and", u)
+    k, user = int(m.group(1)), m.group(2)
+    for i in range(1, k + 1):
+        _social(agent, user, quoted(u), {**_post(user), "nth": i})
+    agent.click("Submit")
+
+
 SOLUTIONS: dict[str, Solution] = {
     "click-test": lambda a, u: a.click("Click Me!"),
     "click-test-2": click_button_word,
     "click-test-transfer": click_button_word,
-    "click-button": click_quoted,
+    "click-button": click_button,
     "click-button-sequence": click_sequence,
     "click-link": click_quoted,
     "click-dialog": click_dialog,
@@ -133,6 +275,24 @@ SOLUTIONS: dict[str, Solution] = {
     "focus-text": focus_text,
     "focus-text-2": focus_text_2,
     "choose-list": choose_list,
+    "click-collapsible": click_collapsible,
+    "click-collapsible-nodelay": click_collapsible,
+    "click-collapsible-2": click_collapsible_2,
+    "click-collapsible-2-nodelay": click_collapsible_2,
+    "click-tab-2": click_tab_2,
+    "click-tab-2-easy": click_tab_2,
+    "click-tab-2-medium": click_tab_2,
+    "click-widget": click_widget,
+    "simple-arithmetic": simple_arithmetic,
+    "simple-algebra": simple_algebra,
+    "read-table": read_table,
+    "read-table-2": read_table_2,
+    "copy-paste": copy_paste,
+    "odd-or-even": odd_or_even,
+    "find-word": find_word,
+    "social-media": social_media,
+    "social-media-all": social_media_all,
+    "social-media-some": social_media_some,
 }
 
 
@@ -159,7 +319,11 @@ def episode(driver: BrowserDriver, task: str, seed: int) -> dict:
         SOLUTIONS[task](agent, utterance)
     except (PixelPilotError, ValueError, AttributeError) as exc:
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-    page.wait_for_function("WOB_DONE_GLOBAL === true", timeout=11_000)
+    try:  # a task ends itself once answered (some only when their time runs out: 10-20 s)
+        page.wait_for_function("WOB_DONE_GLOBAL === true", timeout=3_000 if error is None else 500)
+    except PlaywrightTimeout:
+        page.evaluate("core.endEpisode(-1, false, 'no answer')")
+        error = error or "the task did not end: no answer given"
     wall = time.perf_counter() - start
     meta = page.evaluate(
         "({raw: WOB_RAW_REWARD_GLOBAL, reward: WOB_REWARD_GLOBAL, reason: WOB_REWARD_REASON})"

@@ -77,6 +77,9 @@ class UINode:
     """The element's title (tooltip)."""
     test_id: str = ""
     """``data-testid`` on the web, the resource id on Android."""
+    inner: str | None = None
+    """For a container read from a document (a row, a list item, a CSS match): all the text inside it,
+    so "the row that has Alice" needs no boxes."""
     layer: int = 0
     """0: in its window; 1: in an open popup menu drawn over the window. An action's target that
     matches on a higher layer wins (with a menu open, ``click: Save`` is the menu's Save, not the

@@ -117,11 +117,11 @@ class PageTree:
                 found = inner[:1]
         return found if focused else [*nodes, *found]
 
-    def css_nodes(self, selector: str) -> list[UINode]:
+    def css_nodes(self, selector: str, *, offscreen: bool = False) -> list[UINode]:
         """The page's visible elements that the CSS ``selector`` matches (a ``css=`` target), as UI
         nodes a step can act on. A string that is no CSS selector is a ValueError."""
         with self._boundary("find elements by a CSS selector"):
-            raw = self._evaluate(js("tree.js"), {"css": selector})
+            raw = self._evaluate(js("tree.js"), {"css": selector, "offscreen": offscreen})
         if isinstance(raw, dict):
             raise ValueError(f"css={selector!r} is not a CSS selector: {raw.get('error')}")
         return [m for m in (self._node(n, n["ref"]) for n in raw) if m]
@@ -165,6 +165,7 @@ class PageTree:
             enabled=n.get("enabled", True),
             title=n.get("title", ""),
             test_id=n.get("testid", ""),
+            inner=n.get("inner"),
             box=Box(x * s, y * s, w * s, h * s),
         )
 

@@ -79,10 +79,33 @@
   const active = activeElement();
   const seen = new Set();
   const list = [];
+  // the part of an element its scrolling (overflow-clipping) ancestors show; null: none of it
+  const clips = new Map();
+  const clipOf = (p) => {
+    if (!clips.has(p)) {
+      const st = getComputedStyle(p);
+      clips.set(p, st.overflowX !== 'visible' || st.overflowY !== 'visible' ? p.getBoundingClientRect() : null);
+    }
+    return clips.get(p);
+  };
+  const shown = (el, r) => {
+    let x0 = r.left, y0 = r.top, x1 = r.right, y1 = r.bottom;
+    for (let p = el.parentElement; p && p !== document.body && p !== document.documentElement; p = p.parentElement) {
+      const c = clipOf(p);
+      if (!c) continue;
+      x0 = Math.max(x0, c.left); y0 = Math.max(y0, c.top); x1 = Math.min(x1, c.right); y1 = Math.min(y1, c.bottom);
+      if (x1 - x0 < 1 || y1 - y0 < 1) return null;
+    }
+    return {left: x0, top: y0, width: x1 - x0, height: y1 - y0, right: x1, bottom: y1};
+  };
   const add = (el, interactive, container) => {
     if (seen.has(el)) return;
-    const r = el.getBoundingClientRect();
+    let r = el.getBoundingClientRect();
     if (!visible(el, r)) return;
+    if (!offscreen) {  // cut off by a scrolling box: only the part it shows, or nothing
+      r = shown(el, r);
+      if (!r) return;
+    }
     seen.add(el);
     list.push([el, r, interactive, !!container]);
   };
@@ -112,7 +135,12 @@
   }
   if ((!onlyFocused && !css) || !window.__pp_nodes) window.__pp_nodes = [];
   const out = [];
-  for (const [el, r, interactive, container] of list) {
+  for (let [el, r, interactive, container] of list) {
+    if (offscreen && (el.scrollHeight > el.clientHeight + 1 || el.scrollWidth > el.clientWidth + 1)) {
+      // a scrolling box, out of view too: all it holds, so what is scrolled away in it is inside it
+      r = {left: r.left - el.scrollLeft, top: r.top - el.scrollTop,
+           width: Math.max(r.width, el.scrollWidth), height: Math.max(r.height, el.scrollHeight)};
+    }
     const role = roleOf(el);
     const ref = window.__pp_nodes.push(el) - 1;
     const tag = el.tagName.toLowerCase();
@@ -120,6 +148,7 @@
       ref: String(ref), role, tag, interactive: interactive && role !== 'label',
       name: container ? clean(el.getAttribute('aria-label') || '') : nameOf(el, role),
       text: ownText(el).slice(0, 200),
+      inner: container || css ? clean(el.innerText || el.textContent).slice(0, 1000) : null,
       title: clean(el.getAttribute('title') || ''),
       testid: el.getAttribute('data-testid') || el.getAttribute('data-test-id') || '',
       enabled: !(el.disabled || el.getAttribute('aria-disabled') === 'true'),
