@@ -312,7 +312,7 @@ def resolve(
     """The nodes of ``tree`` that ``query`` finds: in reading order, or nearest first for a layout
     relation. ``act``: the target is to be acted on (interactive elements win over plain text of
     the same name, and an open menu over what it covers). ``nth`` is not applied here."""
-    from pixelpilot.agent.locate import match_fields, match_nodes
+    from pixelpilot.agent.locate import _innermost, match_fields, match_nodes
 
     own = {k: v for k, v in query._own_filters().items() if k != "has_text"}
     plain = lambda v: not query.exact and TextMatch(v).regex is None  # noqa: E731 - read once, below
@@ -323,7 +323,7 @@ def resolve(
     else:
         pool = list(tree) if query.css is None else _css(query.css, css)
         hits = [n for n in pool if _own_match(query, n)]
-        hits = _prefer_whole(query, hits)
+        hits = _innermost(_prefer_whole(query, hits))
         if act:
             hits = _acting(hits)
         hits = reading_order(hits)

@@ -221,7 +221,9 @@ def test_qt_linguist_translates_through_its_accessibility_tree(tmp_path, monkeyp
 driver: {{desktop: {{launch: [{LINGUIST}, "{ts}"]}}}}
 steps:
   - type: {{text: "Guten Morgen, schöne Grüße", into: Translation to Deutsch (Deutschland)}}
-  - click: Done and Next            # a toolbar button, by its accessible name
+  - expect: {{target: {{role: textbox, below: Translation to Deutsch (Deutschland)}}, to_have_value: "Guten Morgen, schöne Grüße"}}
+  - read: {{target: {{text: Good morning, below: Source text}}, save_as: source}}   # the editor's source line
+  - click: {{role: button, name: Done and Next}}   # a toolbar button, by role and accessible name
   - type: "Öffne die Tür"           # the next string's translation field has the focus now
   - click: Done
   - click: File                     # the menu bar
@@ -234,8 +236,10 @@ steps:
     assert {s.locator for s in res.steps if s.kind == "click"} == {"ui-tree"}
     assert res.steps[0].result == {"scrolled_into_view": res.steps[0].result["scrolled_into_view"]}
     assert res.steps[0].result["scrolled_into_view"].startswith("textbox")
-    assert res.steps[2].focus is not None and res.steps[2].focus["role"] == "textbox"  # where it typed
-    assert res.steps[5].target.startswith('menuitem "Save"')
+    assert res.values == {"source": "Good morning"}
+    typed = next(s for s in res.steps if s.instruction == "Öffne die Tür")
+    assert typed.focus is not None and typed.focus["role"] == "textbox"  # where it typed
+    assert next(s for s in res.steps if s.instruction == "Save").target.startswith('menuitem "Save"')
     deadline = time.monotonic() + 5
     while "unfinished" in ts.read_text(encoding="utf-8") and time.monotonic() < deadline:
         time.sleep(0.1)
