@@ -22,6 +22,8 @@ from pixelpilot.tools.ocr import OcrEngine, OcrText, find_text, normalize
 __all__ = ["Located", "Locator", "match_fields", "match_nodes", "pick", "pick_located", "text_on_screen"]
 
 Point = tuple[int, int]
+TEMPLATE_SCALES = (0.5, 0.67, 0.75, 0.8, 0.9, 1.0, 1.1, 1.25, 1.33, 1.5, 2.0)
+"""Sizes, relative to the picture file, at which an image target is looked for."""
 T = TypeVar("T")
 
 
@@ -111,14 +113,16 @@ class Locator:
         return LocateError(f"{what} (looked in: {where})", target=q.describe(), candidates=near)
 
     def image(self, screen: Screen, path: str, *, nth: int | None = None, threshold: float = 0.9) -> Located:
-        """Find a picture (a file cut from a screenshot) on screen by template matching."""
+        """Find a picture (a file cut from a screenshot) on screen by template matching, at the picture's
+        size and at the sizes it would have cut at another zoom or screen density (½× to 2×)."""
         from pixelpilot.tools.template import find_template, load_template
 
         try:
             tpl = load_template(path)
         except FileNotFoundError as exc:
             raise LocateError(str(exc), target=str(path)) from None
-        scales = (1.0,) if screen.scale == 1 else (1.0, screen.scale)
+        # the picture may have been cut at another zoom or on another screen density: a range of scales
+        scales = sorted({round(k * s, 3) for k in TEMPLATE_SCALES for s in {1.0, screen.scale}})
         hits = sorted(
             find_template(screen.image, tpl, threshold=threshold, scales=scales),
             key=lambda m: (m.box[1], m.box[0]),

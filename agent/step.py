@@ -323,8 +323,11 @@ class StepPipeline:
         aim = getattr(driver, "aim", None)  # the browser moves the pointer there first, as Playwright
         point = aim(loc.node) if aim is not None else driver.hit_point(loc.node)
         if point is None:
+            cover = getattr(driver, "last_cover", None)
             raise LocateError(
-                f"{target!r} is covered by another element (or gone); nothing there can be clicked",
+                f"{target!r} ({loc.node.describe()}) is covered by {cover}: nothing of it can be clicked"
+                if cover
+                else f"{target!r} is covered by another element (or gone); nothing there can be clicked",
                 target=target,
                 candidates=[loc.node.describe()],
                 kind="covered",

@@ -78,7 +78,29 @@ ROLES = {
     "tool bar": "toolbar",
     "status bar": "status",
     "scroll bar": "scrollbar",
+    "table": "table",
+    "tree table": "table",
+    "list": "list",
+    "list box": "listbox",
+    "table row": "row",
+    "form": "form",
 }
+SCOPES = {
+    "window",
+    "dialog",
+    "alert",
+    "toolbar",
+    "status",
+    "tablist",
+    "menu",
+    "menubar",
+    "table",
+    "list",
+    "listbox",
+    "row",
+    "form",
+}
+"""Roles kept in the tree without a name: a locator scopes by them (``inside: {role: dialog}``)."""
 """AT-SPI role names onto the ARIA-like roles the locator chain speaks (others become "text")."""
 
 INTERACTIVE = {
@@ -493,8 +515,8 @@ def ui_nodes(
         value = n.text if role in ("textbox", "spinbutton") else None
         if not name and role == "text" and n.text:
             name = n.text
-        if not name and role not in ("textbox", "spinbutton") and not n.text:
-            continue  # an unnamed container
+        if not name and role not in ("textbox", "spinbutton") and not n.text and role not in SCOPES:
+            continue  # an unnamed container (a panel, a filler)
         s = scale
         out.append(
             UINode(

@@ -231,6 +231,9 @@ class PageTree:
         handle = frame.evaluate_handle("(ref) => (window.__pp_nodes || [])[Number(ref)]", local)
         return handle.as_element()
 
+    last_cover: str | None = None
+    """After a hit test that found nothing of the element on top: what is on top at its centre."""
+
     def hit_point(self, node: UINode) -> A.Point | None:
         with self._boundary("hit-test an element"):
             res = self._hit(node, settle=False)
@@ -258,14 +261,18 @@ class PageTree:
 
         frame, local, geo = self._in_frame(node.ref)
         arg = {"ref": local, "settle": settle}
+        self.last_cover = None
         if geo is None:
             res = self._evaluate(js("hit.js"), arg)
+            if isinstance(res, dict):
+                self.last_cover = res.get("cover")
             return res if isinstance(res, list) else None
         try:
             res = frame.evaluate(js("hit.js"), arg)
         except PlaywrightError:
             return None  # the frame navigated meanwhile
         if not isinstance(res, list):
+            self.last_cover = res.get("cover") if isinstance(res, dict) else None
             return None
         x, y = res[0] + geo.ox, res[1] + geo.oy
         if not (geo.x0 <= x < geo.x1 and geo.y0 <= y < geo.y1):

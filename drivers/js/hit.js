@@ -23,5 +23,12 @@ async (arg) => {
     }
     if (hit && (hit === el || el.contains(hit) || (el.control && hit === el.control) || (hit.labels && Array.from(hit.labels).includes(el)))) return [x, y];
   }
-  return null;
+  // nothing of it can be hit: say what is on top at its centre (the message names both)
+  const cx = r.left + r.width / 2, cy = r.top + r.height / 2;
+  const top = cx >= 0 && cy >= 0 && cx < window.innerWidth && cy < window.innerHeight ? document.elementFromPoint(cx, cy) : null;
+  if (!top) return {cover: null};
+  const tag = top.tagName.toLowerCase() + (top.id ? '#' + top.id : '') +
+    (typeof top.className === 'string' && top.className.trim() ? '.' + top.className.trim().split(/\s+/).slice(0, 2).join('.') : '');
+  const text = (top.innerText || top.getAttribute('aria-label') || '').replace(/\s+/g, ' ').trim().slice(0, 60);
+  return {cover: text ? `${tag} "${text}"` : tag};
 }

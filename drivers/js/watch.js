@@ -5,15 +5,38 @@
   window.__pp_watch = true;
   window.__pp_mut = 0; window.__pp_seen = 0; window.__pp_last = performance.now();
   const bump = () => { window.__pp_mut++; window.__pp_last = performance.now(); };
+  // A ticking element (a clock, a countdown) changes on its own: once it has changed twice, a second
+  // or more apart, with no input from anyone, its changes no longer count as an action's effect.
+  // Only changes with no pointer or key input in the second before them teach what ticks.
+  let inputAt = -1e9;
+  for (const ev of ['pointerdown', 'keydown', 'wheel']) window.addEventListener(ev, () => { inputAt = performance.now(); }, true);
+  const ticks = new WeakMap();
+  const ticking = (el) => { const t = ticks.get(el); return !!t && t.n >= 2 && t.last - t.first >= 900; };
+  const observed = (records) => {
+    const now = performance.now();
+    const spontaneous = now - inputAt > 1000;
+    let real = false;
+    for (const r of records) {
+      const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+      if (!el) { real = true; continue; }
+      if (spontaneous) {
+        const t = ticks.get(el);
+        if (!t || now - t.last > 5000) ticks.set(el, {n: 1, first: now, last: now});
+        else if (now - t.last > 300) { t.n++; t.last = now; }
+      }
+      if (!ticking(el)) real = true;
+    }
+    if (real) bump();
+  };
   const start = () => {
-    new MutationObserver(bump).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+    new MutationObserver(observed).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
   };
   if (document.documentElement) start(); else document.addEventListener('DOMContentLoaded', start);
   // changes inside shadow roots (web components) count too: watch each root as it is attached
   const attach = Element.prototype.attachShadow;
   Element.prototype.attachShadow = function (...args) {
     const root = attach.apply(this, args);
-    new MutationObserver(bump).observe(root, {subtree: true, childList: true, attributes: true, characterData: true});
+    new MutationObserver(observed).observe(root, {subtree: true, childList: true, attributes: true, characterData: true});
     return root;
   };
   for (const ev of ['focusin', 'input', 'change', 'scroll']) window.addEventListener(ev, bump, true);

@@ -81,8 +81,8 @@ def test_hit_testing_clicks_the_visible_part_and_refuses_covered_elements(browse
     rec = agent.click("Under")  # its left 80 px are covered: the click must land right of the cover
     assert out_text(browser) == "under"
     assert rec.point[0] > 80
-    with pytest.raises(LocateError, match="covered by another element"):
-        agent.click("Hidden")
+    with pytest.raises(LocateError, match=r"'Hidden' \(button \"Hidden\" at .*\) is covered by div:"):
+        agent.click("Hidden")  # the message names both: the target and what is on top of it
     assert out_text(browser) == "under"
 
 
@@ -134,3 +134,28 @@ def test_select_a_dropdown_option(browser, demo_url):
     assert browser.page.evaluate("document.getElementById('country').value") == "France"
     with pytest.raises(LocateError, match="has no option 'Durian'"):
         agent.select("Durian", field="Product")
+
+
+CLOCK = """data:text/html,<html><body style="font-family:sans-serif;margin:20px">
+<p>Time: <span id=clock>0</span></p>
+<p id=dead>Just words</p>
+<button onclick="document.getElementById('out').textContent='saved'">Save</button>
+<p id=out>-</p>
+<script>let n = 0; setInterval(() => { document.getElementById('clock').textContent = ++n; }, 150);</script>
+</body></html>"""
+
+
+def test_a_ticking_clock_does_not_make_a_dead_click_look_effective(browser):
+    """A page with a clock changes every 150 ms on its own: a click on plain text changes nothing and
+    is recorded so (and tried once more), while a click that does something still reads as changed."""
+    import time
+
+    browser.goto(CLOCK)
+    time.sleep(1.5)  # the clock ticks on its own a few times first
+    agent = Agent(browser)
+    dead = agent.click("Just words")
+    assert dead.effect == "none" and dead.retried
+    live = agent.click("Save")
+    assert live.effect == "changed" and not live.retried
+    assert out_text(browser) == "saved"
+    agent.expect({"text": "/^\\d+$/", "right_of": "Time:"}, state="visible")  # the clock is still read

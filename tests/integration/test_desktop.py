@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pixelpilot.agent import Agent, DriverError, read_run
 from pixelpilot.drivers.desktop import DesktopDriver
@@ -186,6 +187,19 @@ def test_image_targets_by_template_matching(tk, tmp_path):
     rec = agent.click(image=tmp_path / "submit.png")
     assert rec.locator == "template" and abs(rec.point[0] - x) <= 2 and abs(rec.point[1] - y) <= 2
     ev.wait("submit")
+    # the same button cut on a screen at 1.5x (HiDPI) and at 0.75x (zoomed out): found all the same
+    for k in (1.5, 0.75):
+        big = Image.open(tmp_path / "submit.png")
+        big.resize((round(big.width * k), round(big.height * k)), Image.LANCZOS).save(
+            tmp_path / f"submit{k}.png"
+        )
+        before = sum(e["event"] == "submit" for e in ev.all())
+        rec = agent.click(image=tmp_path / f"submit{k}.png")
+        assert rec.locator == "template" and abs(rec.point[0] - x) <= 3 and abs(rec.point[1] - y) <= 3, k
+        deadline = time.time() + 5
+        while sum(e["event"] == "submit" for e in ev.all()) == before and time.time() < deadline:
+            time.sleep(0.05)
+        assert sum(e["event"] == "submit" for e in ev.all()) > before, k  # (retried when nothing shows)
 
 
 def test_monitor_not_at_the_origin(x_tools, tmp_path):

@@ -115,3 +115,37 @@ def test_locators_on_the_android_uiautomator_tree(monkeypatch):
         assert ("open", "Note 5") in dev.events
         agent.expect({"test_id": "item"}, count=8)
         agent.expect({"text": "Note 99"}, state="hidden", timeout=0.5)
+
+
+@pytest.mark.desktop
+def test_locators_on_the_desktop_accessibility_tree(tmp_path):
+    """The same forms on zenity's form (Debian, GTK 3) through AT-SPI: count by role, a field right of
+    its caption, a value expected back, a chained find inside the dialog; zenity's own printed answer
+    proves what was confirmed."""
+    import shutil
+    import time
+
+    from pixelpilot.drivers.desktop import DesktopDriver
+
+    missing = [p for p in ("Xvfb", "xdotool", "zenity", "dbus-daemon") if not shutil.which(p)]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing} missing on CI: scripts/install.sh installs them")
+        pytest.skip(f"{missing} not installed")
+    log = tmp_path / "app.log"
+    with DesktopDriver.start() as d:
+        d.launch(
+            ["zenity", "--forms", "--add-entry=Name", "--add-entry=City", "--add-password=Password"], log=log
+        )
+        agent = Agent(d)
+        agent.wait_for({"role": "button", "name": "OK"})
+        assert agent.count({"role": "textbox"}) == 3
+        agent.type("Zoë", into={"role": "textbox", "right_of": "Name"})
+        agent.type("Málaga", into={"role": "textbox", "right_of": {"text": "City", "exact": True}})
+        agent.expect({"role": "textbox", "right_of": "City"}, value="Málaga")
+        agent.type("s3cret", into={"role": "textbox", "nth": -1})  # the last field
+        agent.find(role="dialog").find(role="button", name="OK").click()
+        deadline = time.monotonic() + 5
+        while "Zoë" not in log.read_text(encoding="utf-8") and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert "Zoë|Málaga|s3cret" in log.read_text(encoding="utf-8").splitlines()
