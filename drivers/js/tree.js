@@ -128,7 +128,8 @@
       const walker = document.createTreeWalker(start, NodeFilter.SHOW_ELEMENT);
       for (let el = walker.currentNode; el; el = walker.nextNode()) {
         if (el.nodeType !== 1 || el.tagName === 'SCRIPT' || el.tagName === 'STYLE') continue;
-        if (ownText(el)) add(el, false);
+        // text, or an icon's name: a title (tooltip), an aria-label, an image's alt text
+        if (ownText(el) || el.hasAttribute('title') || el.hasAttribute('aria-label') || (el.tagName === 'IMG' && el.alt)) add(el, false);
       }
       for (const el of root.querySelectorAll(STRUCTURE)) add(el, false, true);
     }

@@ -159,3 +159,29 @@ def test_a_ticking_clock_does_not_make_a_dead_click_look_effective(browser):
     assert live.effect == "changed" and not live.retried
     assert out_text(browser) == "saved"
     agent.expect({"text": "/^\\d+$/", "right_of": "Time:"}, state="visible")  # the clock is still read
+
+
+ICONS = """data:text/html,<html><body style="font-family:sans-serif;margin:20px">
+<div class=toolbar>
+  <span id=trash title="Move to trash" style="display:inline-block;width:24px;height:24px;background:%23c33"></span>
+  <img id=star alt="Star this message" width=24 height=24 src="data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==">
+  <span id=more aria-label="More actions" style="display:inline-block;width:24px;height:24px;background:%2333c"></span>
+</div>
+<p id=out>-</p>
+<script>
+ for (const id of ['trash', 'star', 'more'])
+   document.getElementById(id).addEventListener('click', () => { document.getElementById('out').textContent = id; });
+</script></body></html>"""
+
+
+def test_icons_without_text_are_found_by_title_alt_and_aria_label(browser):
+    """Icon-only controls with their listeners attached in script (no role, no onclick attribute):
+    their tooltip, alternative text or aria-label is their name."""
+    browser.goto(ICONS)
+    agent = Agent(browser)
+    agent.click({"title": "Move to trash"})
+    assert out_text(browser) == "trash"
+    agent.click({"alt": "Star this message"})
+    assert out_text(browser) == "star"
+    agent.click("More actions")  # the short form reads names too
+    assert out_text(browser) == "more"
