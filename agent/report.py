@@ -10,6 +10,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from pixelpilot.agent.runlog import RunData, read_run, write_atomic
+from pixelpilot.agent.secrets import scrub
 
 __all__ = ["render_report", "write_report"]
 
@@ -117,5 +118,5 @@ def write_report(path: str | os.PathLike[str]) -> Path:
     """(Re)write ``report.html`` in the run directory ``path``; returns its path."""
     run = read_run(path)
     out = Path(path) / "report.html"
-    write_atomic(out, render_report(run).encode("utf-8"))
+    write_atomic(out, scrub(render_report(run)).encode("utf-8"))  # no secret's value, whatever the page holds
     return out

@@ -24,6 +24,7 @@ from typing import Any
 
 from pixelpilot.agent.errors import RunLogError
 from pixelpilot.agent.memory import StepRecord
+from pixelpilot.agent.secrets import scrub
 
 __all__ = ["RunData", "RunWriter", "read_run", "run_status", "slugify", "write_atomic"]
 
@@ -52,7 +53,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    write_atomic(path, scrub(text).encode("utf-8"))  # no secret's value on disk
 
 
 def run_status(status: str, outcomes: set[str]) -> str:
@@ -131,7 +133,7 @@ class RunWriter:
         self.outcomes.add(step.outcome)
         self.meta["steps"] = step.index + 1
         try:
-            self._steps.write(step.model_dump_json() + "\n")
+            self._steps.write(scrub(step.model_dump_json()) + "\n")
             self._steps.flush()
             os.fsync(self._steps.fileno())
         except OSError as exc:

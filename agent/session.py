@@ -36,9 +36,10 @@ from pixelpilot.agent.models.base import VisionModel
 from pixelpilot.agent.query import Target, as_param, describe
 from pixelpilot.agent.reading import Reading, State
 from pixelpilot.agent.runlog import RunWriter
+from pixelpilot.agent.secrets import Secret, reveal
 from pixelpilot.agent.step import StepPipeline, outcome_of
 from pixelpilot.agent.targets import Targets
-from pixelpilot.drivers.base import DialogHandler, Driver, ElementDriver, Navigable, Screen, UINode
+from pixelpilot.drivers.base import Box, DialogHandler, Driver, ElementDriver, Navigable, Screen, UINode
 from pixelpilot.drivers.keys import parse_combo
 from pixelpilot.tools import actions as A
 from pixelpilot.tools.ocr import normalize
@@ -104,6 +105,9 @@ class Agent(Targets, Reading):
             recorder = RunWriter(output, task, meta=meta)
         self.recorder = recorder
         self.steps: list[StepRecord] = []
+        self.masked: list[Box] = []
+        """Regions filled in every stored frame: the fields that received a secret (while they are on
+        the screen) — see :mod:`pixelpilot.agent.secrets`."""
         self.on_step = on_step
         self.clock, self.sleep = clock, sleep
         self.deadline: float | None = None
@@ -273,10 +277,25 @@ class Agent(Targets, Reading):
         return self.pipeline.run(kind, what, {"target": as_param(target), "nth": nth}, body, cache_aware=True)
 
     def type(
-        self, text: str, *, into: Target | None = None, nth: int | None = None, clear: bool = True
+        self,
+        text: str | Secret | None = None,
+        *,
+        into: Target | None = None,
+        nth: int | None = None,
+        clear: bool = True,
+        secret: Secret | None = None,
     ) -> StepRecord:
         """Type ``text``; with ``into``, first focus the field with that label or placeholder
-        (replacing what it holds unless ``clear=False``) and check it then holds the text."""
+        (replacing what it holds unless ``clear=False``) and check it then holds the text. A
+        :class:`~pixelpilot.agent.secrets.Secret` (``text`` or ``secret=``) is typed by the driver and
+        recorded as its placeholder: its value is written nowhere."""
+        given = secret if secret is not None else text
+        if given is None:
+            raise ValueError("type needs a text (or secret=)")
+        if isinstance(given, Secret):
+            shown, expected = given.placeholder, given.reveal()
+        else:
+            shown, expected = given, reveal(given)
 
         def body(screen: Screen, rec: StepRecord) -> None:
             node: UINode | None = None
@@ -289,18 +308,25 @@ class Agent(Targets, Reading):
                     self.pipeline.settle(rec)  # the click did not focus the field (yet): wait for the page
                 if clear and node is not None and node.value:
                     self.pipeline.act(rec, A.Key(keys=["ctrl", "a"]), settle=False)  # selects what it holds
-            self.pipeline.act(rec, A.Type(text=text))
+            self.pipeline.act(rec, A.Type(text=shown))
+            if isinstance(given, Secret) or shown != expected:  # the field's pixels are the secret's now
+                box = node.box if node is not None else (Box(*rec.box) if rec.box else None)
+                if box is not None and box not in self.masked:
+                    self.masked.append(box)
             if into is None:
-                self.pipeline.require_effect(rec, f"typing {text[:40]!r}")
+                self.pipeline.require_effect(rec, f"typing {shown[:40]!r}")
             if node is not None and self.settings.verify_typing and isinstance(self.driver, ElementDriver):
                 self.pipeline.verify_field(
-                    rec, node, text if clear else (node.value or "") + text, describe(into) if into else ""
+                    rec,
+                    node,
+                    expected if clear else (node.value or "") + expected,
+                    describe(into) if into else "",
                 )
 
         return self.pipeline.run(
             "type",
-            text if into is None else f"{text!r} into {describe(into)}",
-            {"text": text, "into": as_param(into)},
+            shown if into is None else f"{shown!r} into {describe(into)}",
+            {"text": shown, "into": as_param(into)},
             body,
         )
 

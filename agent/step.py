@@ -13,6 +13,7 @@ the public methods here; nothing reaches into the Agent's private state.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import signal
 import threading
@@ -33,6 +34,7 @@ from pixelpilot.agent.errors import (
 from pixelpilot.agent.locate import Located
 from pixelpilot.agent.memory import Outcome, StepRecord
 from pixelpilot.agent.memory import elapsed_ms as _ms
+from pixelpilot.agent.secrets import has_placeholder, has_secrets, reveal, scrub, scrub_obj
 from pixelpilot.drivers.base import DialogHandler, ElementDriver, FocusReader, Screen, Settling, UINode
 from pixelpilot.tools import actions as A
 from pixelpilot.tools.errors import DriverError
@@ -173,6 +175,16 @@ class StepPipeline:
         """Write a finished step: the agent's list, the run directory, the ``on_step`` callback."""
         agent = self.agent
         rec.timings["total"] = _ms(start, agent.clock())
+        if has_secrets():  # no secret's value leaves a step: its record, the callback's progress line
+            for name in ("instruction", "error", "target"):
+                setattr(rec, name, scrub_obj(getattr(rec, name)))
+            rec.params, rec.result, rec.model = (
+                scrub_obj(rec.params),
+                scrub_obj(rec.result),
+                scrub_obj(rec.model),
+            )
+            rec.candidates, rec.actions = scrub_obj(rec.candidates), scrub_obj(rec.actions)
+            rec.action = scrub_obj(rec.action)
         agent.steps.append(rec)
         if agent.recorder is not None:
             agent.recorder.append(rec)
@@ -191,8 +203,27 @@ class StepPipeline:
         if isinstance(tab, dict):
             rec.tab = tab
         if agent.recorder is not None:
-            rec.frame = agent.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
+            rec.frame = self._store(screen)
         return screen
+
+    def _store(self, screen: Screen) -> str:
+        """Save a frame, with the regions that show a secret filled (a field stays masked while a
+        field is at its place on the screen; without a tree, for the rest of the run)."""
+        agent = self.agent
+        assert agent.recorder is not None
+        if agent.masked and screen.tree is not None:
+            agent.masked[:] = [b for b in agent.masked if any(n.box == b for n in screen.tree)]
+        if not agent.masked:
+            return agent.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
+        from PIL import ImageDraw
+
+        img = screen.image.convert("RGB")
+        draw = ImageDraw.Draw(img)
+        for b in agent.masked:
+            draw.rectangle([b.x, b.y, b.x + b.width, b.y + b.height], fill=(40, 40, 40))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG" if screen.format in ("jpeg", "jpg") else "PNG", quality=90)
+        return agent.recorder.save_frame(buf.getvalue(), screen.format)
 
     def save_after(self, rec: StepRecord) -> None:
         """The last frame seen, for waits and failures."""
@@ -203,7 +234,7 @@ class StepPipeline:
             screen = agent.driver.observe(tree=False)
         except DriverError:
             return
-        rec.frame_after = agent.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
+        rec.frame_after = self._store(screen)
 
     def poll_screen(self) -> Screen:
         """What a wait polls: the UI tree alone where the driver has one, else a frame."""
@@ -219,7 +250,13 @@ class StepPipeline:
         if isinstance(action, A.Type):
             cached.note_focus(agent, rec)
         t = agent.clock()
-        agent.driver.perform(action)
+        # a secret's placeholder (typed by a script or a model) becomes its value at the driver only
+        typed = (
+            A.Type(text=reveal(action.text))
+            if isinstance(action, A.Type) and has_placeholder(action.text)
+            else action
+        )
+        agent.driver.perform(typed)
         rec.timings["act"] = rec.timings.get("act", 0) + _ms(t, agent.clock())
         rec.action = action.model_dump(mode="json")
         rec.actions.append(rec.action)
@@ -358,7 +395,9 @@ class StepPipeline:
         # a password field shows (and reads back) one mask character per character typed
         masked = value is not None and len(value) == len(expected) and set(value) <= {"●", "•", "*"}
         if value is not None and value != expected and not masked:
-            raise StepFailed(f"typed into {label!r}, but the field holds {value!r} instead of {expected!r}")
+            raise StepFailed(
+                scrub(f"typed into {label!r}, but the field holds {value!r} instead of {expected!r}")
+            )
 
 
 def same_place(a: UINode, b: UINode) -> bool:

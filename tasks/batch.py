@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelpilot.agent.errors import ConfigError
+from pixelpilot.agent.secrets import scrub
 from pixelpilot.tasks.lifeline import Worker, spawn
 from pixelpilot.tasks.runner import ExitCode
 
@@ -278,7 +279,7 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 def _xml_text(text: str) -> str:
     """Text as JUnit XML may hold it: no terminal colours (FORCE_COLOR), no characters XML forbids."""
-    return _NOT_XML.sub("", _ANSI.sub("", text))
+    return _NOT_XML.sub("", _ANSI.sub("", scrub(text)))
 
 
 def write_junit(result: BatchResult, path: Path, *, suite: str = "pixelpilot") -> None:

@@ -97,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
         "--model-name", default=None, help="with openai:<url>: the served model (default: the only one)"
     )
     r.add_argument(
+        "--secrets",
+        type=Path,
+        default=None,
+        help="a dotenv file of secrets (NAME=value) for type: {secret: NAME} and ${secret:NAME}; "
+        "the environment is read too. Their values are written nowhere",
+    )
+    r.add_argument(
         "--model-timeout",
         type=_positive_float,
         default=None,
@@ -223,6 +230,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         timeout=args.timeout,
         step_timeout=args.step_timeout,
         model_timeout=args.model_timeout,
+        secrets=args.secrets,
     )
     path = selected[0]
     progress = _Progress(console)
@@ -273,6 +281,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         ("--model-timeout", args.model_timeout),
         ("--timeout", args.timeout),
         ("--step-timeout", args.step_timeout),
+        ("--secrets", args.secrets.resolve() if args.secrets else None),
     ):
         if value is not None:
             out += [flag, str(value)]
@@ -446,6 +455,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    from pixelpilot.agent.secrets import ScrubFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ScrubFilter())  # no secret's value in a log line
     from pixelpilot.tasks.lifeline import install
 
     install()  # SIGTERM/SIGHUP end a run as interrupted; a worker stops when its parent dies

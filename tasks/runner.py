@@ -15,6 +15,8 @@ from urllib.parse import urljoin, urlparse
 from pixelpilot.agent.errors import ConfigError, DriverUnavailable, RunLogError, StepFailed
 from pixelpilot.agent.memory import StepRecord
 from pixelpilot.agent.runlog import RunWriter, slugify
+from pixelpilot.agent.secrets import SecretStore
+from pixelpilot.agent.secrets import known as known_secret
 from pixelpilot.agent.session import Agent, AgentSettings
 from pixelpilot.agent.step import outcome_of
 from pixelpilot.drivers.base import Driver
@@ -53,6 +55,8 @@ class RunOptions:
     """Overrides the task file's ``settings.step_timeout`` (seconds)."""
     model_timeout: float | None = None
     """Seconds one model-server request may take in all (the openai backend)."""
+    secrets: str | os.PathLike[str] | None = None
+    """A dotenv file of the task's secrets (the environment is read too)."""
 
 
 DEFAULT_MODEL = "qwen3-vl-4b"
@@ -173,7 +177,20 @@ def _model_spec(task: S.TaskFile, opts: RunOptions) -> tuple[str, str | None] | 
     return None
 
 
-_VALUE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+def _load_secrets(task: S.TaskFile, task_path: Path, opts: RunOptions) -> None:
+    """Read every secret the task names (``type: {secret: NAME}``, ``${secret:NAME}``) before anything
+    runs: a missing one is a bad task, and from now on each value is scrubbed from what is written."""
+    names = {s.args.secret for s in task.steps if isinstance(s, S.TypeStep) and s.args.secret}
+    names |= set(_SECRET_REF.findall(task_path.read_text(encoding="utf-8", errors="replace")))
+    if not names:
+        return
+    store = SecretStore(opts.secrets)
+    for name in sorted(names):
+        store.get(name, where=str(task_path))
+
+
+_VALUE = re.compile(r"\$\{(?:(env):)?([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_REF = re.compile(r"\$\{secret:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def substitute(step: Any, values: dict[str, Any], index: int) -> Any:
@@ -188,13 +205,17 @@ def substitute(step: Any, values: dict[str, Any], index: int) -> Any:
             found = True
 
             def one(m: re.Match[str]) -> str:
-                if m[1] not in values:
+                if m[1] == "env":
+                    if m[2] not in os.environ:
+                        raise ConfigError(f"steps[{index}]: ${{env:{m[2]}}}: no environment variable {m[2]}")
+                    return os.environ[m[2]]
+                if m[2] not in values:
                     known = ", ".join(sorted(values)) or "none yet"
                     raise ConfigError(
-                        f"steps[{index}]: no value named {m[1]!r} (read: or ask: with save_as keep one; "
+                        f"steps[{index}]: no value named {m[2]!r} (read: or ask: with save_as keep one; "
                         f"kept so far: {known})"
                     )
-                return str(values[m[1]])
+                return str(values[m[2]])
 
             return _VALUE.sub(one, v)
         if isinstance(v, dict):
@@ -220,7 +241,10 @@ def _run_step(
                 agent.click(step.target)
         case S.TypeStep():
             t = step.args
-            agent.type(t.text, into=t.into, nth=t.nth, clear=t.clear)
+            if t.secret is not None:  # registered with its value before the run began
+                agent.type(secret=known_secret(t.secret), into=t.into, nth=t.nth, clear=t.clear)
+            else:
+                agent.type(t.text, into=t.into, nth=t.nth, clear=t.clear)
         case S.KeyStep():
             agent.key(step.key)
         case S.ScrollStep():
@@ -321,6 +345,7 @@ def run_task(
     opts = options or RunOptions()
     task_path = Path(path)
     task = S.load_task(task_path)
+    _load_secrets(task, task_path, opts)
     name = task.name or task_path.stem.removesuffix(".task")
     spec = _model_spec(task, opts)
     model = None

@@ -64,12 +64,23 @@ class ClickArgs(_Strict):
 
 
 class TypeArgs(_Strict):
-    text: str
+    text: str | None = Field(default=None, description="what to type")
+    secret: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="type this secret (from the environment or --secrets): its value is written nowhere",
+    )
     into: TargetValue | None = Field(
         default=None, description="label, accessible name or placeholder of the field, or a locator"
     )
     nth: int | None = Field(default=None, ge=1)
     clear: bool = Field(default=True, description="replace what the field holds")
+
+    @model_validator(mode="after")
+    def _text_or_secret(self) -> TypeArgs:
+        if (self.text is None) == (self.secret is None):
+            raise ValueError("give either text: or secret:")
+        return self
 
 
 class ScrollArgs(_Strict):

@@ -63,8 +63,9 @@ def roundup() -> Iterator[tuple[str, Path]]:
     shutil.rmtree(top, ignore_errors=True)
 
 
-def test_log_in_and_file_an_issue_in_roundup(roundup, tmp_path, chromium):
+def test_log_in_and_file_an_issue_in_roundup(roundup, tmp_path, chromium, monkeypatch):
     url, home = roundup
+    monkeypatch.setenv("ROUNDUP_ADMIN_PASSWORD", "secret123")  # typed as a secret: written nowhere
     task = tmp_path / "roundup.yaml"
     task.write_text(
         f"name: file an issue in Roundup\nsettings: {{wait_timeout: 15}}\nsteps:\n"
@@ -72,7 +73,7 @@ def test_log_in_and_file_an_issue_in_roundup(roundup, tmp_path, chromium):
         "  - click: {text: role=textbox, nth: 3}        # the login name (no <label>: by role, in reading order)\n"
         "  - type: admin\n"
         "  - click: {text: role=textbox, nth: 4}        # the password\n"
-        "  - type: secret123\n"
+        "  - type: {secret: ROUNDUP_ADMIN_PASSWORD}\n"
         '  - click: role=button[name="Login"]\n'
         "  - wait_for: Create New\n"
         "  - click: {text: Create New, nth: 1}      # issues (the second one creates users)\n"
@@ -93,4 +94,7 @@ def test_log_in_and_file_an_issue_in_roundup(roundup, tmp_path, chromium):
     # Roundup's own database: one issue, with that title, created by admin
     listed = admin(home, "list", "issue", "title").strip().splitlines()
     assert listed == ["1: The printer is on fire ✓"]
-    assert admin(home, "get", "creator", "issue1").strip() == "1"  # user1 is admin
+    assert admin(home, "get", "creator", "issue1").strip() == "1"  # user1 is admin: the login worked
+    # the password reached Roundup's login form, and no file of the run holds it
+    blob = b"".join(p.read_bytes() for p in res.run_dir.rglob("*") if p.is_file())
+    assert b"secret123" not in blob and b"${secret:ROUNDUP_ADMIN_PASSWORD}" in blob
