@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +33,7 @@ from pixelpilot.agent.loop import Limits, RunResult, Verdict
 from pixelpilot.agent.memory import StepRecord
 from pixelpilot.agent.memory import elapsed_ms as _ms
 from pixelpilot.agent.models.base import VisionModel
-from pixelpilot.agent.query import Target, as_param, describe
+from pixelpilot.agent.query import Query, Target, as_param, describe
 from pixelpilot.agent.reading import Reading, State
 from pixelpilot.agent.runlog import RunWriter
 from pixelpilot.agent.secrets import Secret, reveal
@@ -86,8 +86,14 @@ class Agent(Targets, Reading):
         on_step: Callable[[StepRecord], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        mask: Sequence[Target] = (),
+        mask_model: bool = False,
     ) -> None:
         self.driver = driver
+        self.mask = [Query.of(m, where="mask") for m in mask]
+        """Regions filled in every stored frame wherever they are found (a displayed API key, a
+        customer's data); with ``mask_model``, in what the model sees too."""
+        self.mask_model = mask_model
         if isinstance(model, str):
             from pixelpilot.agent.models import load_model
 

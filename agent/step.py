@@ -35,7 +35,7 @@ from pixelpilot.agent.locate import Located
 from pixelpilot.agent.memory import Outcome, StepRecord
 from pixelpilot.agent.memory import elapsed_ms as _ms
 from pixelpilot.agent.secrets import has_placeholder, has_secrets, reveal, scrub, scrub_obj
-from pixelpilot.drivers.base import DialogHandler, ElementDriver, FocusReader, Screen, Settling, UINode
+from pixelpilot.drivers.base import Box, DialogHandler, ElementDriver, FocusReader, Screen, Settling, UINode
 from pixelpilot.tools import actions as A
 from pixelpilot.tools.errors import DriverError
 
@@ -202,9 +202,28 @@ class StepPipeline:
         tab = getattr(agent.driver, "tab", None)
         if isinstance(tab, dict):
             rec.tab = tab
+        if agent.mask_model and agent.mask:  # what the model (and OCR) sees is masked too
+            screen = self._masked(screen)
         if agent.recorder is not None:
             rec.frame = self._store(screen)
         return screen
+
+    def mask_boxes(self, screen: Screen) -> list[Box]:
+        """Where the task's ``mask:`` targets are on ``screen`` (every match; none is an error)."""
+        agent = self.agent
+        boxes: list[Box] = []
+        for q in agent.mask:
+            with contextlib.suppress(PixelPilotError):
+                found, _ = agent.locator.matches(screen, q, css=agent._css)
+                boxes += [loc.box for loc in found if loc.box is not None]
+        return boxes
+
+    def _masked(self, screen: Screen) -> Screen:
+        boxes = self.mask_boxes(screen)
+        if not boxes:
+            return screen
+        img = _fill(screen.image, boxes)
+        return Screen.from_image(img, scale=screen.scale, tree=screen.tree, format=screen.format)
 
     def _store(self, screen: Screen) -> str:
         """Save a frame, with the regions that show a secret filled (a field stays masked while a
@@ -213,14 +232,10 @@ class StepPipeline:
         assert agent.recorder is not None
         if agent.masked and screen.tree is not None:
             agent.masked[:] = [b for b in agent.masked if any(n.box == b for n in screen.tree)]
-        if not agent.masked:
+        boxes = [*agent.masked, *self.mask_boxes(screen)]
+        if not boxes:
             return agent.recorder.save_frame(screen.image_bytes, screen.format, digest=screen.digest)
-        from PIL import ImageDraw
-
-        img = screen.image.convert("RGB")
-        draw = ImageDraw.Draw(img)
-        for b in agent.masked:
-            draw.rectangle([b.x, b.y, b.x + b.width, b.y + b.height], fill=(40, 40, 40))
+        img = _fill(screen.image, boxes)
         buf = io.BytesIO()
         img.save(buf, format="JPEG" if screen.format in ("jpeg", "jpg") else "PNG", quality=90)
         return agent.recorder.save_frame(buf.getvalue(), screen.format)
@@ -230,8 +245,8 @@ class StepPipeline:
         agent = self.agent
         if agent.recorder is None:
             return
-        try:
-            screen = agent.driver.observe(tree=False)
+        try:  # the task's mask: targets are found in the tree: read it then
+            screen = agent.driver.observe(tree=bool(agent.mask))
         except DriverError:
             return
         rec.frame_after = self._store(screen)
@@ -403,3 +418,14 @@ class StepPipeline:
 def same_place(a: UINode, b: UINode) -> bool:
     """The same element read twice: same role, top-left corner within 2 pixels."""
     return a.role == b.role and abs(a.box.x - b.box.x) < 2 and abs(a.box.y - b.box.y) < 2
+
+
+def _fill(image: Any, boxes: list[Box]) -> Any:
+    """A copy of ``image`` with ``boxes`` filled in one grey."""
+    from PIL import ImageDraw
+
+    img = image.convert("RGB")
+    draw = ImageDraw.Draw(img)
+    for b in boxes:
+        draw.rectangle([b.x, b.y, b.x + b.width, b.y + b.height], fill=(40, 40, 40))
+    return img

@@ -29,8 +29,13 @@ class Screencast:
         self._frames: list[tuple[float, bytes]] = []
         self._lock = threading.Lock()
         self._cdp: Any = None
+        self._size: tuple[int, int] | None = None
+        """The page's viewport (width, height): the video's size, whatever size a frame came in."""
 
     def start(self) -> Screencast:
+        vp = self._page.viewport_size
+        if vp:
+            self._size = (int(vp["width"]), int(vp["height"]))
         self._cdp = self._page.context.new_cdp_session(self._page)
         self._cdp.on("Page.screencastFrame", self._on_frame)
         self._cdp.send("Page.startScreencast", {"format": "jpeg", "quality": self._quality})
@@ -69,7 +74,9 @@ class Screencast:
         first = cv2.imdecode(np.frombuffer(frames[0][1], np.uint8), cv2.IMREAD_COLOR)
         if first is None:
             return None
-        h, w = first.shape[:2]
+        # a frame taken while the page was still being laid out can be a few pixels narrower (seen under
+        # load: 1266 of 1280): the video is the viewport's size, each frame fitted to it
+        w, h = self._size or (first.shape[1], first.shape[0])
         out = Path(path)
         writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"VP80"), FPS, (w, h))
         try:

@@ -392,7 +392,15 @@ def run_task(
             cache = StepCache(previous)
             run.update(cache_from=str(previous))
     agent = Agent(
-        driver, model=model, cache=cache, settings=settings, recorder=run, task=name, on_step=on_step
+        driver,
+        model=model,
+        cache=cache,
+        settings=settings,
+        recorder=run,
+        task=name,
+        on_step=on_step,
+        mask=task.mask,
+        mask_model=task.mask_model,
     )
     status, error = "passed", None
     values: dict[str, Any] = {}

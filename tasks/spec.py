@@ -192,6 +192,11 @@ class TaskFile(_Strict):
         default=False,
         description="resolve steps from the last passing run, after checking the screen still matches",
     )
+    mask: list[TargetValue] = Field(
+        default_factory=list,
+        description="regions filled in every stored frame wherever they show (a displayed key, a customer's data)",
+    )
+    mask_model: bool = Field(default=False, description="the model sees the mask: regions filled too")
     steps: list[Step] = Field(min_length=1)
 
     @property

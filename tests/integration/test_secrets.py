@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from pixelpilot.agent import read_run
+from pixelpilot.tasks import RunOptions, run_task
 
 from ..conftest import EXAMPLES
 from .test_console import Server, free_port
@@ -98,3 +99,40 @@ steps:
         frame = np.asarray(Image.open(run / step.frame).convert("L"), dtype=float)
         patch = frame[y + 1 : y + h - 1, x + 1 : x + w - 1]
         assert patch.size and patch.std() < 3, step.index
+
+
+KEY_PAGE = """<html><body style="font-family:sans-serif;margin:20px">
+<h1>Settings</h1><p>API key: <span id=key style="font-size:20px">sk-live-7fQ2xZ91</span></p>
+<button onclick="document.getElementById('out').textContent='copied'">Copy</button><p id=out>-</p>
+</body></html>"""
+
+
+def test_mask_regions_are_filled_in_every_stored_frame(tmp_path, chromium):
+    (tmp_path / "key.html").write_text(KEY_PAGE)
+    task = tmp_path / "mask.yaml"
+    task.write_text(
+        """name: a page that shows a key
+mask: [{text: "/^sk-live-/"}]
+steps:
+  - open: key.html
+  - click: Copy
+  - wait_for: copied
+"""
+    )
+    res = run_task(task, RunOptions(output=tmp_path / "runs"))
+    assert res.status == "passed", [s.error for s in res.steps]
+    data = read_run(res.run_dir)
+    frames = {s.frame for s in data.steps if s.frame} | {s.frame_after for s in data.steps if s.frame_after}
+    assert len(frames) >= 2
+    from pixelpilot.drivers import BrowserDriver
+
+    with BrowserDriver.launch() as d:  # where the key is drawn (the same page, the same viewport)
+        d.page.goto((tmp_path / "key.html").as_uri())
+        b = d.page.locator("#key").bounding_box()
+    assert b is not None
+    for f in frames:
+        img = np.asarray(Image.open(res.run_dir / f).convert("L"), dtype=float)
+        patch = img[
+            int(b["y"]) + 1 : int(b["y"] + b["height"]) - 1, int(b["x"]) + 1 : int(b["x"] + b["width"]) - 1
+        ]
+        assert patch.size and patch.std() < 3, f  # the key's text is gone: one grey
