@@ -50,12 +50,28 @@
     if (by) for (const id of by.split(/\s+/)) { const t = document.getElementById(id); if (t) parts.push(clean(t.innerText)); }
     return parts.filter(Boolean).join(' ');
   };
+  // a field with no label of its own is named by the text it shares a small container with (a caption
+  // above, below or beside it in the same div or table row), as a reader pairs them
+  const FIELDS = 'input:not([type=hidden]):not([type=submit]):not([type=button]):not([type=checkbox]):not([type=radio]),textarea,select';
+  const sharedCaption = (el) => {
+    let p = el.parentElement;
+    for (let i = 0; i < 3 && p && p !== document.body; i++, p = p.parentElement) {
+      if (p.querySelectorAll(FIELDS).length > 1) return '';
+      const t = clean(p.innerText || '');
+      if (t) return t.length <= 60 ? t : '';
+    }
+    return '';
+  };
   const nameOf = (el, role) => {
     const aria = el.getAttribute('aria-label');
     if (aria) return clean(aria);
     const lab = labelText(el);
     if (lab) return lab;
     const tag = el.tagName.toLowerCase();
+    if ((tag === 'input' || tag === 'textarea' || tag === 'select') && el.matches(FIELDS) && !el.getAttribute('title')) {
+      const caption = sharedCaption(el);
+      if (caption) return caption;
+    }
     if (tag === 'input') {
       const t = (el.getAttribute('type') || 'text').toLowerCase();
       if (t === 'submit' || t === 'button' || t === 'reset') return clean(el.value || (t === 'submit' ? 'Submit' : ''));

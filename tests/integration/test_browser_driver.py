@@ -185,3 +185,22 @@ def test_icons_without_text_are_found_by_title_alt_and_aria_label(browser):
     assert out_text(browser) == "star"
     agent.click("More actions")  # the short form reads names too
     assert out_text(browser) == "more"
+
+
+CAPTIONS = """data:text/html,<html><body style="font-family:sans-serif;margin:20px">
+<div class=entry><input id=a><div class=caption>Genre</div></div>
+<div class=entry><input id=b><div class=caption>Year</div></div>
+<table><tr><th>Director</th><td><input id=c></td></tr></table>
+</body></html>"""
+
+
+def test_a_field_is_named_by_the_caption_it_shares_a_container_with(browser):
+    """No <label>, no aria-label: each field sits in a small container with its caption — under it, or in
+    the same table row. The caption under the first field must not name the field below it."""
+    browser.goto(CAPTIONS)
+    agent = Agent(browser)
+    agent.type("satire", into="Genre")
+    agent.type("2017", into="Year")
+    agent.type("Mejia", into="Director")
+    values = [browser.page.input_value(f"#{i}") for i in "abc"]
+    assert values == ["satire", "2017", "Mejia"]
