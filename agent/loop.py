@@ -18,6 +18,7 @@ from pixelpilot.agent.errors import CheckFailed, ModelError, ModelOutputError, S
 from pixelpilot.agent.locate import Located
 from pixelpilot.agent.memory import StepRecord
 from pixelpilot.agent.models.base import Reply, VisionModel
+from pixelpilot.agent.policy import PolicyRefused
 from pixelpilot.agent.qwen import grid
 from pixelpilot.agent.qwen.parse import (
     ParsedReply,
@@ -268,6 +269,20 @@ def iter_goal(agent: Agent, goal: str, limits: Limits) -> Generator[StepRecord, 
             return result(
                 "error", f"the model's reply could not be used, even after asking again: {exc.reason}"
             )
+        except PolicyRefused as exc:  # the model is told the rule, and goes on (the step stays failed)
+            steps.append(agent.steps[-1])
+            yield agent.steps[-1]
+            if "parsed" not in outcome:
+                return result("failed", str(exc))
+            last, repeats = None, 0  # a refused action is no progress, and no repeat either
+            refused = f"REFUSED by the policy: {exc} — choose another action"
+            shot = outcome.get("screen")
+            history.append(
+                HistoryItem(
+                    shot if shot is not None and shot.taken else None, outcome["parsed"].raw, refused, refused
+                )
+            )
+            continue
         except StepFailed as exc:
             steps.append(agent.steps[-1])
             yield agent.steps[-1]

@@ -33,6 +33,7 @@ from pixelpilot.agent.loop import Limits, RunResult, Verdict
 from pixelpilot.agent.memory import StepRecord
 from pixelpilot.agent.memory import elapsed_ms as _ms
 from pixelpilot.agent.models.base import VisionModel
+from pixelpilot.agent.policy import Policy
 from pixelpilot.agent.query import Query, Target, as_param, describe
 from pixelpilot.agent.reading import Reading, State
 from pixelpilot.agent.runlog import RunWriter
@@ -88,8 +89,16 @@ class Agent(Targets, Reading):
         sleep: Callable[[float], None] = time.sleep,
         mask: Sequence[Target] = (),
         mask_model: bool = False,
+        policy: Policy | None = None,
+        upload_base: Path | None = None,
     ) -> None:
         self.driver = driver
+        self.policy = policy or Policy()
+        """Checked before every action (see :mod:`pixelpilot.agent.policy`)."""
+        self.upload_base = upload_base
+        """Uploads come from inside this folder unless the policy allows others (a task file's folder)."""
+        if self.policy.limits_navigation and hasattr(driver, "restrict_navigation"):
+            driver.restrict_navigation(self.policy.allows_host)
         self.mask = [Query.of(m, where="mask") for m in mask]
         """Regions filled in every stored frame wherever they are found (a displayed API key, a
         customer's data); with ``mask_model``, in what the model sees too."""
@@ -159,6 +168,8 @@ class Agent(Targets, Reading):
     # -- scripted steps ------------------------------------------------------------------------------
     def open(self, url: str) -> StepRecord:
         """Open ``url`` (browser drivers)."""
+
+        self.policy.check_url(url, by_model=False)
 
         def body(_: Screen, rec: StepRecord) -> None:
             if not isinstance(self.driver, Navigable):
@@ -459,6 +470,7 @@ class Agent(Targets, Reading):
             raise ConfigError(f"no file to upload at {path}")
 
         def body(screen: Screen, rec: StepRecord) -> None:
+            self.policy.check_upload(path, self.upload_base)
             choose = getattr(self.driver, "choose_files", None)
             if choose is None:
                 raise DriverError(f"the {self._driver_name} driver cannot upload files")

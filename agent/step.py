@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pixelpilot.agent import cached
 from pixelpilot.agent.errors import (
@@ -34,6 +35,7 @@ from pixelpilot.agent.errors import (
 from pixelpilot.agent.locate import Located
 from pixelpilot.agent.memory import Outcome, StepRecord
 from pixelpilot.agent.memory import elapsed_ms as _ms
+from pixelpilot.agent.policy import PolicyRefused
 from pixelpilot.agent.secrets import has_placeholder, has_secrets, reveal, scrub, scrub_obj
 from pixelpilot.drivers.base import Box, DialogHandler, ElementDriver, FocusReader, Screen, Settling, UINode
 from pixelpilot.tools import actions as A
@@ -264,6 +266,7 @@ class StepPipeline:
         agent = self.agent
         if isinstance(action, A.Type):
             cached.note_focus(agent, rec)
+        agent.policy.check_action(rec.kind, action, self._what(rec, action))
         t = agent.clock()
         # a secret's placeholder (typed by a script or a model) becomes its value at the driver only
         typed = (
@@ -284,6 +287,30 @@ class StepPipeline:
         if settle:
             self.settle(rec)
 
+    def _what(self, rec: StepRecord, action: A.Action) -> str:
+        """What an action targets, for the policy's ``confirm``: the step's target, or (a model's click
+        at a point) the element there."""
+        agent = self.agent
+        parts = [rec.instruction, rec.target or ""]
+        if (
+            agent.policy.confirm
+            and rec.target is None
+            and action.point is not None
+            and isinstance(agent.driver, ElementDriver)
+        ):
+            x, y = action.point
+            with contextlib.suppress(PixelPilotError):
+                under = [
+                    n
+                    for n in agent.driver.ui_tree()
+                    if n.box.x <= x <= n.box.x + n.box.width and n.box.y <= y <= n.box.y + n.box.height
+                ]
+                if under:
+                    parts.append(min(under, key=lambda n: n.box.width * n.box.height).describe())
+        if isinstance(action, A.Type):
+            parts.append(action.text)
+        return " ".join(p for p in parts if p)
+
     def settle(self, rec: StepRecord, *, quiet_ms: float | None = None) -> None:
         """Wait until the screen is still; ``rec.effect`` says whether the action changed anything."""
         agent = self.agent
@@ -293,6 +320,12 @@ class StepPipeline:
             if quiet_ms is not None:
                 kwargs["quiet_ms"] = quiet_ms
             facts = agent.driver.settle(**kwargs)
+            if facts.get("blocked"):  # the browser refused to load a page the policy does not allow
+                url = str(facts["blocked"])
+                raise PolicyRefused(
+                    f"the policy does not allow loading {url}",
+                    rule=agent.policy.host_rule(urlsplit(url).hostname or ""),
+                )
             rec.effect = "changed" if facts.get("changed") else "none"
             nav = facts.get("navigated")
             if facts.get("opened"):  # a new tab: the steps after this one act on it

@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,8 @@ class BrowserDriver(PageActivity, PageTree):
         self._dialogs: list[dict[str, Any]] = []
         self._responses: list[tuple[str, int]] = []
         self._probe: tuple[dict[str, Any], bytes] | None = None
+        self._blocked: list[str] = []
+        """Navigations refused since the last settle (see :meth:`restrict_navigation`)."""
         self._downloads: list[Any] = []
         self._downloaded: list[str] = []
         """Names of the downloads since the last action (saved or not yet)."""
@@ -374,6 +376,28 @@ class BrowserDriver(PageActivity, PageTree):
             self._marked = self._mark_frames()
             self._perform(action)
 
+    def restrict_navigation(self, allows: Callable[[str], bool]) -> None:
+        """Refuse to load a document (a page, a frame) from a host ``allows`` refuses: the request never
+        leaves the browser, the page stays, and the next settle reports it (``blocked``)."""
+        from urllib.parse import urlsplit
+
+        def route(r: Any) -> None:
+            req = r.request
+            parts = urlsplit(req.url)
+            if (
+                req.is_navigation_request()
+                and parts.scheme in ("http", "https")
+                and not allows(parts.hostname or "")
+            ):
+                # "204 No Content" cancels a navigation where it stands: the page stays as it was
+                # (an aborted request would commit Chromium's error page in its place)
+                self._blocked.append(req.url)
+                r.fulfill(status=204, body="")
+            else:
+                r.continue_()
+
+        self._context.route("**/*", route)
+
     _OPAQUE = ("IFRAME", "FRAME", "CANVAS", "VIDEO", "EMBED", "OBJECT")
     """Elements whose changes the page's DOM does not show: an action on one is judged by its pixels."""
 
@@ -470,6 +494,13 @@ class BrowserDriver(PageActivity, PageTree):
                 self._nav = None
                 facts = dict(self._evaluate(js("settle.js"), {"quiet": quiet_ms, "timeout": timeout * 1000}))
                 facts.update(changed=True, opened=self.tab)
+                return facts
+            if self._blocked:  # a navigation the policy refused: nothing loads, nothing to wait for
+                facts.update(blocked=self._blocked[-1], changed=False)
+                self._blocked.clear()
+                self._nav = None
+                self._marked = []
+                self._probe = None
                 return facts
             nav = self._nav  # still filled in by the page's events while waiting for the new document
             if nav and nav.get("requested") and not nav.get("committed") and not nav.get("error"):

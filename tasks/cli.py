@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
         "--model-name", default=None, help="with openai:<url>: the served model (default: the only one)"
     )
     r.add_argument(
+        "--yes",
+        action="store_true",
+        help="allow every action the task's policy asks to confirm (no terminal needed)",
+    )
+    r.add_argument(
         "--secrets",
         type=Path,
         default=None,
@@ -231,6 +236,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         step_timeout=args.step_timeout,
         model_timeout=args.model_timeout,
         secrets=args.secrets,
+        yes=args.yes,
     )
     path = selected[0]
     progress = _Progress(console)
@@ -273,6 +279,8 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         out.append("--cache")
     if args.headed:
         out.append("--headed")
+    if args.yes:
+        out.append("--yes")
     for flag, value in (
         ("--slowmo", args.slowmo),
         ("--model", args.model),

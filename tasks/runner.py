@@ -14,6 +14,7 @@ from urllib.parse import urljoin, urlparse
 
 from pixelpilot.agent.errors import ConfigError, DriverUnavailable, RunLogError, StepFailed
 from pixelpilot.agent.memory import StepRecord
+from pixelpilot.agent.policy import Policy
 from pixelpilot.agent.runlog import RunWriter, slugify
 from pixelpilot.agent.secrets import SecretStore
 from pixelpilot.agent.secrets import known as known_secret
@@ -57,6 +58,8 @@ class RunOptions:
     """Seconds one model-server request may take in all (the openai backend)."""
     secrets: str | os.PathLike[str] | None = None
     """A dotenv file of the task's secrets (the environment is read too)."""
+    yes: bool = False
+    """Allow every action the task's policy asks a person to confirm."""
 
 
 DEFAULT_MODEL = "qwen3-vl-4b"
@@ -401,6 +404,18 @@ def run_task(
         on_step=on_step,
         mask=task.mask,
         mask_model=task.mask_model,
+        policy=Policy(
+            allow_domains=task.policy.allow_domains,
+            block_domains=task.policy.block_domains,
+            allow_apps=task.policy.allow_apps,
+            allow_upload_from=[str(task_path.parent / p) for p in task.policy.allow_upload_from]
+            if task.policy.allow_upload_from is not None
+            else None,
+            confirm=task.policy.confirm,
+            forbid=task.policy.forbid,
+            yes=opts.yes,
+        ),
+        upload_base=task_path.parent,
     )
     status, error = "passed", None
     values: dict[str, Any] = {}

@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    field_validator,
 )
 
 from pixelpilot.agent.errors import ConfigError
@@ -175,6 +176,38 @@ ModelSpec = Annotated[
 ]
 
 
+class PolicySpec(_Strict):
+    """What actions may do (see :mod:`pixelpilot.agent.policy`)."""
+
+    allow_domains: list[str] = Field(
+        default_factory=list, description="hosts pages may load from (subdomains too)"
+    )
+    block_domains: list[str] = Field(default_factory=list, description="hosts never loaded")
+    allow_apps: list[str] | None = Field(default=None, description="Android packages open_app may start")
+    allow_upload_from: list[str] | None = Field(
+        default=None, description="folders uploads may come from (default: the task file's folder)"
+    )
+    confirm: list[str] = Field(
+        default_factory=list,
+        description="patterns (regex) of targets a person must confirm: Delete|Pay|Buy|Send",
+    )
+    forbid: list[str] = Field(
+        default_factory=list, description="actions never performed: key, drag, upload, …"
+    )
+
+    @field_validator("confirm")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        import re
+
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"confirm: {p!r} is not a regular expression: {exc}") from None
+        return v
+
+
 class TaskFile(_Strict):
     """A pixelpilot task file."""
 
@@ -197,6 +230,7 @@ class TaskFile(_Strict):
         description="regions filled in every stored frame wherever they show (a displayed key, a customer's data)",
     )
     mask_model: bool = Field(default=False, description="the model sees the mask: regions filled too")
+    policy: PolicySpec = PolicySpec()
     steps: list[Step] = Field(min_length=1)
 
     @property
@@ -293,6 +327,9 @@ _KNOWN_KEYS = sorted(
             DialogText,
             OpenAIModelSpec,
             LocalModelSpec,
+            PolicySpec,
+            ReadArgs,
+            ExpectArgs,
         )
         for f in m.model_fields
     }

@@ -55,6 +55,8 @@ class HistoryItem:
     frame: Image.Image | Any | None
     reply: str
     narration: str
+    result: str | None = None
+    """What came back instead of the action's effect (a policy's refusal): sent as the tool's response."""
 
     @property
     def image(self) -> Image.Image:
@@ -216,6 +218,8 @@ def loop_prompt(
             content = [_i(h.image), _t(instruction)] if k == 0 else [_i(h.image)]
             messages.append({"role": "user", "content": content})
             messages.append({"role": "assistant", "content": [_t(h.reply)]})
+            if h.result is not None:
+                messages.append({"role": "tool", "content": [_t(h.result)]})
         messages.append({"role": "user", "content": [_i(image)]})
     return Prompt(
         "loop",
