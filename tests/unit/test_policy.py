@@ -33,7 +33,9 @@ def test_forbid_confirm_and_apps():
     yes.check_action("click", A.Click(at=(1, 2)), "Pay now")
     yes.check_action("click", A.Click(at=(1, 2)), "Pay now")  # asked once per target
     assert len(asked) == 1
-    Policy(confirm=["Pay"], yes=True, ask=lambda q: False).check_action("click", A.Click(at=(1, 2)), "Pay now")
+    Policy(confirm=["Pay"], yes=True, ask=lambda q: False).check_action(
+        "click", A.Click(at=(1, 2)), "Pay now"
+    )
 
 
 def test_uploads_come_from_the_task_folder_unless_allowed(tmp_path):
