@@ -25,6 +25,8 @@ __all__ = [
     "DesktopDriver",
     "DriverError",
     "DriverUnavailable",
+    "Element",
+    "Elements",
     "FakeDriver",
     "FakeWidget",
     "Interrupted",
@@ -32,11 +34,15 @@ __all__ = [
     "ModelError",
     "ModelOutputError",
     "PixelPilotError",
+    "Policy",
+    "PolicyRefused",
+    "Query",
     "RunLogError",
     "RunOptions",
     "RunResult",
     "Screen",
     "ScriptedModel",
+    "Secret",
     "StepFailed",
     "StepRecord",
     "TaskResult",
@@ -67,6 +73,12 @@ _WHERE = {
     "TaskResult": "pixelpilot.tasks.runner",
     "run_task": "pixelpilot.tasks.runner",
     "load_task": "pixelpilot.tasks.spec",
+    "Element": "pixelpilot.agent.reading",
+    "Elements": "pixelpilot.agent.reading",
+    "Policy": "pixelpilot.agent.policy",
+    "PolicyRefused": "pixelpilot.agent.policy",
+    "Query": "pixelpilot.agent.query",
+    "Secret": "pixelpilot.agent.secrets",
     **dict.fromkeys(
         (
             "BudgetExceeded",
@@ -126,7 +138,11 @@ if TYPE_CHECKING:  # what static checkers and editors see
     from pixelpilot.agent.memory import StepRecord
     from pixelpilot.agent.models import load_model
     from pixelpilot.agent.models.scripted import ScriptedModel
+    from pixelpilot.agent.policy import Policy, PolicyRefused
+    from pixelpilot.agent.query import Query
+    from pixelpilot.agent.reading import Element, Elements
     from pixelpilot.agent.runlog import read_run
+    from pixelpilot.agent.secrets import Secret
     from pixelpilot.agent.session import Agent, AgentSettings
     from pixelpilot.drivers.android import AndroidDriver
     from pixelpilot.drivers.base import Screen
