@@ -108,8 +108,10 @@ def scrub_obj(obj: Any) -> Any:
         return scrub(obj)
     if isinstance(obj, dict):
         return {k: scrub_obj(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
+    if isinstance(obj, list):
         return [scrub_obj(v) for v in obj]
+    if isinstance(obj, tuple):  # a point stays a tuple
+        return tuple(scrub_obj(v) for v in obj)
     return obj
 
 

@@ -12,7 +12,12 @@ def test_a_secret_shows_its_placeholder_and_is_scrubbed_everywhere():
     s = Secret("hunter2-xyz", "API_KEY")
     assert str(s) == "${secret:API_KEY}" and repr(s) == "Secret('API_KEY')" and s.reveal() == "hunter2-xyz"
     assert scrub("token=hunter2-xyz; again hunter2-xyz") == f"token={MASK}; again {MASK}"
-    assert scrub_obj({"a": ["x hunter2-xyz"], "b": 3}) == {"a": [f"x {MASK}"], "b": 3}
+    assert scrub_obj({"a": ["x hunter2-xyz"], "b": 3, "p": (1, 2.5)}) == {
+        "a": [f"x {MASK}"],
+        "b": 3,
+        "p": (1, 2.5),
+    }
+    assert isinstance(scrub_obj({"p": (1, 2)})["p"], tuple)  # records keep their shapes
     assert reveal("key: ${secret:API_KEY} / ${secret:UNKNOWN}") == "key: hunter2-xyz / ${secret:UNKNOWN}"
     with pytest.raises(TypeError):
         __import__("pickle").dumps(s)
