@@ -86,14 +86,7 @@ class Reading:
     def _one(self, screen: Screen, rec: StepRecord, q: Query, nth: int | None) -> Located:
         me = self._me
         t = me.clock()
-        loc = me._find(
-            screen,
-            rec,
-            lambda s: me.locator.text(s, q, nth=nth, css=me._css),
-            lambda nodes: resolve(q, nodes, act=True, css=me._css),
-            q,
-            nth,
-        )
+        loc = me._find_element(screen, rec, q, nth)
         rec.timings["locate"] = _ms(t, me.clock())
         me.pipeline.note_location(rec, loc)
         return loc

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pixelpilot.agent import loop
+from pixelpilot.agent.browsing import Browsing
 from pixelpilot.agent.cache import StepCache
-from pixelpilot.agent.errors import CheckFailed, ConfigError, DriverError, LocateError, StepFailed
+from pixelpilot.agent.errors import CheckFailed, DriverError, LocateError, StepFailed
 from pixelpilot.agent.locate import (
     FIELD_ROLES,
     Located,
@@ -69,7 +70,7 @@ class AgentSettings:
     """Seconds one step may take before it fails (a hung server, a page that never settles)."""
 
 
-class Agent(Targets, Reading):
+class Agent(Targets, Reading, Browsing):
     """Drives one :class:`~drivers.base.Driver`. Pass ``output=`` (or a ``recorder=``) to record a run
     directory; use the agent as a context manager to close the run when done."""
 
@@ -261,29 +262,6 @@ class Agent(Targets, Reading):
             body,
         )
 
-    def switch_tab(self, which: int | str) -> StepRecord:
-        """Act on another tab of the browser: by index (0 the first, -1 the last), or by a part of its
-        title or URL. (A click that opens a new tab switches to it by itself.)"""
-
-        def body(_: Screen, rec: StepRecord) -> None:
-            switch = getattr(self.driver, "switch_tab", None)
-            if switch is None:
-                raise DriverError(f"the {self._driver_name} driver has no tabs")
-            rec.result = {"tab": switch(which)}
-
-        return self.pipeline.run("switch_tab", str(which), {"which": which}, body, observe_first=False)
-
-    def close_tab(self) -> StepRecord:
-        """Close the tab steps act on; the last tab still open becomes the current one."""
-
-        def body(_: Screen, rec: StepRecord) -> None:
-            close = getattr(self.driver, "close_tab", None)
-            if close is None:
-                raise DriverError(f"the {self._driver_name} driver has no tabs")
-            rec.result = {"tab": close()}
-
-        return self.pipeline.run("close_tab", "", {}, body, observe_first=False)
-
     def _point_at(self, kind: str, target: Target, nth: int | None, make: Any) -> StepRecord:
         what = describe(target)
 
@@ -461,69 +439,6 @@ class Agent(Targets, Reading):
                 current = self.pipeline.poll_screen()
 
         return self.pipeline.run("wait_for", text, {"text": text, "timeout": limit}, body)
-
-    def upload(self, file: str | Path, *, into: Target) -> StepRecord:
-        """Choose ``file`` in the file chooser that ``into`` opens (a file input's label, or the button
-        that opens the chooser): located and hit-tested like a click."""
-        path = Path(file)
-        if not path.is_file():
-            raise ConfigError(f"no file to upload at {path}")
-
-        def body(screen: Screen, rec: StepRecord) -> None:
-            self.policy.check_upload(path, self.upload_base)
-            choose = getattr(self.driver, "choose_files", None)
-            if choose is None:
-                raise DriverError(f"the {self._driver_name} driver cannot upload files")
-            loc = self._locate(screen, into, None, rec)
-            point = self.pipeline.hit(loc, describe(into))
-            t = self.clock()
-            choose(point, [path.resolve()], loc.node)
-            rec.timings["act"] = _ms(t, self.clock())
-            rec.action = {"action": "upload", "file": path.name, "at": list(point)}
-            rec.actions.append(rec.action)
-            self.pipeline.settle(rec)
-
-        return self.pipeline.run(
-            "upload", f"{path.name} into {describe(into)}", {"file": str(path), "into": as_param(into)}, body
-        )
-
-    def _wait_browser(
-        self, url: str | None, response: str | None, limit: float, download: str | None = None
-    ) -> StepRecord:
-        what = (
-            f"url {url!r}"
-            if url is not None
-            else f"response {response!r}"
-            if response is not None
-            else f"download {download!r}"
-        )
-
-        def body(_: Screen, rec: StepRecord) -> None:
-            kind = "url" if url is not None else "response" if response is not None else "download"
-            waiter = getattr(self.driver, f"wait_for_{kind}", None)
-            if waiter is None:
-                raise DriverError(f"the {self._driver_name} driver cannot wait for a {kind}")
-            t = self.clock()
-            got = waiter(url or response or download, timeout=limit)
-            if not got:
-                raise StepFailed(f"no {what} within {limit:g} s")
-            rec.result = {
-                "waited_ms": _ms(t, self.clock()),
-                kind: list(got) if isinstance(got, tuple) else got,
-            }
-            if kind == "download":
-                self.pipeline.collect_downloads(rec)
-
-        params = {"url": url, "response": response, "download": download, "timeout": limit}
-        return self.pipeline.run("wait_for", what, params, body, observe_first=False)
-
-    def save_storage_state(self, path: str | Path) -> Path:
-        """Save the browser's cookies and local storage to ``path`` (JSON): log in once, then start
-        later runs with ``BrowserDriver.launch(storage_state=path)`` or ``browser: {storage_state: path}``."""
-        save = getattr(self.driver, "save_storage_state", None)
-        if save is None:
-            raise DriverError(f"the {self._driver_name} driver has no storage state")
-        return Path(save(path))
 
     def see(self, text: Target) -> StepRecord:
         """Assert that ``text`` — or any locator — is visible now; raises :class:`CheckFailed` otherwise

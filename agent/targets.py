@@ -65,14 +65,7 @@ class Targets:
             loc = loop.ground(self._agent, screen, q.describe(), rec)
         else:
             try:
-                loc = self._find(
-                    screen,
-                    rec,
-                    lambda s: self.locator.text(s, q, nth=nth, css=self._css),
-                    lambda nodes: resolve(q, nodes, act=True, css=self._css),
-                    q,
-                    nth,
-                )
+                loc = self._find_element(screen, rec, q, nth)
             except LocateError as exc:
                 if exc.kind != "not_found" or mode == "never" or q.plain_text is None:
                     raise
@@ -81,6 +74,17 @@ class Targets:
         rec.timings["locate"] = _ms(t, self.clock())
         self._agent.pipeline.note_location(rec, loc)
         return loc
+
+    def _find_element(self, screen: Screen, rec: StepRecord, q: Query, nth: int | None) -> Located:
+        """The element ``q`` finds to act on: in view, else scrolled into view (no cache, no model)."""
+        return self._find(
+            screen,
+            rec,
+            lambda s: self.locator.text(s, q, nth=nth, css=self._css),
+            lambda nodes: resolve(q, nodes, act=True, css=self._css),
+            q,
+            nth,
+        )
 
     def _field(self, screen: Screen, label: Target, nth: int | None, rec: StepRecord) -> Located:
         q = Query.of(label)
@@ -141,15 +145,7 @@ class Targets:
             if not hits:
                 return loc
             log.info("%r is only a word of %s here: the control named so is out of view", text, n.describe())
-        node = pick_located(
-            [Located(n.box.center, "ui-tree", n.box, n) for n in hits],
-            q,
-            nth if nth is not None else q.nth,
-        ).node
-        assert node is not None
-        log.info("%r is out of view: scrolling %s into view", q.describe(), node.describe())
-        driver.scroll_into_view(node)
-        rec.result = {"scrolled_into_view": node.describe()}
+        self._scroll_to(self._pick(hits, q, nth), q, rec)
         return find(self._agent.pipeline.observe(rec))
 
     def _find_on_page(
@@ -164,23 +160,30 @@ class Targets:
         """A query that counts its scope (``inside: {…, nth: 2}``: the second post on the page, not
         the second one in view) is answered on the whole page; the element is then scrolled into
         view and found again the same way."""
-        driver = self.driver
-        for attempt in range(2):
-            hits = self._beyond_view(match)
-            if not hits:
-                return find(screen)  # raises, with the nearest texts in view
-            loc = pick_located(
-                [Located(n.box.center, "ui-tree", n.box, n, len(hits)) for n in hits],
-                q,
-                nth if nth is not None else q.nth,
-            )
-            if attempt:
-                return loc
-            assert loc.node is not None
-            driver.scroll_into_view(loc.node)
-            rec.result = {"scrolled_into_view": loc.node.describe()}
+        hits = self._beyond_view(match)
+        if hits:
+            self._scroll_to(self._pick(hits, q, nth), q, rec)
             self._agent.pipeline.observe(rec)
-        raise AssertionError("unreachable")
+            hits = self._beyond_view(match)
+        if not hits:
+            return find(screen)  # raises, with the nearest texts in view
+        return self._pick(hits, q, nth)
+
+    @staticmethod
+    def _pick(hits: list[UINode], q: Query, nth: int | None) -> Located:
+        return pick_located(
+            [Located(n.box.center, "ui-tree", n.box, n, len(hits)) for n in hits],
+            q,
+            nth if nth is not None else q.nth,
+        )
+
+    def _scroll_to(self, loc: Located, q: Query, rec: StepRecord) -> None:
+        """Scroll the element ``loc`` found out of view into view, and say so in the record."""
+        node = loc.node
+        assert node is not None
+        log.info("%r is out of view: scrolling %s into view", q.describe(), node.describe())
+        self.driver.scroll_into_view(node)
+        rec.result = {"scrolled_into_view": node.describe()}
 
     def _beyond_view(self, match: Callable[[list[UINode]], list[UINode]]) -> list[UINode]:
         """``match`` on the whole page, also what is scrolled out of view."""

@@ -397,11 +397,6 @@ class AtspiTree:
         (reply,) = self._calls([(bus, path, COMPONENT, "ScrollTo", "u", (SCROLL_ANYWHERE,))])
         return bool(reply and reply[0])
 
-    def grab_focus(self, bus: str, path: str) -> bool:
-        """Give the object the keyboard focus (``Component.GrabFocus``): whether it took it."""
-        (reply,) = self._calls([(bus, path, COMPONENT, "GrabFocus", None, ())])
-        return bool(reply and reply[0])
-
     def _details(self, nodes: list[AtspiNode]) -> None:
         """The text of text objects and labels' relations, in one more round."""
         textual = [n for n in nodes if n.role_name in ("text", "entry", "password text", "spin button")]

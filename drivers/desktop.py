@@ -33,8 +33,9 @@ from typing import Any
 
 from PIL import Image
 
-from pixelpilot.drivers.atspi import AccessibilityBus, AtspiTree, a11y_env, shown_parts, ui_nodes
-from pixelpilot.drivers.base import Screen, UINode
+from pixelpilot.drivers.atspi import AccessibilityBus, AtspiTree, a11y_env
+from pixelpilot.drivers.base import Screen
+from pixelpilot.drivers.desktop_tree import SCROLL_PX_PER_CLICK, DesktopTree
 from pixelpilot.drivers.keys import pyautogui_keys, xdotool_combo
 from pixelpilot.drivers.procs import die_with_parent, stop_groups
 from pixelpilot.drivers.xvfb import INSTALL_XVFB, VirtualDisplay
@@ -45,9 +46,6 @@ from pixelpilot.tools.errors import DriverError, DriverUnavailable
 __all__ = ["DesktopDriver"]
 
 log = logging.getLogger(__name__)
-
-SCROLL_PX_PER_CLICK = 100
-"""Screen pixels one wheel click stands for (Scroll actions are in pixels)."""
 
 
 def _load_pyautogui(display: str) -> Any:
@@ -68,7 +66,7 @@ def _load_pyautogui(display: str) -> Any:
     return pyautogui
 
 
-class DesktopDriver(XWindows):
+class DesktopDriver(DesktopTree, XWindows):
     """An X display. Use :meth:`start`; it is a context manager."""
 
     name = "desktop"
@@ -154,10 +152,6 @@ class DesktopDriver(XWindows):
         if input == "pyautogui":
             self._pyautogui = _load_pyautogui(display)
         self._windows = set(self._top_levels())
-
-    @property
-    def _tree_failed(self) -> bool:
-        return "ui_tree" not in self.capabilities
 
     # -- lifecycle ---------------------------------------------------------------------------------
     @classmethod
@@ -341,103 +335,6 @@ class DesktopDriver(XWindows):
         roots = self._accessible_roots() if tree else []
         loader = (lambda: self._read_tree(roots)) if roots else None
         return Screen.from_image(img, scale=self.scale, format=self.frame_format, tree_loader=loader)
-
-    # -- the accessibility tree --------------------------------------------------------------------
-    def _atspi(self) -> AtspiTree | None:
-        if self._tree is None and not self._tree_failed:
-            assert self._session_bus is not None
-            try:
-                self._tree = AtspiTree(self._session_bus)
-            except DriverError as exc:
-                log.warning("no accessibility tree on %s (%s); text is found by OCR", self.display, exc)
-                self.capabilities -= {"ui_tree"}
-        return self._tree
-
-    def ui_tree(self) -> list[UINode]:
-        """The launched applications' widgets (every application on the display when none was launched
-        here), read over AT-SPI: boxes in screenshot pixels, fields' text as their value."""
-        return self._read_tree(self._accessible_roots())
-
-    def _read_tree(self, roots: list[tuple[str, str]], *, beyond: bool = False) -> list[UINode]:
-        tree = self._atspi()
-        if tree is None or not roots:
-            return []
-        with self._boundary("read the accessibility tree"):
-            nodes = tree.read(roots)
-        self._keys = {}
-        return ui_nodes(nodes, self.monitor, self.scale, beyond=beyond, keys=self._keys)
-
-    def tree_beyond_view(self) -> list[UINode]:
-        """The widgets, also those their scrolled containers hide (with their whole boxes)."""
-        return self._read_tree(self._accessible_roots(), beyond=True)
-
-    def scroll_into_view(self, node: UINode) -> None:
-        """Have the toolkit show ``node`` (from :meth:`tree_beyond_view`): AT-SPI's ScrollTo where the
-        toolkit has it (GTK 3 and Qt before 6.5 do not), else turn the mouse wheel over the panel
-        that hides it, as a user would, until the widget is in view."""
-        key = self._keys.get(node.ref)
-        tree = self._atspi()
-        if key is None or tree is None:
-            raise DriverError(f"{node.describe()} is not in the accessibility tree any more")
-        with self._boundary("scroll a widget into view"):
-            if tree.scroll_to(*key):
-                self.settle()
-                return
-            for _ in range(40):
-                nodes = tree.read(self._accessible_roots())
-                me = next((n for n in nodes if (n.bus, n.path) == key), None)
-                if me is None or me.extents is None:
-                    raise DriverError(f"{node.describe()} is not in the accessibility tree any more")
-                parent = next((n for n in nodes if key in n.children), None)
-                shown = shown_parts(nodes)
-                panel = shown.get((parent.bus, parent.path)) if parent is not None else None
-                x, y, w, h = me.extents
-                if panel is None or panel[2] - panel[0] < 1 or panel[3] - panel[1] < 1:
-                    raise DriverError(f"{node.describe()} is hidden and no panel around it can scroll")
-                dy = (y + h - panel[3]) if y + h > panel[3] else (y - panel[1]) if y < panel[1] else 0
-                dx = (x + w - panel[2]) if x + w > panel[2] else (x - panel[0]) if x < panel[0] else 0
-                if not dx and not dy:
-                    return
-                mx = (panel[0] + panel[2]) / 2 - self.monitor["left"]
-                my = (panel[1] + panel[3]) / 2 - self.monitor["top"]
-                step = SCROLL_PX_PER_CLICK * self.scale
-                self.perform(
-                    A.Scroll(
-                        at=(round(mx * self.scale), round(my * self.scale)),
-                        dx=round(max(-step, min(step, dx * self.scale))),
-                        dy=round(max(-step, min(step, dy * self.scale))),
-                    )
-                )
-                self.settle(quiet_ms=40)
-            raise DriverError(f"{node.describe()} did not come into view after 40 turns of the wheel")
-
-    def _accessible_roots(self) -> list[tuple[str, str]]:
-        """The application objects of the launched applications (of every one on the display when none
-        was launched here) that publish an accessibility tree."""
-        tree = self._atspi()
-        if tree is None:
-            return []
-        sessions = {proc.pid for _, proc, _ in self._apps if proc.poll() is None}
-        roots = []
-        with self._boundary("list the accessible applications"):
-            for bus, path, pid in tree.applications():
-                with contextlib.suppress(OSError, TypeError):
-                    if not sessions or os.getsid(pid) in sessions:  # type: ignore[arg-type]
-                        roots.append((bus, path))
-        return roots
-
-    def hit_point(self, node: UINode) -> A.Point | None:
-        """The middle of the widget (the accessibility tree says where it is, not what covers it)."""
-        return node.box.center
-
-    def select_option(self, node: UINode, label: str) -> None:
-        raise DriverError("a desktop dropdown is chosen from by clicking its option (no options list)")
-
-    def keyboard_focus(self) -> UINode | None:
-        """The widget with the keyboard focus, from the accessibility tree."""
-        if self._tree_failed:
-            return None
-        return next((n for n in self.ui_tree() if n.focused and n.role != "window"), None)
 
     def settle(self, *, timeout: float = 3.0, quiet_ms: float = 60) -> dict[str, Any]:
         """Wait until two grabs ``quiet_ms`` apart are identical; report whether the screen changed
