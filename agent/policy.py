@@ -6,8 +6,8 @@ cache or the model.
 chrome:// are refused to a model unless ``allow_domains`` names the scheme. ``allow_apps`` lists the
 Android packages ``open_app`` may start. ``allow_upload_from`` the folders files may be uploaded from (a
 task file's own folder by default). ``confirm`` holds patterns (regular expressions, case aside) matched
-against what an action targets: a match asks a person on the terminal when there is one, and is refused
-otherwise (``--yes`` allows them all). ``forbid`` names actions never performed (click, type, key, drag,
+against what an action targets: a match asks a person on the terminal when there is one (in the console's
+Live page for a run started there), and is refused otherwise (``--yes`` allows them all). ``forbid`` names actions never performed (click, type, key, drag,
 scroll, open, upload, open_app, …). A refusal fails the step with the rule that refused it; in a goal run
 the model is told the rule and goes on.
 """
@@ -89,8 +89,8 @@ class Policy:
                     or self.ask(f"pixelpilot: allow {name} on {what!r} (rule confirm: {hit.pattern})?")
                 ):
                     raise PolicyRefused(
-                        f"{name} on {what!r} needs a person's confirmation (confirm: {hit.pattern}); none was "
-                        "given (not run at a terminal: --yes allows it)",
+                        f"{name} on {what!r} needs a person's confirmation (confirm: {hit.pattern}); it was "
+                        "refused, or there was no one to ask (no terminal; --yes allows it)",
                         rule=f"confirm: {hit.pattern}",
                     )
                 self._confirmed.add(what)

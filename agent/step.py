@@ -153,16 +153,24 @@ class StepPipeline:
             yield
             return
 
+        fired = False
+
         def expire(_signum: int, _frame: Any) -> None:
+            nonlocal fired
+            fired = True
             raise BudgetExceeded(why)
 
+        # The timer repeats: an alarm that lands inside a library's callback (Playwright logs and
+        # swallows what its event listeners raise) is raised again a moment later in our own code.
         previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        signal.setitimer(signal.ITIMER_REAL, seconds, 0.25)
         try:
             yield
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+        if fired:  # the step finished, but only after its limit (the alarm was swallowed)
+            raise BudgetExceeded(why)
 
     @staticmethod
     def _fail(rec: StepRecord, exc: BaseException) -> None:

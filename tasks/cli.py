@@ -22,6 +22,7 @@ from rich.text import Text
 
 from pixelpilot.agent.errors import ConfigError, DriverError, ModelError, PixelPilotError, RunLogError
 from pixelpilot.agent.memory import StepRecord
+from pixelpilot.tasks.asking import FileAsk
 from pixelpilot.tasks.runner import ExitCode, RunOptions, TaskResult, run_task
 
 __all__ = ["main"]
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--result-json", type=Path, default=None, help=argparse.SUPPRESS)
     r.add_argument("--run-dir-file", type=Path, default=None, help=argparse.SUPPRESS)
+    r.add_argument("--confirm-file", type=Path, default=None, help=argparse.SUPPRESS)  # the console asks
     r.add_argument(
         "--output", "-o", type=Path, default=Path("runs"), help="where run directories go (default: runs/)"
     )
@@ -237,6 +239,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         model_timeout=args.model_timeout,
         secrets=args.secrets,
         yes=args.yes,
+        ask=FileAsk(args.confirm_file) if args.confirm_file is not None else None,
     )
     path = selected[0]
     progress = _Progress(console)

@@ -60,6 +60,8 @@ class RunOptions:
     """A dotenv file of the task's secrets (the environment is read too)."""
     yes: bool = False
     """Allow every action the task's policy asks a person to confirm."""
+    ask: Callable[[str], bool] | None = None
+    """How a person is asked to confirm an action (the terminal when None; the console's Live page)."""
 
 
 DEFAULT_MODEL = "qwen3-vl-4b"
@@ -414,6 +416,7 @@ def run_task(
             confirm=task.policy.confirm,
             forbid=task.policy.forbid,
             yes=opts.yes,
+            **({"ask": opts.ask} if opts.ask is not None else {}),
         ),
         upload_base=task_path.parent,
     )

@@ -50,6 +50,13 @@ class LaunchRequest(BaseModel):
     headless: bool = True
 
 
+class ConfirmRequest(BaseModel):
+    n: int = Field(description="the question's number (from the job's `question` or its confirm event)")
+    allow: bool = Field(
+        description="true performs the action; false refuses it (the step fails with the rule)"
+    )
+
+
 class ScreenshotRequest(BaseModel):
     driver: Literal["browser", "desktop"] = "browser"
     url: str | None = Field(default=None, description="browser: the page to open first")
@@ -281,6 +288,16 @@ def create_app(
         job = job_of(job_id)
         await asyncio.to_thread(jobs.stop, job)
         return dict(job.describe())
+
+    @app.post(
+        "/api/jobs/{job_id}/confirm",
+        summary="Answer the run's question: may it perform the action its policy asks to confirm?",
+    )
+    def confirm_job(job_id: str, req: ConfirmRequest) -> dict[str, Any]:
+        job = job_of(job_id)
+        if not job.answer(req.n, req.allow):
+            raise HTTPException(409, f"job {job_id!r} is not waiting on question {req.n}")
+        return {"n": req.n, "allow": req.allow}
 
     @app.get(
         "/api/jobs/{job_id}/events",

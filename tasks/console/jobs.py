@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pixelpilot.tasks.asking import answer_question, pending_question
 from pixelpilot.tasks.lifeline import Worker, spawn
 
 __all__ = ["Job", "JobManager", "step_summary"]
@@ -55,6 +56,18 @@ class Job:
     worker: Worker | None = None
     run_dir: Path | None = None
     stop_requested: bool = False
+
+    @property
+    def asking(self) -> Path:
+        """Where the run asks a person to confirm an action (see :mod:`pixelpilot.tasks.asking`)."""
+        return self.marker.with_suffix(".confirm")
+
+    def question(self) -> dict[str, Any] | None:
+        """The confirmation the run is waiting on, if any."""
+        return pending_question(self.asking) if self.exit_code is None else None
+
+    def answer(self, n: int, allow: bool) -> bool:
+        return answer_question(self.asking, n, allow)
 
     @property
     def exit_code(self) -> int | None:
@@ -99,6 +112,7 @@ class Job:
             "run_id": run.name if run else None,
             "exit_code": self.exit_code,
             "started": self.started,
+            "question": self.question(),
         }
         if self.exit_code is not None and out["status"] == "error" and not meta:
             out["output"] = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
@@ -126,7 +140,7 @@ class JobManager:
             "--output",
             str(self.runs),
         ]
-        cmd += ["--run-dir-file", str(marker)]
+        cmd += ["--run-dir-file", str(marker), "--confirm-file", str(marker.with_suffix(".confirm"))]
         if driver:
             cmd += ["--driver", driver]
         if model:
@@ -158,6 +172,7 @@ class JobManager:
         """Steps as they are written, then the end of the run."""
         offset = 0
         sent_start = False
+        asked: int | None = None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = job.find_run()
@@ -179,6 +194,10 @@ class JobManager:
                             yield {"type": "step", **step_summary(json.loads(line), run.name)}
                         except ValueError:
                             continue
+            question = job.question()
+            if question is not None and question.get("n") != asked:
+                asked = question.get("n")
+                yield {"type": "confirm", **question}
             if job.exit_code is not None and (run is None or offset >= _size(run / "steps.jsonl")):
                 yield {"type": "end", **job.describe(), "error": job.run_meta().get("error")}
                 return

@@ -79,6 +79,11 @@ def site(tmp_path_factory, tiny_scripted_dir):
     (tasks / "slow.yaml").write_text(
         "name: slow\nsteps:\n  - open: demo_app/index.html\n  - wait_for: {text: Never shown, timeout: 60}\n"
     )
+    (tasks / "confirm.yaml").write_text(
+        "name: confirm\npolicy: {confirm: [Sign in]}\nsteps:\n  - open: demo_app/index.html\n"
+        "  - type: {text: alice, into: Username}\n  - type: {text: wonderland, into: Password}\n"
+        "  - click: Sign in\n  - wait_for: Welcome, alice\n"
+    )
     (root / "secret.txt").write_text("outside the runs folder")
     ids = make_runs(runs)
     app = create_app(runs, tasks=tasks, model=str(tiny_scripted_dir), refresh_interval=0)
@@ -187,6 +192,7 @@ def test_openapi_schema_documents_every_endpoint(site):
         "/api/jobs",
         "/api/jobs/{job_id}/events",
         "/api/jobs/{job_id}/stop",
+        "/api/jobs/{job_id}/confirm",
         "/api/playground",
         "/api/screenshot",
         "/api/tasks",
@@ -278,6 +284,47 @@ def test_live_page_streams_the_demo_task_to_the_end(site, browser):
     assert page.locator("#frame").get_attribute("src").startswith("/runs/")
     run = next(p for p in site["runs"].iterdir() if p.name.endswith("-demo"))
     assert json.loads((run / "run.json").read_text())["status"] == "passed"
+
+
+def run_steps(site, run_id: str) -> tuple[dict, list[dict]]:  # type: ignore[type-arg]
+    run = site["runs"] / run_id
+    steps = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines() if line.strip()]
+    return json.loads((run / "run.json").read_text()), steps
+
+
+@pytest.mark.browser
+def test_live_page_asks_a_person_before_an_action_the_policy_wants_confirmed(site, browser):
+    page = start(browser, site, "confirm.yaml")
+    page.wait_for_selector("#ask:visible", timeout=60_000)
+    assert "allow click on 'Sign in" in page.inner_text("#question")
+    assert page.locator("#steps tbody tr").count() == 3  # the run waits at the click
+    page.click("#allow")
+    page.wait_for_selector("body[data-state=passed]", timeout=60_000)
+    run_id = page.get_attribute("#report", "href").split("/")[2]
+    meta, steps = run_steps(site, run_id)
+    assert meta["status"] == "passed" and [s["kind"] for s in steps][-2:] == ["click", "wait_for"]
+
+
+def test_a_refusal_in_the_console_fails_the_step_with_the_rule(site):
+    job = api(site, "POST", "/api/jobs", json={"task_file": "confirm.yaml"}).json()
+    deadline = time.monotonic() + 60
+    while (question := api(site, "GET", f"/api/jobs/{job['id']}").json()["question"]) is None:
+        assert time.monotonic() < deadline, "the run never asked"
+        time.sleep(0.2)
+    assert (
+        api(site, "POST", f"/api/jobs/{job['id']}/confirm", json={"n": 99, "allow": True}).status_code == 409
+    )
+    assert api(site, "POST", f"/api/jobs/{job['id']}/confirm", json={"n": "x"}).status_code == 422
+    ok = api(site, "POST", f"/api/jobs/{job['id']}/confirm", json={"n": question["n"], "allow": False})
+    assert ok.status_code == 200
+    while (done := api(site, "GET", f"/api/jobs/{job['id']}").json())["exit_code"] is None:
+        assert time.monotonic() < deadline + 60
+        time.sleep(0.2)
+    meta, steps = run_steps(site, done["run_id"])
+    assert done["status"] == "failed" and meta["status"] == "failed"
+    assert steps[-1]["kind"] == "click" and steps[-1]["error_type"] == "PolicyRefused"
+    assert "[policy confirm: Sign in]" in steps[-1]["error"]
+    assert len(steps) == 4  # open, type, type, the refused click: the run went no further
 
 
 @pytest.mark.browser
