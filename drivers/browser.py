@@ -11,6 +11,7 @@ import base64
 import contextlib
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pixelpilot.drivers.base import DialogPolicy, Screen
 from pixelpilot.drivers.browser_page import PageActivity
@@ -48,6 +50,25 @@ _CANDIDATES = (
     "google-chrome",
 )
 INSTALL_CHROMIUM = "sudo apt-get install -y chromium   (or set PIXELPILOT_CHROMIUM=/path/to/chrome)"
+
+
+CONNECT_TIMEOUT_MS = 30_000
+"""How long reaching a remote browser (``connect``/``cdp``) may take."""
+
+
+def _redact(url: str) -> str:
+    """``url`` without a password or a token in its query (what a log or an error may show)."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}:****@{netloc}" if parts.password else f"{parts.username}@{netloc}"
+    query = "&".join(
+        f"{k}=****" if re.search(r"token|key|secret|pass|auth", k, re.I) else f"{k}={v}"
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def find_chromium(env: Mapping[str, str] | None = None) -> str:
@@ -141,6 +162,9 @@ class BrowserDriver(PageActivity, PageTree):
         self.scale = scale
         self.frame_format = frame_format
         self._owned = owned
+        self.endpoint: str | None = None
+        """Where the browser runs when it is not ours (``connect``/``cdp``), credentials removed."""
+        self._remote_cdp = False
         """Whether :meth:`close` closes the context and the browser (not for :meth:`attach`)."""
         self._closed = False
         self._nav: dict[str, Any] | None = None
@@ -213,29 +237,61 @@ class BrowserDriver(PageActivity, PageTree):
         url: str | None = None,
         base_url: str | None = None,
         storage_state: str | os.PathLike[str] | None = None,
+        connect: str | None = None,
+        cdp: str | None = None,
     ) -> BrowserDriver:
         """Start Chromium and open one page of ``viewport`` CSS pixels. ``base_url``: relative URLs given
         to :meth:`goto` are resolved against it; ``storage_state``: cookies and local storage saved by
-        :meth:`save_storage_state` (log in once, reuse it), as Playwright's contexts take them."""
+        :meth:`save_storage_state` (log in once, reuse it), as Playwright's contexts take them.
+
+        Or use a browser that runs elsewhere, in a fresh context of its own: ``connect`` a Playwright
+        browser server (``ws://…``: ``playwright run-server``, ``launchServer``, the grids and services
+        that speak Playwright's protocol), or ``cdp`` a Chromium's DevTools endpoint (``http://host:9222``
+        from ``--remote-debugging-port``, or its ``ws://…/devtools/browser/…``). :meth:`close` closes
+        that context and disconnects; it leaves a CDP browser running."""
         if storage_state is not None and not Path(storage_state).is_file():
             raise DriverError(f"no storage state file at {storage_state} (save one with save_storage_state)")
+        if connect and cdp:
+            raise DriverError(
+                "give connect (a Playwright browser server) or cdp (a DevTools endpoint), not both"
+            )
         try:
             from playwright.sync_api import Error as PlaywrightError
         except ImportError as exc:
             raise DriverUnavailable(
                 "the browser driver needs Playwright", install="pip install 'pixelpilot[browser]'"
             ) from exc
-        exe = executable_path or find_chromium()
-        if not headless and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        endpoint = connect or cdp
+        exe = executable_path or (find_chromium() if endpoint is None else "")
+        if (
+            endpoint is None
+            and not headless
+            and not os.environ.get("DISPLAY")
+            and not os.environ.get("WAYLAND_DISPLAY")
+        ):
             raise DriverUnavailable(
                 "a headed browser needs a display, and DISPLAY is not set",
                 install="run headless, or under a virtual display: xvfb-run pixelpilot run --headed ...",
             )
         pw = _Playwright.acquire()
         try:
-            browser = pw.chromium.launch(
-                executable_path=exe, headless=headless, args=[*CHROMIUM_ARGS, *args], slow_mo=slow_mo
-            )
+            if connect:
+                browser = pw.chromium.connect(connect, slow_mo=slow_mo, timeout=CONNECT_TIMEOUT_MS)
+            elif cdp:
+                browser = pw.chromium.connect_over_cdp(cdp, slow_mo=slow_mo, timeout=CONNECT_TIMEOUT_MS)
+            else:
+                browser = pw.chromium.launch(
+                    executable_path=exe, headless=headless, args=[*CHROMIUM_ARGS, *args], slow_mo=slow_mo
+                )
+        except PlaywrightError as exc:
+            _Playwright.release()
+            if endpoint is None:
+                raise DriverError(f"Chromium ({exe}) failed to start: {exc.message.splitlines()[0]}") from exc
+            raise DriverUnavailable(
+                f"cannot reach the browser at {_redact(endpoint)}: {exc.message.splitlines()[0]}",
+                install="start it first (playwright run-server --port N; chromium --remote-debugging-port=N)",
+            ) from exc
+        try:
             context = browser.new_context(
                 viewport={"width": viewport[0], "height": viewport[1]},
                 device_scale_factor=device_scale_factor,
@@ -245,9 +301,19 @@ class BrowserDriver(PageActivity, PageTree):
             context.add_init_script(js("watch.js"))
             page = context.new_page()
         except PlaywrightError as exc:
+            if not cdp:  # never close a CDP browser: that would quit someone else's Chromium
+                with contextlib.suppress(Exception):
+                    browser.close()
             _Playwright.release()
-            raise DriverError(f"Chromium ({exe}) failed to start: {exc.message.splitlines()[0]}") from exc
+            what = (
+                f"the browser at {_redact(endpoint)} failed to open a page"
+                if endpoint
+                else f"Chromium ({exe}) failed to start"
+            )
+            raise DriverError(f"{what}: {exc.message.splitlines()[0]}") from exc
         driver = cls(pw, browser, context, page, scale=device_scale_factor, frame_format=frame_format)
+        driver.endpoint = _redact(endpoint) if endpoint else None
+        driver._remote_cdp = bool(cdp)
         if url:
             driver.goto(url)
         return driver
@@ -260,7 +326,14 @@ class BrowserDriver(PageActivity, PageTree):
             with contextlib.suppress(Exception):
                 self._cdp.detach()
             return
-        for step in (self._context.close, self._browser.close, _Playwright.release):
+        # a browser reached over CDP belongs to someone else: Playwright's close() would quit it, so
+        # only our context is closed and the connection ends with Playwright
+        steps = (
+            (self._context.close, _Playwright.release)
+            if self._remote_cdp
+            else (self._context.close, self._browser.close, _Playwright.release)
+        )
+        for step in steps:
             with contextlib.suppress(Exception):
                 step()
 

@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--headed", action="store_true", help="show the browser window (needs a display)")
     r.add_argument(
+        "--browser-endpoint",
+        default=None,
+        metavar="URL",
+        help="use a browser that runs elsewhere: ws://host:port/... (a Playwright browser server) or "
+        "http://host:9222 (a Chromium's DevTools endpoint); also $PIXELPILOT_BROWSER_ENDPOINT",
+    )
+    r.add_argument(
         "--slowmo", type=float, default=None, help="milliseconds to wait between browser operations"
     )
     r.add_argument(
@@ -239,6 +246,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         model_timeout=args.model_timeout,
         secrets=args.secrets,
         yes=args.yes,
+        browser_endpoint=args.browser_endpoint,
         ask=FileAsk(args.confirm_file) if args.confirm_file is not None else None,
     )
     path = selected[0]
@@ -286,6 +294,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
         out.append("--yes")
     for flag, value in (
         ("--slowmo", args.slowmo),
+        ("--browser-endpoint", args.browser_endpoint),
         ("--model", args.model),
         ("--model-name", args.model_name),
         ("--driver", args.driver),

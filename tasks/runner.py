@@ -60,6 +60,9 @@ class RunOptions:
     """A dotenv file of the task's secrets (the environment is read too)."""
     yes: bool = False
     """Allow every action the task's policy asks a person to confirm."""
+    browser_endpoint: str | None = None
+    """A browser that runs elsewhere, over the task file's own: a Playwright browser server (``ws://…``)
+    or a DevTools endpoint (``http://host:9222``, ``ws://…/devtools/browser/…``); see :func:`endpoint_kind`."""
     ask: Callable[[str], bool] | None = None
     """How a person is asked to confirm an action (the terminal when None; the console's Live page)."""
 
@@ -104,6 +107,20 @@ def resolve_url(value: str, base: Path, base_url: str | None = None) -> str:
     return path.resolve().as_uri()
 
 
+def endpoint_kind(url: str) -> dict[str, str]:
+    """``--browser-endpoint``: ``{"cdp": url}`` for a DevTools endpoint (http(s)://, or a ws:// path under
+    /devtools/), ``{"connect": url}`` for a Playwright browser server (other ws:// addresses)."""
+    scheme = urlparse(url).scheme
+    if scheme in ("http", "https") or (scheme in ("ws", "wss") and "/devtools/" in urlparse(url).path):
+        return {"cdp": url}
+    if scheme in ("ws", "wss"):
+        return {"connect": url}
+    raise ConfigError(
+        f"browser endpoint {url!r}: expected ws://host:port/... (a Playwright browser server) "
+        "or http://host:port (a Chromium's DevTools endpoint)"
+    )
+
+
 def make_driver(task: S.TaskFile, opts: RunOptions, base: Path, *, launch: bool = True) -> Driver:
     """The driver a task file asks for (options over the file's own), apps launched from ``base``
     (unless ``launch`` is false: :func:`launch_apps` then)."""
@@ -145,7 +162,10 @@ def make_driver(task: S.TaskFile, opts: RunOptions, base: Path, *, launch: bool 
         state = Path(b.storage_state) if Path(b.storage_state).is_absolute() else base / b.storage_state
         if not state.is_file():
             raise ConfigError(f"browser.storage_state: no such file {state}", file=str(base))
+    endpoint = opts.browser_endpoint or os.environ.get("PIXELPILOT_BROWSER_ENDPOINT")
+    remote = endpoint_kind(endpoint) if endpoint else {"connect": b.connect, "cdp": b.cdp}
     return BrowserDriver.launch(
+        **remote,
         headless=headless,
         viewport=b.viewport,
         device_scale_factor=b.device_scale_factor,
@@ -373,6 +393,7 @@ def run_task(
                 "task": name,
                 "task_file": str(task_path),
                 "driver": driver.name,
+                **({"browser_endpoint": ep} if (ep := getattr(driver, "endpoint", None)) else {}),
                 "model": getattr(model, "name", None),
                 "total_steps": len(task.steps),
             },

@@ -25,6 +25,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from pixelpilot.agent.errors import ConfigError
@@ -88,6 +89,25 @@ class BrowserOptions(_Strict):
     viewport: tuple[int, int] = (1280, 800)
     device_scale_factor: float = Field(default=1.0, gt=0, le=4)
     slow_mo: float = Field(default=0, ge=0, description="milliseconds between driver operations")
+    connect: str | None = Field(
+        default=None, description="a Playwright browser server to use instead of a local Chromium (ws://...)"
+    )
+    cdp: str | None = Field(
+        default=None,
+        description="a Chromium's DevTools endpoint to use (http://host:9222 or ws://.../devtools/...)",
+    )
+
+    @model_validator(mode="after")
+    def _one_endpoint(self) -> BrowserOptions:
+        if self.connect and self.cdp:
+            raise ValueError(
+                "give connect (a Playwright browser server) or cdp (a DevTools endpoint), not both"
+            )
+        for name in ("connect", "cdp"):
+            url = getattr(self, name)
+            if url and not url.startswith(("ws://", "wss://", "http://", "https://")):
+                raise ValueError(f"{name}: {url!r} is not a ws:// or http:// address")
+        return self
 
 
 class BrowserSpec(_Strict):
@@ -128,7 +148,24 @@ class AndroidSpec(_Strict):
     android: AndroidOptions = AndroidOptions()
 
 
-DriverSpec = Literal["browser", "desktop", "android"] | BrowserSpec | DesktopSpec | AndroidSpec
+def _driver_kind(value: Any) -> str:
+    """``driver: browser`` or ``driver: {browser: {...}}``: the mapping's one key picks the options
+    (so a mistake inside them is reported there, not as three failed alternatives)."""
+    if isinstance(value, dict) and len(value) == 1:
+        key = next(iter(value))
+        return key.title() if key in ("browser", "desktop", "android") else "Name"
+    if isinstance(value, BrowserSpec | DesktopSpec | AndroidSpec):
+        return type(value).__name__.removesuffix("Spec")
+    return "Name"
+
+
+DriverSpec = Annotated[
+    Annotated[Literal["browser", "desktop", "android"], Tag("Name")]
+    | Annotated[BrowserSpec, Tag("Browser")]
+    | Annotated[DesktopSpec, Tag("Desktop")]
+    | Annotated[AndroidSpec, Tag("Android")],
+    Discriminator(_driver_kind),
+]
 
 
 class TaskSettings(_Strict):
