@@ -114,6 +114,7 @@ def call_model(agent: Agent, prompt: Prompt, rec: StepRecord) -> Reply:
             "tokens_out": reply.tokens_out,
             "latency_ms": round(latency, 1),
             "finish_reason": reply.finish_reason,
+            **({"endpoint": reply.extra["endpoint"]} if reply.extra.get("endpoint") else {}),
             **({"history": prompt.meta} if prompt.meta else {}),
         }
     )

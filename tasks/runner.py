@@ -192,7 +192,8 @@ def _model_spec(task: S.TaskFile, opts: RunOptions) -> tuple[str, str | None] | 
     if opts.model:
         return opts.model, opts.model_name
     if isinstance(task.model, S.OpenAIModelSpec):
-        return f"openai:{task.model.openai}", task.model.name
+        urls = task.model.openai
+        return "openai:" + (urls if isinstance(urls, str) else ",".join(urls)), task.model.name
     if isinstance(task.model, S.LocalModelSpec):
         return task.model.local, opts.model_name
     if task.model:
@@ -378,6 +379,8 @@ def run_task(
         from pixelpilot.agent.models import load_model
 
         extra = _model_options(task, opts, spec[0])
+        if spec[0].startswith("openai:") and "," in spec[0]:
+            extra["session"] = name  # replicas: a task's runs go to the same one (its prefix cache)
         model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1], **extra)
     own = driver_factory is None
     driver = (
@@ -462,6 +465,9 @@ def run_task(
             _close(driver)
             raise
     try:
+        failovers = getattr(model, "failovers", None)
+        if failovers:  # replicas: the run moved from one that went down
+            run.update(model_failovers=failovers)
         run.finish(status, error=error, values=values, model_calls=agent.model_calls)
     finally:
         _close(driver)

@@ -184,7 +184,10 @@ class TaskSettings(_Strict):
 
 
 class OpenAIModelSpec(_Strict):
-    openai: str = Field(description="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    openai: str | list[str] = Field(
+        description="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1, or a list of "
+        "replicas of it (a run keeps to one; the next when it is down)"
+    )
     name: str | None = Field(default=None, description="served model name (default: the only one)")
     timeout: float | None = Field(
         default=None, gt=0, le=3600, description="seconds one request may take in all (default 120)"

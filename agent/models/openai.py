@@ -28,7 +28,7 @@ from pixelpilot.agent.models.base import Reply
 from pixelpilot.agent.qwen.profile import QwenProfile
 from pixelpilot.agent.qwen.prompts import Prompt
 
-__all__ = ["OpenAIModel"]
+__all__ = ["OpenAIModel", "ServerUnavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,11 @@ def _data_url(image: Image.Image, fmt: str) -> str:
     else:
         image.save(buf, format="PNG", compress_level=1)
     return f"data:image/{fmt};base64,{base64.b64encode(buf.getvalue()).decode()}"
+
+
+class ServerUnavailable(ModelError):
+    """The server could not be reached, or kept failing (refused connections, time-outs, 429, 5xx):
+    another replica of it may answer (see :class:`~pixelpilot.agent.models.replicas.Replicas`)."""
 
 
 class OpenAIModel:
@@ -62,6 +67,8 @@ class OpenAIModel:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         transport: Any = None,
+        retry_connect: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> None:
         import httpx
 
@@ -73,6 +80,8 @@ class OpenAIModel:
         # by default the server's own --mm-processor-kwargs sets the image budget.
         self.send_image_budget = send_image_budget
         self._sleep, self._clock = sleep, clock
+        self.retry_connect = retry_connect
+        """Try again after a refused connection (off for a replica of several: the next one is tried)."""
         if not (timeout > 0 and timeout != float("inf")):
             raise ConfigError(f"the model server's timeout must be a number of seconds > 0, got {timeout!r}")
         self.timeout = float(timeout)
@@ -80,7 +89,7 @@ class OpenAIModel:
         self._client = httpx.Client(
             base_url=self.base_url,
             timeout=self.timeout,
-            headers={"Authorization": f"Bearer {key}"},
+            headers={"Authorization": f"Bearer {key}", **(headers or {})},
             transport=transport,
         )
         self._httpx = httpx
@@ -119,6 +128,8 @@ class OpenAIModel:
                 continue
             except httpx.ConnectError as exc:
                 last = f"cannot connect ({_reason(exc)})"
+                if not self.retry_connect:
+                    break
                 continue
             except httpx.HTTPError as exc:  # the connection closed mid-body, a protocol error ...
                 last = f"{type(exc).__name__}: {_reason(exc)}"
@@ -143,7 +154,7 @@ class OpenAIModel:
                 " — is it running? (e.g. vllm serve Qwen/Qwen3-VL-4B-Instruct --enable-auto-tool-choice "
                 "--tool-call-parser hermes)"
             )
-        raise ModelError(
+        raise ServerUnavailable(
             f"the model server at {self.base_url} failed {method} {path} after {attempt + 1} "
             f"{'try' if attempt == 0 else 'tries'}: {last or 'no time left'}{hint}"
         )
@@ -255,7 +266,7 @@ class OpenAIModel:
             timings={"request": (t1 - t_enc) * 1000, "total": (t1 - t0) * 1000},
             image_sizes=sizes,
             finish_reason=finish,
-            extra={"tool_calls": len(calls)},
+            extra={"tool_calls": len(calls), "endpoint": self.base_url},
         )
 
     def _stream(self, body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], dict[str, Any], str | None]:

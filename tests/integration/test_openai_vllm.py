@@ -184,3 +184,37 @@ def test_consecutive_loop_steps_hit_vllms_prefix_cache_with_the_blocks_history(v
     for k in (3, 4, 5):  # the window slid: the screenshots after the system prompt are new again
         queried, hit, _ = window[k]
         assert hit < window[k - 1][0] - 250, (k, window)  # a 640x400 screenshot is 250 image tokens
+
+
+def test_replicas_keep_each_run_on_one_and_a_stopped_one_moves_later_runs(vllm_server, chromium, tmp_path):
+    """Two replicas (recording proxies in front of the suite's vLLM): a run's every model call goes to
+    one; once one is stopped, the runs that would have gone there go to the other, and say so."""
+    from pixelpilot.tasks import RunOptions, run_task
+    from tests.support.web import RecordingProxy
+
+    a, b = RecordingProxy(vllm_server), RecordingProxy(vllm_server)
+    demo = (ROOT / "examples" / "demo_app" / "index.html").as_uri()
+
+    def run(name: str):  # type: ignore[no-untyped-def]
+        task = tmp_path / f"{name}.yaml"
+        task.write_text(
+            f"name: {name}\nmodel: {{openai: ['{a.url}', '{b.url}']}}\nsteps:\n  - open: {demo}\n"
+            "  - act: Click the Sign in button\n  - act: Click the Sign in button\n"
+            "  - see: Wrong username or password\n"
+        )
+        res = run_task(task, RunOptions(output=tmp_path / "runs"))
+        assert res.status == "passed", res.error
+        endpoints = {c["endpoint"] for s in res.steps if s.model for c in s.model["calls"]}
+        return endpoints, read_run(res.run_dir).meta
+
+    try:  # "login" and "checkout" hash to the first replica, "search" to the second
+        assert run("login")[0] == {a.url} and a.calls() == ["login", "login"]
+        assert run("search")[0] == {b.url} and b.calls() == ["search", "search"]
+        a.stop()
+        endpoints, meta = run("checkout")
+        assert endpoints == {b.url} and b.calls()[-2:] == ["checkout", "checkout"]
+        (moved,) = meta["model_failovers"]
+        assert moved["from"] == a.url and moved["to"] == b.url and "cannot connect" in moved["why"]
+    finally:
+        a.stop()
+        b.stop()

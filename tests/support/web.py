@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["Page", "free_port", "serve", "server_process"]
+__all__ = ["Page", "RecordingProxy", "free_port", "serve", "server_process"]
 
 
 class Page(BaseHTTPRequestHandler):
@@ -86,3 +86,49 @@ def server_process(cmd: Sequence[str], url: str, log: Path, *, timeout: float = 
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=10)
+
+
+class RecordingProxy:
+    """A replica in front of a real model server: forwards every request to ``target`` and records
+    the path and the X-Session-ID it came with; :meth:`stop` takes it down (connections refused)."""
+
+    def __init__(self, target: str) -> None:
+        import httpx
+
+        proxy = self
+        self.seen: list[tuple[str, str | None]] = []
+        client = httpx.Client(timeout=300)
+        origin = target.rstrip("/").rsplit("/v1", 1)[0]
+
+        class Forward(Page):
+            def do_GET(self) -> None:
+                self.forward(b"")
+
+            def do_POST(self) -> None:
+                self.forward(self.body())
+
+            def forward(self, body: bytes) -> None:
+                proxy.seen.append((self.path, self.headers.get("X-Session-ID")))
+                r = client.request(
+                    self.command,
+                    origin + self.path,
+                    content=body,
+                    headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
+                )
+                self.send(r.content, r.headers.get("content-type", "application/json"), status=r.status_code)
+
+        self._stopped = False
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def calls(self) -> list[str | None]:
+        """The sessions of the chat requests it forwarded."""
+        return [s for p, s in self.seen if p.endswith("/chat/completions")]
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.server_close()
