@@ -318,6 +318,46 @@ class BrowserDriver(PageActivity, PageTree):
             driver.goto(url)
         return driver
 
+    def fresh_context(
+        self,
+        *,
+        viewport: tuple[int, int] = (1280, 800),
+        device_scale_factor: float = 1.0,
+        base_url: str | None = None,
+        storage_state: str | os.PathLike[str] | None = None,
+    ) -> BrowserDriver:
+        """A driver on this browser in a new context — no cookies, storage or pages of the last one, as
+        :meth:`launch` gives — for the next task of a long-lived worker (a context costs milliseconds, a
+        browser a second or more). This driver's context is closed and the browser passes to the new one."""
+        if self._closed or not self._owned or not self._browser.is_connected():
+            raise DriverError("this browser is closed or not ours: launch a new one")
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            context = self._browser.new_context(
+                viewport={"width": viewport[0], "height": viewport[1]},
+                device_scale_factor=device_scale_factor,
+                base_url=base_url,
+                storage_state=str(storage_state) if storage_state is not None else None,
+            )
+            context.add_init_script(js("watch.js"))
+            page = context.new_page()
+        except PlaywrightError as exc:
+            raise DriverError(f"the browser failed to open a page: {exc.message.splitlines()[0]}") from exc
+        with contextlib.suppress(Exception):
+            self._context.close()
+        self._closed = True  # its Playwright and browser now belong to the new driver
+        fresh = type(self)(
+            self._pw, self._browser, context, page, scale=device_scale_factor, frame_format=self.frame_format
+        )
+        fresh.endpoint, fresh._remote_cdp = self.endpoint, self._remote_cdp
+        return fresh
+
+    @property
+    def alive(self) -> bool:
+        """Whether the browser is still there (a long-lived worker replaces one that crashed)."""
+        return not self._closed and bool(self._browser is not None and self._browser.is_connected())
+
     def close(self) -> None:
         if self._closed:
             return
@@ -584,8 +624,8 @@ class BrowserDriver(PageActivity, PageTree):
                 nav["committed"] = True
             if nav and nav.get("error") == "net::ERR_ABORTED":  # a link to a file: a download, not a page
                 if not self._downloads:
-                    with contextlib.suppress(Exception):
-                        self._on_download(self.page.wait_for_event("download", timeout=5000))
+                    with contextlib.suppress(Exception):  # the page's own listener records it
+                        self.page.wait_for_event("download", timeout=5000)
                 if self._downloads:
                     facts.update(changed=True, downloads=len(self._downloads))
                     nav = {}

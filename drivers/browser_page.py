@@ -46,6 +46,8 @@ class PageActivity:
         def _px(self, p: A.Point) -> tuple[float, float]: ...
 
     def _on_download(self, download: Any) -> None:
+        if download in self._downloads:  # one event, however many listeners saw it
+            return
         self._downloads.append(download)
         self._downloaded.append(download.suggested_filename)
 

@@ -268,6 +268,17 @@ class DesktopDriver(DesktopTree, XWindows):
         self.settle(timeout=2.0)
         return proc
 
+    def stop_apps(self) -> None:
+        """Stop every program :meth:`launch` started (their process groups); the display stays, for the
+        next task of a long-lived worker."""
+        stop_groups([proc for _, proc, _ in self._apps])
+        self._apps.clear()
+        self.app_logs.clear()
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed and (self._xvfb is None or self._xvfb.alive())
+
     def close(self) -> None:
         if self._closed:
             return

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,6 +25,9 @@ from pixelpilot.agent.errors import ConfigError, DriverError, ModelError, PixelP
 from pixelpilot.agent.memory import StepRecord
 from pixelpilot.tasks.asking import FileAsk
 from pixelpilot.tasks.runner import ExitCode, RunOptions, TaskResult, run_task
+
+if TYPE_CHECKING:
+    from pixelpilot.tasks.keeper import DriverKeeper
 
 __all__ = ["main"]
 
@@ -66,7 +70,27 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="run this many task files in parallel (one process and driver each)",
     )
-    r.add_argument("--shard", default=None, help="i/n: run the i-th of n deterministic shards (CI matrices)")
+    r.add_argument(
+        "--keep-drivers",
+        action="store_true",
+        help="each worker keeps its browser (a fresh context per task), desktop or device across tasks",
+    )
+    r.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run a failed task again, up to N times (a later pass is reported as flaky)",
+    )
+    r.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a long-lived worker
+    r.add_argument(
+        "--shard",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="i/n: run the i-th of n deterministic shards (CI matrices); alone or 'auto': from "
+        "$JOB_COMPLETION_INDEX/$JOB_COMPLETION_COUNT (Kubernetes Indexed Jobs) or $CI_NODE_INDEX/$CI_NODE_TOTAL",
+    )
     r.add_argument("--junit", type=Path, default=None, help="write JUnit XML here")
     r.add_argument(
         "--cache",
@@ -197,21 +221,53 @@ class _Progress:
 
 
 def _write_result(
-    path: Path | None, res: TaskResult | None, *, status: str | None = None, error: str | None = None
+    path: Path | None,
+    res: TaskResult | None,
+    *,
+    status: str | None = None,
+    error: str | None = None,
+    exit_code: int | None = None,
 ) -> None:
-    """The worker's answer to a batch run (``--result-json``)."""
+    """The worker's answer to a batch run (``--result-json``), written whole (a long-lived worker's
+    parent takes the file's appearance as the task's end)."""
     if path is None:
         return
     from pixelpilot.agent.memory import step_table
 
     data = {
+        "exit_code": exit_code,
         "status": status or (res.status if res else "error"),
         "error": error if error is not None else (res.error if res else None),
         "run_dir": str(res.run_dir) if res and res.run_dir else None,
         "steps": [{"kind": s.kind, "outcome": s.outcome} for s in (res.steps if res else [])],
         "step_table": step_table(res.steps) if res else "",
     }
-    path.write_text(json.dumps(data))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _serve(args: argparse.Namespace, console: Console) -> int:
+    """A long-lived worker of a batch (``--keep-drivers``): task after task from stdin, one JSON line
+    each (``{"task", "result", "rundir"}``), with one kept driver; ends at the end of its input, or when a
+    task is interrupted (the batch is stopping)."""
+    from pixelpilot.tasks.keeper import DriverKeeper
+
+    keeper = DriverKeeper()
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            job = json.loads(line)
+            rc = _run_one(args, console, Path(job["task"]), Path(job["result"]), Path(job["rundir"]), keeper)
+            console.file.flush()
+            if rc == ExitCode.INTERRUPTED:
+                return rc
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    finally:
+        keeper.close()
+    return ExitCode.PASSED
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -223,6 +279,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     except ConfigError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return ExitCode.USAGE
+    if args.serve:
+        return _serve(args, console)
     selected = select_shard(tasks, shard)
     batch = (
         len(args.tasks) > 1
@@ -233,7 +291,11 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     if batch:
         return _cmd_batch(args, console, selected, total=len(tasks), shard=shard)
-    opts = RunOptions(
+    return _run_one(args, console, selected[0], args.result_json, args.run_dir_file)
+
+
+def _options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
         output=args.output,
         headed=args.headed or None,
         slow_mo=args.slowmo,
@@ -249,30 +311,47 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         browser_endpoint=args.browser_endpoint,
         ask=FileAsk(args.confirm_file) if args.confirm_file is not None else None,
     )
-    path = selected[0]
+
+
+def _run_one(
+    args: argparse.Namespace,
+    console: Console,
+    path: Path,
+    result_json: Path | None,
+    run_dir_file: Path | None,
+    keeper: DriverKeeper | None = None,
+) -> int:
+    """One task file: its progress on the console, its answer in ``result_json`` (for a batch)."""
+    opts = _options(args)
     progress = _Progress(console)
     try:
 
         def started(task: object, run_dir: Path) -> None:
             progress.start(task, run_dir)
-            if args.run_dir_file is not None:  # for the console: where this run is being written
-                args.run_dir_file.write_text(str(run_dir.resolve()))
+            if run_dir_file is not None:  # for the console and batches: where this run is being written
+                run_dir_file.write_text(str(run_dir.resolve()))
 
-        res = run_task(path, opts, on_step=progress.step, on_start=started)
+        res = run_task(path, opts, on_step=progress.step, on_start=started, keeper=keeper)
     except ConfigError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        _write_result(args.result_json, None, error=str(exc))
+        _write_result(result_json, None, error=str(exc), exit_code=ExitCode.USAGE)
         return ExitCode.USAGE
     except (DriverError, ModelError, RunLogError) as exc:  # before the run could start, or its log broke
         label = "model" if isinstance(exc, ModelError) else "environment"
         console.print(f"[red]{label}:[/] {escape(str(exc))}", highlight=False)
-        _write_result(args.result_json, None, error=str(exc))
+        _write_result(result_json, None, error=str(exc), exit_code=ExitCode.ENVIRONMENT)
         return ExitCode.ENVIRONMENT
     except KeyboardInterrupt as exc:  # stopped before the run directory existed
         console.print(f"[yellow]interrupted[/] {escape(str(exc))}", highlight=False)
-        _write_result(args.result_json, None, status="interrupted", error=str(exc) or "interrupted")
+        _write_result(
+            result_json,
+            None,
+            status="interrupted",
+            error=str(exc) or "interrupted",
+            exit_code=ExitCode.INTERRUPTED,
+        )
         return ExitCode.INTERRUPTED
-    _write_result(args.result_json, res)
+    _write_result(result_json, res, exit_code=res.exit_code)
     color = "green" if res.status == "passed" else "red"
     console.print(
         f"[{color}]{res.status.upper()}[/] {escape(res.task)} · report: "
@@ -336,7 +415,17 @@ def _table(outcomes: list[Any], started: float, workers: int) -> Table:
         t.add_row(
             Text(o.path.name),
             step,
-            Text(o.status, style=style.get(o.status, "")),
+            Text(
+                o.status
+                + (
+                    " (flaky)"
+                    if o.flaky
+                    else f" (try {len(o.attempts) + 1})"
+                    if o.attempts and o.status == "running"
+                    else ""
+                ),
+                style=style.get(o.status, ""),
+            ),
             f"{o.seconds:.1f} s" if o.started else "",
         )
     return t
@@ -369,6 +458,9 @@ def _cmd_batch(
             tasks,
             output=args.output,
             workers=args.workers,
+            keep_drivers=args.keep_drivers,
+            retries=args.retries,
+            timeout=args.timeout,
             extra_args=_passthrough(args),
             on_update=lambda outs: live.update(_table(outs, started, args.workers)),
         )
@@ -394,7 +486,10 @@ def _cmd_batch(
         console.print(f"JUnit: {escape(str(args.junit))}")
     passed = sum(o.status == "passed" for o in result.outcomes)
     stopped = sum(o.status == "interrupted" for o in result.outcomes)
+    flaky = sum(o.flaky for o in result.outcomes)
     line = f"{passed} passed, {len(result.outcomes) - passed - stopped} failed"
+    if flaky:
+        line += f" ({flaky} flaky: passed on a retry)"
     if stopped:
         line += f", {stopped} interrupted"
     console.print(line, highlight=False)

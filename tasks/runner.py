@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlparse
 
 from pixelpilot.agent.errors import ConfigError, DriverUnavailable, RunLogError, StepFailed
@@ -22,6 +22,9 @@ from pixelpilot.agent.session import Agent, AgentSettings
 from pixelpilot.agent.step import outcome_of
 from pixelpilot.drivers.base import Driver
 from pixelpilot.tasks import spec as S
+
+if TYPE_CHECKING:
+    from pixelpilot.tasks.keeper import DriverKeeper
 
 __all__ = ["ExitCode", "RunOptions", "TaskResult", "make_driver", "resolve_url", "run_task"]
 
@@ -153,26 +156,38 @@ def make_driver(task: S.TaskFile, opts: RunOptions, base: Path, *, launch: bool 
         return driver
     from pixelpilot.drivers.browser import BrowserDriver
 
+    return BrowserDriver.launch(**browser_launch(task, opts), **browser_context(task, base))
+
+
+def browser_launch(task: S.TaskFile, opts: RunOptions) -> dict[str, Any]:
+    """What starts (or reaches) the task's browser: kept across tasks by a long-lived worker."""
     b = task.browser
     headless = (
         not opts.headed if opts.headed is not None else (b.headless if b.headless is not None else True)
     )
+    endpoint = opts.browser_endpoint or os.environ.get("PIXELPILOT_BROWSER_ENDPOINT")
+    remote = endpoint_kind(endpoint) if endpoint else {"connect": b.connect, "cdp": b.cdp}
+    return {
+        **remote,
+        "headless": headless,
+        "slow_mo": opts.slow_mo if opts.slow_mo is not None else b.slow_mo,
+    }
+
+
+def browser_context(task: S.TaskFile, base: Path) -> dict[str, Any]:
+    """What each task gets afresh: its viewport, base URL and saved storage."""
+    b = task.browser
     state = None
     if b.storage_state:
         state = Path(b.storage_state) if Path(b.storage_state).is_absolute() else base / b.storage_state
         if not state.is_file():
             raise ConfigError(f"browser.storage_state: no such file {state}", file=str(base))
-    endpoint = opts.browser_endpoint or os.environ.get("PIXELPILOT_BROWSER_ENDPOINT")
-    remote = endpoint_kind(endpoint) if endpoint else {"connect": b.connect, "cdp": b.cdp}
-    return BrowserDriver.launch(
-        **remote,
-        headless=headless,
-        viewport=b.viewport,
-        device_scale_factor=b.device_scale_factor,
-        slow_mo=opts.slow_mo if opts.slow_mo is not None else b.slow_mo,
-        base_url=b.base_url,
-        storage_state=state,
-    )
+    return {
+        "viewport": b.viewport,
+        "device_scale_factor": b.device_scale_factor,
+        "base_url": b.base_url,
+        "storage_state": state,
+    }
 
 
 def _model_options(task: S.TaskFile, opts: RunOptions, spec: str) -> dict[str, Any]:
@@ -364,6 +379,7 @@ def run_task(
     on_start: Callable[[S.TaskFile, Path], None] | None = None,
     driver_factory: Callable[[S.TaskFile, RunOptions], Driver] | None = None,
     model_factory: Callable[[str, str | None], Any] | None = None,
+    keeper: DriverKeeper | None = None,
 ) -> TaskResult:
     """Run one task file. Raises :class:`ConfigError` for a bad file (nothing runs),
     :class:`DriverUnavailable` when the environment lacks what the driver needs, and
@@ -383,11 +399,17 @@ def run_task(
             extra["session"] = name  # replicas: a task's runs go to the same one (its prefix cache)
         model = model_factory(*spec) if model_factory else load_model(spec[0], model_name=spec[1], **extra)
     own = driver_factory is None
-    driver = (
-        driver_factory(task, opts)
-        if driver_factory
-        else make_driver(task, opts, task_path.parent, launch=False)
-    )
+    if keeper is not None:  # a long-lived worker's: kept after the run
+        driver = keeper.acquire(task, opts, task_path.parent)
+    elif driver_factory is not None:
+        driver = driver_factory(task, opts)
+    else:
+        driver = make_driver(task, opts, task_path.parent, launch=False)
+
+    def _close(driver: Driver) -> None:
+        if keeper is None:
+            _close_driver(driver)
+
     try:
         run = RunWriter(
             opts.output,
@@ -399,6 +421,8 @@ def run_task(
                 **({"browser_endpoint": ep} if (ep := getattr(driver, "endpoint", None)) else {}),
                 "model": getattr(model, "name", None),
                 "total_steps": len(task.steps),
+                # a long-lived worker's: which process, and how many tasks its driver has served
+                **({"worker": {"pid": os.getpid(), "driver_task": keeper.served}} if keeper else {}),
             },
         )
     except BaseException:
@@ -446,7 +470,7 @@ def run_task(
     )
     status, error = "passed", None
     values: dict[str, Any] = {}
-    agent.limit_run(opts.timeout or task.settings.run_timeout)
+    agent.limit_run(opts.timeout or task.timeout or task.settings.run_timeout)
     agent.on_dialog(S.dialog_policy(task.settings.dialog))
     try:
         # the application under test starts now that the run has a folder for its output (app.log)
@@ -463,6 +487,8 @@ def run_task(
             with contextlib.suppress(RunLogError):
                 run.finish(status, error=error, values=values, model_calls=agent.model_calls)
             _close(driver)
+            if keeper is not None:  # the environment failed: the next task starts a new driver
+                keeper.close()
             raise
     try:
         failovers = getattr(model, "failovers", None)
@@ -485,7 +511,7 @@ def launch_apps(driver: Driver, task: S.TaskFile, base: Path, log: Path) -> bool
     return True
 
 
-def _close(driver: Driver) -> None:
+def _close_driver(driver: Driver) -> None:
     try:
         driver.close()
     except Exception:  # noqa: BLE001 - the browser may already be gone; the run is recorded

@@ -261,6 +261,12 @@ class TaskFile(_Strict):
         "{openai: url, name: model}, or {local: name, engine: bool, constrain: bool}",
     )
     settings: TaskSettings = TaskSettings()
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds the task may run (settings.run_timeout, said shortly); in a batch, a task "
+        "still running 30 s past it has its worker killed",
+    )
     cache: bool = Field(
         default=False,
         description="resolve steps from the last passing run, after checking the screen still matches",

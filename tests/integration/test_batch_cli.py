@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from pixelpilot.agent import read_run
+from tests.support.web import Page, serve
+
 from ..conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.browser
@@ -44,6 +47,7 @@ ALLOWED = {
     ),
     "testcase": ({"name", "time", "classname", "group"}, {"name"}),
     "failure": ({"type", "message"}, set()),
+    "flakyFailure": ({"type", "message"}, set()),  # Surefire's (Jenkins, GitLab read it): passed on a retry
     "error": ({"type", "message"}, set()),
     "skipped": ({"type", "message"}, set()),
     "system-out": (set(), set()),
@@ -52,7 +56,7 @@ ALLOWED = {
 CHILDREN = {
     "testsuites": {"testsuite"},
     "testsuite": {"testsuite", "properties", "testcase", "system-out", "system-err"},
-    "testcase": {"skipped", "error", "failure", "system-out", "system-err"},
+    "testcase": {"skipped", "error", "failure", "flakyFailure", "system-out", "system-err"},
 }
 TIME = re.compile(r"(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?")
 
@@ -167,3 +171,125 @@ def test_a_crashed_worker_fails_its_task_not_the_run(chromium, tmp_path):
     assert "ERROR" in res.stdout and "exit code -9" in res.stdout and "2 passed, 1 failed" in res.stdout
     suite = assert_common_junit(tmp_path / "j.xml").find("testsuite")
     assert suite.get("errors") == "1" and suite.get("failures") == "0"
+
+
+class Visits(Page):
+    """A site that remembers a browser (a cookie) and a page that is ready only from its second request."""
+
+    asked = 0
+
+    def do_GET(self) -> None:
+        if self.path == "/later":
+            Visits.asked += 1
+            self.send("<h1>Ready</h1>" if Visits.asked > 1 else "<h1>Not yet</h1>")
+        elif "seen=1" in (self.headers.get("Cookie") or ""):
+            self.send("<h1>Welcome back</h1>")
+        else:
+            self.send("<h1>First visit</h1>", headers={"Set-Cookie": "seen=1; Path=/"})
+
+
+@pytest.fixture
+def visits():  # type: ignore[no-untyped-def]
+    Visits.asked = 0
+    with serve(Visits) as url:
+        yield url
+
+
+def test_long_lived_workers_keep_their_browser_and_give_each_task_a_clean_context(visits, tmp_path):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for i in range(6):  # the cookie of one task never reaches the next on the same browser
+        (folder / f"t{i}.yaml").write_text(f"steps:\n  - open: {visits}/\n  - see: First visit\n")
+    out = tmp_path / "runs"
+    res = run_cli(
+        str(folder),
+        "--workers",
+        "2",
+        "--keep-drivers",
+        "--output",
+        str(out),
+        "--junit",
+        str(tmp_path / "j.xml"),
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "6 passed, 0 failed" in res.stdout
+    workers = [read_run(r).meta["worker"] for r in out.iterdir() if r.is_dir()]
+    assert len({w["pid"] for w in workers}) == 2  # two processes served six tasks
+    assert sorted(w["driver_task"] for w in workers) == [1, 1, 2, 2, 3, 3]  # each kept its browser
+    assert_common_junit(tmp_path / "j.xml")
+
+
+def test_a_killed_long_lived_worker_fails_its_task_and_a_new_one_takes_the_rest(visits, tmp_path):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "a-slow.yaml").write_text(
+        f"steps:\n  - open: {visits}/\n  - wait_for: {{text: never, timeout: 60}}\n"
+    )
+    for i in range(2):
+        (folder / f"b{i}.yaml").write_text(f"steps:\n  - open: {visits}/\n  - see: First visit\n")
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pixelpilot.tasks.cli",
+            "run",
+            str(folder),
+            "--keep-drivers",
+            "--output",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:  # the worker is in the slow task's wait: kill it
+        runs = (
+            [r for r in out.glob("*/steps.jsonl") if r.read_text().count("\n") >= 1] if out.exists() else []
+        )
+        if runs:
+            break
+        time.sleep(0.2)
+    worker = next(
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and b"--serve" in (p / "cmdline").read_bytes()
+    )
+    os.kill(worker, signal.SIGKILL)
+    output, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 1, output
+    assert "2 passed, 1 failed" in output and "a-slow.yaml" in output and "exit code -9" in output
+
+
+def test_retries_report_a_pass_on_a_later_try_as_flaky(visits, tmp_path):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "later.yaml").write_text(f"steps:\n  - open: {visits}/later\n  - see: Ready\n")
+    (folder / "ok.yaml").write_text(f"steps:\n  - open: {visits}/\n  - see: First visit\n")
+    junit = tmp_path / "j.xml"
+    res = run_cli(str(folder), "--retries", "2", "--output", str(tmp_path / "runs"), "--junit", str(junit))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 passed, 0 failed (1 flaky: passed on a retry)" in res.stdout
+    suite = assert_common_junit(junit).find("testsuite")
+    later = next(c for c in suite.iter("testcase") if c.get("name") == "later")
+    (flaky,) = later.findall("flakyFailure")
+    assert "no text 'Ready'" in flaky.get("message") or "Ready" in flaky.get("message")
+    assert later.find("failure") is None and "tries: 2 (flaky" in later.find("system-out").text
+    assert len(list((tmp_path / "runs").iterdir())) == 3  # both tries of later.yaml are kept
+
+
+def test_a_task_files_timeout_fails_it_in_a_batch(tmp_path):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "slow.yaml").write_text(
+        f"timeout: 3\nsteps:\n  - open: {DEMO}\n  - wait_for: {{text: never, timeout: 60}}\n"
+    )
+    (folder / "ok.yaml").write_text(f"steps:\n  - open: {DEMO}\n  - see: Sign in to Acme\n")
+    t = time.monotonic()
+    res = run_cli(str(folder), "--keep-drivers", "--output", str(tmp_path / "runs"))
+    assert time.monotonic() - t < 90
+    assert res.returncode == 1 and "1 passed, 1 failed" in res.stdout
+    assert "ran past its run_timeout (3 s)" in res.stdout
