@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pixelpilot.agent.memory import StepRecord
-from pixelpilot.agent.runlog import read_run
+from pixelpilot.agent.runlog import passed_index, read_run
 from pixelpilot.agent.similarity import Prepared, acted_region, prepare, similarity
 from pixelpilot.drivers.base import Box, Screen, UINode, decode_frame
 
@@ -42,7 +42,20 @@ def _load(path: Path) -> tuple[np.ndarray, Prepared]:
 def last_passing_run(output: str | os.PathLike[str], task: str) -> Path | None:
     """The newest run directory under ``output`` of ``task`` that passed: its run.json says so *and*
     its steps.jsonl holds every step it counted, each passed (a run whose record was cut short, or
-    written by an older version that could call a crash passed, is never a cache)."""
+    written by an older version that could call a crash passed, is never a cache).
+
+    A lookup in the output folder's index of passing runs (written as runs pass); a scan of every
+    run.json only when the index has no valid entry for the task (older folders, a merged one)."""
+    noted = passed_index(Path(output)).get(task)
+    if noted and "/" not in noted and noted not in (".", ".."):
+        run = Path(output) / noted
+        try:
+            meta = json.loads((run / "run.json").read_text())
+        except (OSError, ValueError):
+            meta = None
+        noted_ok = isinstance(meta, dict) and meta.get("task") == task and meta.get("status") == "passed"
+        if noted_ok and _all_steps_passed(run):
+            return run
     found: list[tuple[float, Path]] = []
     for meta_file in Path(output).glob("*/run.json"):
         try:

@@ -89,15 +89,17 @@ class RunWriter:
         root = Path(output)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = f"{stamp}-{slugify(task)}"
-        path = root / base
         n = 1
-        while path.exists():
-            n += 1
-            path = root / f"{base}-{n}"
-        try:
-            (path / "frames").mkdir(parents=True)
-        except OSError as exc:
-            raise RunLogError(f"cannot create the run directory {path}: {exc.strerror or exc}") from exc
+        while True:  # parallel workers may name a run the same second: the first mkdir wins the name
+            path = root / (base if n == 1 else f"{base}-{n}")
+            try:
+                path.mkdir(parents=True)
+                (path / "frames").mkdir()
+                break
+            except FileExistsError:
+                n += 1
+            except OSError as exc:
+                raise RunLogError(f"cannot create the run directory {path}: {exc.strerror or exc}") from exc
         self.path = path
         self.meta: dict[str, Any] = {
             "task": task,
@@ -157,6 +159,9 @@ class RunWriter:
             error = "a step did not pass"
         self.meta.update(status=status, ended=time.time(), error=error, **extra)
         _write_json_atomic(self.path / "run.json", self.meta)
+        if status == "passed" and not self.meta.get("replay_of"):
+            with contextlib.suppress(OSError):  # the index is a shortcut: the run directories are the truth
+                remember_passed(self.path.parent, str(self.meta["task"]), self.path.name)
         if report:
             from pixelpilot.agent.report import write_report
 
@@ -174,6 +179,32 @@ class RunWriter:
 
             status, error, _ = outcome_of(exc)
             self.finish(status, error=error)
+
+
+PASSED_INDEX = ".pixelpilot/last-passed.json"
+"""Under an output folder: each task's newest passing run (``{task: run directory name}``)."""
+
+
+def remember_passed(output: Path, task: str, run: str) -> None:
+    """Note ``run`` as ``task``'s newest passing run under ``output`` (several workers may at once)."""
+    import fcntl
+
+    index = output / PASSED_INDEX
+    index.parent.mkdir(parents=True, exist_ok=True)
+    with (index.parent / "last-passed.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = passed_index(output)
+        known[task] = run
+        _write_json_atomic(index, known)
+
+
+def passed_index(output: Path) -> dict[str, str]:
+    """The tasks' newest passing runs as noted under ``output`` (empty when there is no note)."""
+    try:
+        data = json.loads((output / PASSED_INDEX).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 @dataclass

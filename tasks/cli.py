@@ -185,6 +185,15 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)write and locate the HTML report of a run directory")
     rep.add_argument("run_dir", type=Path)
 
+    mg = sub.add_parser(
+        "merge", help="merge the --output folders of several shards: one folder, JUnit, summary page, index"
+    )
+    mg.add_argument(
+        "outputs", nargs="+", type=Path, help="the shards' --output folders (each has batch.json)"
+    )
+    mg.add_argument("--into", "-o", type=Path, required=True, help="the merged folder")
+    mg.add_argument("--junit", type=Path, default=None, help="the merged JUnit XML (default: INTO/junit.xml)")
+
     sub.add_parser("schema", help="print the task file's JSON Schema")
     sub.add_parser(
         "doctor", help="check what pixelpilot needs on this machine and how to fix what is missing"
@@ -466,6 +475,12 @@ def _cmd_batch(
         )
     if not console.is_terminal:
         console.print(_table(result.outcomes, started, args.workers))
+    from pixelpilot.tasks.merge import write_batch
+
+    try:  # what ran, for `pixelpilot merge` of several shards' outputs
+        write_batch(result, args.output, shard=shard)
+    except OSError as exc:
+        console.print(f"[yellow]warning:[/] cannot write {escape(str(args.output / 'batch.json'))}: {exc}")
     for o in result.outcomes:
         if o.status != "passed":
             console.print(
@@ -493,6 +508,27 @@ def _cmd_batch(
     if stopped:
         line += f", {stopped} interrupted"
     console.print(line, highlight=False)
+    return result.exit_code
+
+
+def _cmd_merge(args: argparse.Namespace, console: Console) -> int:
+    from pixelpilot.tasks.merge import merge_outputs
+
+    try:
+        result = merge_outputs(args.outputs, args.into, junit=args.junit)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        return ExitCode.USAGE
+    passed = sum(o.status == "passed" for o in result.outcomes)
+    flaky = sum(o.flaky for o in result.outcomes)
+    console.print(
+        f"{len(result.outcomes)} tasks from {len(args.outputs)} outputs → {escape(str(args.into))}: "
+        f"{passed} passed, {len(result.outcomes) - passed} not" + (f" ({flaky} flaky)" if flaky else ""),
+        highlight=False,
+    )
+    console.print(
+        f"summary: {escape(str(args.into / 'index.html'))} · JUnit: {escape(str(args.junit or args.into / 'junit.xml'))}"
+    )
     return result.exit_code
 
 
@@ -616,6 +652,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return cmd_replay(args, console)
     if args.command == "report":
         return _cmd_report(args, console)
+    if args.command == "merge":
+        return _cmd_merge(args, console)
     if args.command == "parse-reply":
         from pixelpilot.tasks.parse_reply import cmd_parse_reply
 

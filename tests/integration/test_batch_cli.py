@@ -131,6 +131,53 @@ def test_shards_run_every_task_exactly_once(chromium, tmp_path):
         assert res.returncode == 0, res.stdout + res.stderr
         seen += [c.get("name") for c in assert_common_junit(tmp_path / f"j{i}.xml").iter("testcase")]
     assert sorted(seen) == ["ok0", "ok1", "ok2"]
+    # the two shards' outputs merge into one folder, one JUnit file, one summary page, one index
+    merged = tmp_path / "merged"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pixelpilot.tasks.cli",
+            "merge",
+            str(tmp_path / "runs1"),
+            str(tmp_path / "runs2"),
+            "--into",
+            str(merged),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "3 tasks from 2 outputs" in res.stdout and "3 passed" in res.stdout
+    names = [c.get("name") for c in assert_common_junit(merged / "junit.xml").iter("testcase")]
+    assert names == ["ok0", "ok1", "ok2"]
+    runs = sorted(p for p in merged.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(runs) == 3 and all(read_run(r).meta["status"] == "passed" for r in runs)
+    page = (merged / "index.html").read_text()
+    for r in runs:
+        assert f'href="{r.name}/report.html"' in page
+    from pixelpilot.agent.cache import last_passing_run
+
+    assert last_passing_run(merged, read_run(runs[0]).meta["task"]) in runs
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pixelpilot.tasks.cli",
+            "merge",
+            str(tmp_path / "runs1"),
+            str(tmp_path / "runs1"),
+            "--into",
+            str(tmp_path / "m2"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and "the shards overlap" in res.stdout
 
 
 def test_a_crashed_worker_fails_its_task_not_the_run(chromium, tmp_path):

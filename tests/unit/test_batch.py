@@ -38,3 +38,16 @@ def test_folders_skip_hidden_folders_and_node_modules(tmp_path):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("steps: []\n")
     assert [p.relative_to(tmp_path).as_posix() for p in collect_tasks([tmp_path])] == ["a.yaml", "sub/b.yml"]
+
+
+def test_shard_auto_reads_an_indexed_job_or_a_ci_matrix():
+    # a Kubernetes Indexed Job counts from 0; GitLab's parallel: from 1
+    assert parse_shard("auto", {"JOB_COMPLETION_INDEX": "0", "JOB_COMPLETION_COUNT": "3"}) == (1, 3)
+    assert parse_shard("auto", {"JOB_COMPLETION_INDEX": "2", "JOB_COMPLETION_COUNT": "3"}) == (3, 3)
+    assert parse_shard("auto", {"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "4"}) == (2, 4)
+    with pytest.raises(ConfigError, match="outside JOB_COMPLETION_COUNT=3"):
+        parse_shard("auto", {"JOB_COMPLETION_INDEX": "3", "JOB_COMPLETION_COUNT": "3"})
+    with pytest.raises(ConfigError, match="are not numbers"):
+        parse_shard("auto", {"CI_NODE_INDEX": "x", "CI_NODE_TOTAL": "4"})
+    with pytest.raises(ConfigError, match="needs JOB_COMPLETION_INDEX and JOB_COMPLETION_COUNT"):
+        parse_shard("auto", {"JOB_COMPLETION_INDEX": "1"})  # the count is not in the pod by default

@@ -167,3 +167,21 @@ def test_a_models_typing_into_nothing_ends_the_goal_run_saying_so():
     res = agent.run("Log in", max_steps=3)
     assert res.status == "failed" and "nothing had the keyboard focus" in res.reason
     assert agent.steps[-1].outcome == "failed"
+
+
+def test_the_last_passing_run_is_a_lookup_and_a_stale_note_is_not_trusted(tmp_path, monkeypatch):
+    out = tmp_path / "runs"
+    for task in ("t", "u"):
+        w = RunWriter(out, task, meta={"task": task})
+        Agent(app(), recorder=w, locator=Locator(use_ocr=False)).type("alice", into="Username")
+        w.finish("passed")
+    (out / "junk").mkdir()  # an unreadable old run would cost a scan
+    scans: list[str] = []
+    real_glob = Path.glob
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: scans.append(pattern) or real_glob(self, pattern))
+    assert last_passing_run(out, "t") == next(p for p in out.iterdir() if p.name.endswith("-t"))
+    assert scans == []  # the note of passing runs answered: no run.json was scanned
+    run = last_passing_run(out, "u")
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "status": "failed"}))  # edited since: not trusted
+    assert last_passing_run(out, "u") is None and scans == ["*/run.json"]
