@@ -29,7 +29,7 @@ fi
 # on a GPU machine install the CUDA torch you need first and this line leaves it alone)
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
 # never `playwright install`: Debian's Chromium is used (found automatically, or PIXELPILOT_CHROMIUM)
-.venv/bin/python -m pip install -q -e ".[all,local,test]"
+.venv/bin/python -m pip install -q -e ".[all,local,test,ray]"
 # pyautogui pulls python3-xlib 0.15, which writes the same Xlib/ package as python-xlib and fails without
 # ~/.Xauthority: python-xlib 0.33 goes last
 .venv/bin/python -m pip install -q --force-reinstall --no-deps "python-xlib==0.33"

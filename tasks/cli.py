@@ -84,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a long-lived worker
     r.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where a batch's tasks run: processes here (default), or a Ray cluster (pixelpilot[ray])",
+    )
+    r.add_argument(
+        "--address",
+        default=None,
+        help="with --executor ray: the cluster (auto, host:port, ray://host:10001); default: $RAY_ADDRESS, "
+        "else a local Ray started for the batch",
+    )
+    r.add_argument(
         "--shard",
         nargs="?",
         const="auto",
@@ -295,6 +307,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         len(args.tasks) > 1
         or any(Path(p).is_dir() for p in args.tasks)
         or args.workers > 1
+        or args.executor != "local"
         or shard
         or args.junit
     )
@@ -453,9 +466,12 @@ def _cmd_batch(
     from pixelpilot.tasks.batch import run_batch, write_junit
 
     where = f" (shard {shard[0]}/{shard[1]} of {total})" if shard else ""
-    console.print(
-        f"[bold]▶ {len(tasks)} task file(s){where} · {args.workers} worker(s) → {escape(str(args.output))}[/]"
+    how = (
+        "on Ray"
+        if args.executor == "ray"
+        else f"{args.workers} worker(s)" + (", drivers kept" if args.keep_drivers else "")
     )
+    console.print(f"[bold]▶ {len(tasks)} task file(s){where} · {how} → {escape(str(args.output))}[/]")
     started = time.monotonic()
     with Live(
         _table([], started, args.workers),
@@ -463,16 +479,36 @@ def _cmd_batch(
         refresh_per_second=4,
         transient=not console.is_terminal,
     ) as live:
-        result = run_batch(
-            tasks,
-            output=args.output,
-            workers=args.workers,
-            keep_drivers=args.keep_drivers,
-            retries=args.retries,
-            timeout=args.timeout,
-            extra_args=_passthrough(args),
-            on_update=lambda outs: live.update(_table(outs, started, args.workers)),
-        )
+        update = lambda outs: live.update(_table(outs, started, args.workers))  # noqa: E731
+        if args.executor == "ray":
+            from pixelpilot.tasks.ray_executor import run_batch_ray
+
+            try:
+                result = run_batch_ray(
+                    tasks,
+                    output=args.output,
+                    address=args.address or os.environ.get("RAY_ADDRESS") or None,
+                    workers=args.workers if args.workers > 1 else None,
+                    extra_args=_passthrough(args),
+                    driver=args.driver,
+                    retries=args.retries,
+                    on_update=update,
+                )
+            except DriverError as exc:
+                live.stop()
+                console.print(f"[red]environment:[/] {escape(str(exc))}", highlight=False)
+                return ExitCode.ENVIRONMENT
+        else:
+            result = run_batch(
+                tasks,
+                output=args.output,
+                workers=args.workers,
+                keep_drivers=args.keep_drivers,
+                retries=args.retries,
+                timeout=args.timeout,
+                extra_args=_passthrough(args),
+                on_update=update,
+            )
     if not console.is_terminal:
         console.print(_table(result.outcomes, started, args.workers))
     from pixelpilot.tasks.merge import write_batch

@@ -1,0 +1,215 @@
+"""Ray as the executor of a batch (``pixelpilot run DIR --executor ray [--address auto]``).
+
+Each task file runs as a Ray task on a node of the cluster: the tasks' common folder travels as the job's
+``working_dir`` (Ray's own packaging: the task files and what they name beside them), the node runs
+``pixelpilot run`` on it in a process of its own, and its run directory comes back as a tarball and is
+unpacked into ``--output``, so JUnit, the summary and ``pixelpilot merge`` see what a local batch gives.
+A task asks for one unit of the custom resource named after its driver (``browser``, ``desktop``,
+``android``) when some node offers it (``ray start --resources '{"browser": 4}'``), else for a CPU.
+A task whose process is killed on its node is an error with what it printed; Ctrl-C cancels every task
+(each one's run is recorded as interrupted on its node) and the batch ends as interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pixelpilot.agent.errors import ConfigError
+from pixelpilot.agent.runlog import remember_passed
+from pixelpilot.tasks.batch import BatchResult, TaskOutcome, _finish
+from pixelpilot.tools.errors import DriverUnavailable
+
+__all__ = ["run_batch_ray"]
+
+DRIVER_RESOURCES = ("browser", "desktop", "android")
+
+
+def _run_on_node(task: str, args: Sequence[str]) -> dict[str, Any]:
+    """On a node, in the job's working_dir: run one task file; its answer and its run directory."""
+    work = Path(tempfile.mkdtemp(prefix="pixelpilot-ray-"))
+    result, marker = work / "result.json", work / "rundir"
+    cmd = [sys.executable, "-m", "pixelpilot.tasks.cli", "run", task, "--output", str(work / "runs")]
+    cmd += ["--result-json", str(result), "--run-dir-file", str(marker), *args]
+    env = {**os.environ, "COLUMNS": "160"}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
+    try:
+        output, _ = proc.communicate()
+    except BaseException:  # cancelled: the run records the step in progress as interrupted
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    answer: dict[str, Any] = {"rc": proc.returncode, "output": output[-20000:], "node": os.uname().nodename}
+    with contextlib.suppress(OSError, ValueError):
+        answer["result"] = json.loads(result.read_text())
+    with contextlib.suppress(OSError):
+        run = Path(marker.read_text().strip())
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            tar.add(run, arcname=run.name)
+        answer["run"], answer["tar"] = run.name, buf.getvalue()
+    return answer
+
+
+def _unpack(answer: dict[str, Any], output: Path) -> Path | None:
+    """The run directory a node sent, under ``output`` (a fresh name if one is taken)."""
+    name = answer.get("run")
+    data = answer.get("tar")
+    if not isinstance(name, str) or not isinstance(data, bytes) or "/" in name or name in (".", ".."):
+        return None
+    with tempfile.TemporaryDirectory(dir=output, prefix=".unpack-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            tar.extractall(tmp, filter="data")  # no links out, no absolute paths
+        target, n = output / name, 1
+        while target.exists():
+            n += 1
+            target = output / f"{name}-{n}"
+        (Path(tmp) / name).rename(target)
+    return target
+
+
+def _driver_of(path: Path, override: str | None) -> str:
+    if override:
+        return override
+    from pixelpilot.tasks.spec import load_task
+
+    try:
+        return load_task(path).driver_kind
+    except ConfigError:
+        return "browser"  # its node reports the problem
+
+
+def run_batch_ray(
+    tasks: Sequence[Path],
+    *,
+    output: Path,
+    address: str | None = None,
+    workers: int | None = None,
+    extra_args: Sequence[str] = (),
+    driver: str | None = None,
+    retries: int = 0,
+    on_update: Callable[[list[TaskOutcome]], None] | None = None,
+    poll: float = 0.5,
+) -> BatchResult:
+    """Run ``tasks`` on a Ray cluster (``address``: ``auto``, ``host:port``, ``ray://…``; none: a local
+    one started for this batch), at most ``workers`` at once (default: as many as the cluster can)."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise DriverUnavailable("--executor ray needs Ray", install="pip install 'pixelpilot[ray]'") from exc
+    output.mkdir(parents=True, exist_ok=True)
+    root = Path(os.path.commonpath([str(t.parent) for t in tasks])) if tasks else Path.cwd()
+    outcomes = [TaskOutcome(t) for t in tasks]
+    result = BatchResult(outcomes)
+    start = time.monotonic()
+    try:
+        ray.init(
+            address=address,
+            runtime_env={"working_dir": str(root), "excludes": [".git", ".venv*", "node_modules", "runs"]},
+            log_to_driver=False,
+            include_dashboard=False if address is None else None,
+            configure_logging=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - Ray says why in its own exception types
+        raise DriverUnavailable(
+            f"cannot start or reach the Ray cluster{f' at {address}' if address else ''}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            install="start one with `ray start --head --resources '{\"browser\": 2}'`, or leave --address out",
+        ) from exc
+    try:
+        offered = ray.cluster_resources()
+        remote = ray.remote(max_retries=0)(_run_on_node)
+        limit = workers or max(1, int(offered.get("CPU", 1)))
+        pending = list(outcomes)
+        running: dict[Any, TaskOutcome] = {}
+        try:
+            while pending or running:
+                while pending and len(running) < limit:
+                    o = pending.pop(0)
+                    kind = _driver_of(o.path, driver)
+                    need = {"resources": {kind: 1}, "num_cpus": 0} if offered.get(kind) else {"num_cpus": 1}
+                    ref = remote.options(**need).remote(str(o.path.relative_to(root)), list(extra_args))
+                    o.status, o.started, o.ended, o.run_dir = "running", time.monotonic(), None, None
+                    running[ref] = o
+                if on_update is not None:
+                    on_update(outcomes)
+                done, _ = ray.wait(list(running), num_returns=1, timeout=poll)
+                for ref in done:
+                    o = running.pop(ref)
+                    _settle(o, ref, ray, output)
+                    if o.status in ("failed", "error") and len(o.attempts) < retries:
+                        o.attempts.append(o.error or o.status)
+                        o.status = "pending"
+                        pending.append(o)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            for ref in running:
+                ray.cancel(ref)
+            for ref, o in running.items():
+                with contextlib.suppress(Exception):
+                    ray.get(ref, timeout=60)
+                o.status, o.error, o.ended = (
+                    "interrupted",
+                    "cancelled: the batch was interrupted",
+                    time.monotonic(),
+                )
+            for o in pending:
+                o.status, o.error = "interrupted", "not started: the batch was interrupted"
+        if on_update is not None:
+            on_update(outcomes)
+    finally:
+        ray.shutdown()
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _settle(o: TaskOutcome, ref: Any, ray: Any, output: Path) -> None:
+    """A finished Ray task's outcome: its run directory unpacked, its answer read like a local worker's."""
+    o.ended = time.monotonic()
+    try:
+        answer = ray.get(ref)
+    except Exception as exc:  # the worker process or its node died under it
+        o.status, o.exit_code = "error", -1
+        o.error = f"its Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return
+    o.output = str(answer.get("output") or "")
+    o.run_dir = _unpack(answer, output)
+    rc = int(answer.get("rc", -1))
+    o.exit_code = rc
+    with tempfile.TemporaryDirectory() as tmp:  # _finish reads the worker's answer from a file
+        answer_file = Path(tmp) / "result.json"
+        if answer.get("result") is not None:
+            data = dict(answer["result"])
+            if o.run_dir is not None:
+                data["run_dir"] = str(o.run_dir)
+            answer_file.write_text(json.dumps(data))
+        _finish(o, answer_file, rc)
+    if o.run_dir is not None:
+        with contextlib.suppress(OSError, ValueError):
+            o.steps_done = sum(
+                1 for line in (o.run_dir / "steps.jsonl").read_text().splitlines() if line.strip()
+            )
+    if o.status == "passed" and o.run_dir is not None:  # the merged output's index of passing runs
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            task = json.loads((o.run_dir / "run.json").read_text())["task"]
+            remember_passed(output, str(task), o.run_dir.name)
+    if o.status == "error" and answer.get("node"):
+        o.error = f"{o.error} (on node {answer['node']})"

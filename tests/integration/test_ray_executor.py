@@ -1,0 +1,126 @@
+"""Ray as a batch's executor, on a local Ray cluster started by the suite (`ray start --head`, 2 CPUs, a
+custom ``browser`` resource): each task runs on the cluster, each run directory lands in ``--output``,
+JUnit reads as from the local executor, and a task whose process is killed on its node is an error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pixelpilot.agent import read_run
+from tests.support.web import free_port
+
+from ..conftest import EXAMPLES, ROOT
+from .test_batch_cli import assert_common_junit
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+}  # a cluster on loopback, for this test
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    ray = Path(sys.executable).parent / "ray"
+    if not ray.exists():
+        if os.environ.get("CI"):
+            pytest.fail("Ray is missing on CI: scripts/install.sh installs pixelpilot[ray]")
+        pytest.skip("Ray is not installed (pip install 'pixelpilot[ray]')")
+    port = free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    env = {**os.environ, **RAY_ENV}
+    start = [str(ray), "start", "--head", f"--port={port}", "--num-cpus=2", '--resources={"browser": 2}']
+    start += ["--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"]
+    done = subprocess.run(start, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+def tasks_folder(root: Path) -> Path:
+    folder = root / "tasks"
+    folder.mkdir()
+    shutil.copytree(EXAMPLES / "demo_app", folder / "demo_app")  # travels with the job's working_dir
+    for i in range(3):
+        (folder / f"ok{i}.yaml").write_text(
+            "steps:\n  - open: demo_app/index.html\n  - see: Sign in to Acme\n"
+        )
+    (folder / "bad.yaml").write_text("steps:\n  - open: demo_app/index.html\n  - click: Sign on\n")
+    (folder / "slow.yaml").write_text(
+        "steps:\n  - open: demo_app/index.html\n  - wait_for: {text: never, timeout: 90}\n"
+    )
+    return folder
+
+
+def test_a_folder_of_tasks_runs_on_a_ray_cluster(ray_cluster, tmp_path):
+    folder, out, junit = tasks_folder(tmp_path), tmp_path / "runs", tmp_path / "junit.xml"
+
+    def kill_the_slow_task_on_its_node() -> None:
+        deadline = time.time() + 150
+        while time.time() < deadline:
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    cmd = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"slow.yaml" in cmd and b"--result-json" in cmd and b"pixelpilot-ray-" in cmd:
+                    time.sleep(3)
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    return
+            time.sleep(0.3)
+
+    killer = threading.Thread(target=kill_the_slow_task_on_its_node)
+    killer.start()
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pixelpilot.tasks.cli",
+            "run",
+            str(folder),
+            "--executor",
+            "ray",
+            "--address",
+            ray_cluster,
+            "--output",
+            str(out),
+            "--junit",
+            str(junit),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, **RAY_ENV, "COLUMNS": "160"},
+    )
+    killer.join()
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "3 passed, 2 failed" in res.stdout
+    runs = {
+        read_run(r).meta["task"]: read_run(r)
+        for r in out.iterdir()
+        if r.is_dir() and not r.name.startswith(".")
+    }
+    assert {k for k, v in runs.items() if v.meta["status"] == "passed"} == {"ok0", "ok1", "ok2"}
+    assert runs["bad"].meta["status"] == "failed" and (out / runs["bad"].path.name / "report.html").is_file()
+    suite = assert_common_junit(junit).find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("5", "1", "1")
+    slow = next(c for c in suite.iter("testcase") if c.get("name") == "slow")
+    assert "exit code -9" in slow.find("error").get("message")
+    assert "no element with the text 'Sign on'" in next(
+        c for c in suite.iter("testcase") if c.get("name") == "bad"
+    ).find("failure").get("message")
