@@ -151,6 +151,8 @@ class AndroidDriver:
         self.where = where
         self.scale = scale
         self.verify_typing = verify_typing
+        self._selected = False
+        """The last action selected the focused field's text (Ctrl+A): typing replaces it."""
         self._last_hash: int | None = None
         self._closed = False
 
@@ -312,6 +314,7 @@ class AndroidDriver:
         return (round(p[0] / self.scale), round(p[1] / self.scale))
 
     def perform(self, action: A.Action) -> None:
+        selected, self._selected = self._selected, False
         match action:
             case A.Click() | A.DoubleClick() | A.TripleClick():
                 x, y = self._px(action.at)
@@ -335,11 +338,13 @@ class AndroidDriver:
                 dx, dy = round(action.dx / self.scale), round(action.dy / self.scale)
                 self._sh(f"input swipe {cx} {cy} {cx - dx} {cy - dy} 300", what="scroll")
             case A.Type():
-                self._type(action.text)
+                self._type(action.text, replacing=selected)
             case A.Key():
                 codes = [_keycode(k) for k in action.keys]
                 if len(codes) == 1:
                     self._sh(f"input keyevent {codes[0]}", what="key event")
+                elif [k.lower() for k in action.keys] == ["ctrl", "a"]:
+                    self._select_all(codes)
                 else:
                     self._sh("input keycombination " + " ".join(codes), what="key combination")
             case A.SystemButton():
@@ -370,15 +375,33 @@ class AndroidDriver:
             ws = self._device.window_size()
         return (ws.width, ws.height)
 
+    def _select_all(self, codes: Sequence[str]) -> None:
+        """Ctrl+A: select the focused field's text, so that what is typed next replaces it. Android 13+
+        takes the combination; before that ``input`` has no keycombination, and the text is deleted
+        instead (to its end, then as many DELs as it holds) — the same field once typing follows."""
+        try:
+            self._sh("input keycombination " + " ".join(codes), what="key combination")
+        except DriverError as exc:
+            if "Unknown command" not in str(exc):
+                raise
+            field = self.focused_field()
+            held = len(field.value or "") if field is not None else 0
+            self._sh("input keyevent KEYCODE_MOVE_END", what="move to the end of the field")
+            if held:
+                self._sh("input keyevent " + " ".join(["KEYCODE_DEL"] * held), what="delete the field's text")
+        self._selected = True
+
     # -- typing, verified --------------------------------------------------------------------------
-    def _type(self, text: str) -> None:
+    def _type(self, text: str, *, replacing: bool = False) -> None:
+        """Type ``text`` and check that the focused field holds what it should (what it held and
+        ``text``, or ``text`` alone when ``replacing`` the selected text)."""
         if not text:
             return
         before = self.focused_field() if self.verify_typing else None
         self._send_text(text)
         if before is None:
             return
-        expected = (before.value or "") + text
+        expected = text if replacing else (before.value or "") + text
         after = self.focused_field()
         got = after.value if after is not None else None
         if got == expected or got is None:

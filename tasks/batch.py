@@ -196,6 +196,8 @@ class _Slot:
     offset: int = 0
     """Where the current task's output begins in a long-lived worker's log."""
     deadline: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """What this worker's processes get in their environment (its device)."""
 
 
 def task_limit(path: Path, timeout: float | None) -> float | None:
@@ -223,6 +225,7 @@ def run_batch(
     keep_drivers: bool = False,
     retries: int = 0,
     timeout: float | None = None,
+    devices: Sequence[str] = (),
 ) -> BatchResult:
     """Run ``tasks`` with up to ``workers`` processes; ``on_update`` sees the outcomes as they change.
 
@@ -230,7 +233,8 @@ def run_batch(
     :mod:`pixelpilot.tasks.keeper`); one that dies fails its task and a new one takes the next.
     ``retries``: a task that failed runs again, up to that many times (a later pass is flaky). A task
     still running ``grace`` seconds past its time limit (``timeout``, else its file's) has its worker
-    killed and is an error.
+    killed and is an error. ``devices``: Android serials, one per worker and never shared (each
+    worker's ``$ANDROID_SERIAL``); there are no more workers than devices.
 
     Ctrl-C or SIGTERM stops the batch: running workers are told to stop (each records its run as
     interrupted and closes its browser, within ``grace`` seconds), tasks not started are marked
@@ -242,7 +246,11 @@ def run_batch(
     output.mkdir(parents=True, exist_ok=True)
     outcomes = [TaskOutcome(t) for t in tasks]
     pending = list(outcomes)
+    if devices:
+        workers = min(workers, len(devices))
     slots = [_Slot() for _ in range(min(workers, max(len(outcomes), 1)))]
+    for slot, serial in zip(slots, devices, strict=False):
+        slot.env["ANDROID_SERIAL"] = serial
     start = time.monotonic()
     result = BatchResult(outcomes)
     counter = 0
@@ -271,7 +279,7 @@ def run_batch(
                         stdout=slot.log,
                         stderr=subprocess.STDOUT,
                         text=True,
-                        env={**os.environ, "COLUMNS": "160"},
+                        env={**os.environ, **slot.env, "COLUMNS": "160"},
                     )
                 slot.log.seek(0, os.SEEK_END)
                 slot.offset = slot.log.tell()
@@ -286,7 +294,7 @@ def run_batch(
                     stdout=slot.log,
                     stderr=subprocess.STDOUT,
                     text=True,
-                    env={**os.environ, "COLUMNS": "160"},
+                    env={**os.environ, **slot.env, "COLUMNS": "160"},
                 )
             limit = task_limit(o.path, timeout)
             o.status, o.started, o.ended, o.run_dir = "running", time.monotonic(), None, None

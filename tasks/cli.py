@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # a long-lived worker
     r.add_argument(
+        "--devices",
+        default=None,
+        metavar="SERIAL,...",
+        help="Android devices for a batch: one per worker, never shared (at most that many workers)",
+    )
+    r.add_argument(
         "--executor",
         choices=["local", "ray"],
         default="local",
@@ -466,10 +472,12 @@ def _cmd_batch(
     from pixelpilot.tasks.batch import run_batch, write_junit
 
     where = f" (shard {shard[0]}/{shard[1]} of {total})" if shard else ""
+    devices = [d for d in (args.devices or "").split(",") if d.strip()]
+    workers = min(args.workers, len(devices)) if devices else args.workers
     how = (
         "on Ray"
         if args.executor == "ray"
-        else f"{args.workers} worker(s)" + (", drivers kept" if args.keep_drivers else "")
+        else f"{workers} worker(s)" + (", drivers kept" if args.keep_drivers else "")
     )
     console.print(f"[bold]▶ {len(tasks)} task file(s){where} · {how} → {escape(str(args.output))}[/]")
     started = time.monotonic()
@@ -506,6 +514,7 @@ def _cmd_batch(
                 keep_drivers=args.keep_drivers,
                 retries=args.retries,
                 timeout=args.timeout,
+                devices=[d.strip() for d in (args.devices or "").split(",") if d.strip()],
                 extra_args=_passthrough(args),
                 on_update=update,
             )

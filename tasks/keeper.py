@@ -79,4 +79,5 @@ def _key(kind: str, task: S.TaskFile, opts: RunOptions) -> tuple[Any, ...]:
         headed = opts.headed if opts.headed is not None else (d.headless is False)
         return (kind, headed, d.size, d.depth, d.display, d.monitor, d.scale)
     a = task.android
-    return (kind, a.serial, a.host, a.port, a.scale)
+    serial = tuple(a.serial) if isinstance(a.serial, list) else a.serial
+    return (kind, serial, a.host, a.port, a.scale)

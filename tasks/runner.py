@@ -133,7 +133,11 @@ def make_driver(task: S.TaskFile, opts: RunOptions, base: Path, *, launch: bool 
         from pixelpilot.tools.actions import OpenApp
 
         a = task.android
-        phone = AndroidDriver.connect(a.serial, host=a.host, port=a.port, scale=a.scale)
+        phone = (
+            _connect_any(a)
+            if isinstance(a.serial, list)
+            else AndroidDriver.connect(a.serial, host=a.host, port=a.port, scale=a.scale)
+        )
         if a.open_app:
             phone.perform(OpenApp(app=a.open_app))
         return phone
@@ -157,6 +161,25 @@ def make_driver(task: S.TaskFile, opts: RunOptions, base: Path, *, launch: bool 
     from pixelpilot.drivers.browser import BrowserDriver
 
     return BrowserDriver.launch(**browser_launch(task, opts), **browser_context(task, base))
+
+
+def _connect_any(a: S.AndroidOptions) -> Driver:
+    """One of the devices a task file lists: $ANDROID_SERIAL when it is one (a batch's device pool
+    gives each worker its own), else the first that is online."""
+    from pixelpilot.drivers.android import AndroidDriver
+    from pixelpilot.tools.errors import DriverError
+
+    serials = list(a.serial or [])
+    pooled = os.environ.get("ANDROID_SERIAL")
+    if pooled in serials:
+        serials = [pooled]
+    problems = []
+    for serial in serials:
+        try:
+            return AndroidDriver.connect(serial, host=a.host, port=a.port, scale=a.scale)
+        except DriverError as exc:
+            problems.append(str(exc))
+    raise DriverError("none of the task's devices can be used: " + "; ".join(problems))
 
 
 def browser_launch(task: S.TaskFile, opts: RunOptions) -> dict[str, Any]:
@@ -419,6 +442,7 @@ def run_task(
                 "task_file": str(task_path),
                 "driver": driver.name,
                 **({"browser_endpoint": ep} if (ep := getattr(driver, "endpoint", None)) else {}),
+                **({"device": serial} if (serial := getattr(driver, "serial", None)) else {}),
                 "model": getattr(model, "name", None),
                 "total_steps": len(task.steps),
                 # a long-lived worker's: which process, and how many tasks its driver has served

@@ -133,7 +133,11 @@ class DesktopSpec(_Strict):
 
 
 class AndroidOptions(_Strict):
-    serial: str | None = Field(default=None, description="default: $ANDROID_SERIAL, else the only device")
+    serial: str | list[str] | None = Field(
+        default=None,
+        description="default: $ANDROID_SERIAL, else the only device; a list: any of them ($ANDROID_SERIAL "
+        "when it is one of them, as a batch's --devices pool sets it; else the first that is online)",
+    )
     host: str | None = Field(
         default=None, description="adb server host (default $ANDROID_ADB_SERVER_HOST or 127.0.0.1)"
     )

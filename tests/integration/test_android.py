@@ -260,3 +260,49 @@ def test_cli_task_on_android(tmp_path):
     assert res.returncode == 3 and "no Android device is connected" in res.stdout
     run = read_run(next(p for p in (tmp_path / "runs").iterdir()))
     assert run.meta["driver"] == "android" and all(s.frame for s in run.steps)
+
+
+def test_a_device_pool_gives_each_worker_its_own_device(tmp_path):
+    a, b = FakeDevice("pool-a"), FakeDevice("pool-b")
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"note{i}.yaml").write_text(
+            f"name: note{i}\ndriver:\n  android:\n    serial: [pool-a, pool-b]\n    open_app: com.example.notes\n"
+            f"steps:\n  - type: {{text: Note {i}, into: Title}}\n  - click: Save\n  - wait_for: 'Saved: Note {i}'\n"
+        )
+    out = tmp_path / "runs"
+    with FakeAdbServer([a, b]) as srv:
+        env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(srv.port), "ADBUTILS_ADB_PATH": "/bin/false"}
+        cmd = [sys.executable, "-m", "pixelpilot.tasks.cli", "run", str(folder), "--devices", "pool-a,pool-b"]
+        res = subprocess.run(
+            [*cmd, "--workers", "3", "--keep-drivers", "--output", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=240,
+        )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "4 passed" in res.stdout and "2 worker(s)" in res.stdout  # no more workers than devices
+    assert sorted(a.saved + b.saved) == ["Note 0", "Note 1", "Note 2", "Note 3"] and a.saved and b.saved
+    metas = [read_run(r).meta for r in out.iterdir() if r.is_dir() and not r.name.startswith(".")]
+    by_worker: dict[int, set[str]] = {}
+    for m in metas:
+        by_worker.setdefault(m["worker"]["pid"], set()).add(m["device"])
+    assert len(by_worker) == 2 and all(len(d) == 1 for d in by_worker.values())  # a worker keeps its own
+    assert set().union(*by_worker.values()) == {"pool-a", "pool-b"}
+
+
+@pytest.mark.parametrize("sdk", [34, 30])
+def test_typing_over_a_fields_text_replaces_it_before_and_after_android_13(sdk, tmp_path):
+    # Android 13 selects with Ctrl+A (input keycombination); before it, input has no keycombination
+    dev = FakeDevice("fake-5554", sdk=sdk)
+    with FakeAdbServer([dev]) as srv, AndroidDriver.connect(port=srv.port) as d:
+        with Agent(d, output=tmp_path, task="retype") as agent:
+            d.perform(A.OpenApp(app="com.example.notes"))
+            agent.type("Milk", into="Title")
+            agent.type("Bread", into="Title")  # replaces what the field holds
+        assert dev.title == "Bread"
+        combos = [e for e in dev.events if e[0] == "combination"]
+        assert bool(combos) == (sdk >= 33)

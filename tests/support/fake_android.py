@@ -27,6 +27,13 @@ KEYCODES = {
     "KEYCODE_ENTER": "ENTER",
     "KEYCODE_MENU": "MENU",
     "KEYCODE_DEL": "DEL",
+    "113": "CTRL_LEFT",
+    "KEYCODE_CTRL_LEFT": "CTRL_LEFT",
+    "29": "A",
+    "KEYCODE_A": "A",
+    "112": "FORWARD_DEL",
+    "KEYCODE_MOVE_END": "MOVE_END",
+    "123": "MOVE_END",
 }
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 LATIN_IME = "com.android.inputmethod.latin/.LatinIME"
@@ -68,6 +75,10 @@ class FakeDevice:
     stack: list[str] = field(default_factory=list)
     title: str = ""
     focused: str | None = None
+    sdk: int = 34
+    """Android's API level: `input keycombination` exists from 33 (Android 13)."""
+    selected_all: bool = False
+    """Ctrl+A selected the focused field's text."""
     list_offset: int = 0
     saved: list[str] = field(default_factory=list)
     wifi: bool = False
@@ -245,9 +256,17 @@ class FakeDevice:
         elif name == "HOME":
             self.stack, self.screen, self.focused = [], "home", None
         elif name == "DEL" and self.focused == "title":
-            self.title = self.title[:-1]
+            self.title = "" if self.selected_all else self.title[:-1]
+            self.selected_all = False
         elif name == "ENTER" and self.focused == "title":
             self.focused = None
+
+    def combination(self, keys: list[str]) -> None:
+        """Ctrl+A selects the focused field's text (as an EditText does); what is typed or deleted
+        next replaces it."""
+        self.events.append(("combination", "+".join(keys)))
+        if set(keys) >= {"CTRL_LEFT", "A"} and self.focused == "title":
+            self.selected_all = True
 
     def type_text(self, text: str) -> None:
         if self.drop_text_after is not None:
@@ -256,7 +275,8 @@ class FakeDevice:
             text = text.upper()
         self.events.append(("text", text))
         if self.focused == "title":
-            self.title += text
+            self.title = text if self.selected_all else self.title + text
+            self.selected_all = False
 
     def open_app(self, package: str) -> bool:
         if package not in self.packages:
@@ -301,7 +321,11 @@ class FakeDevice:
                 0,
             )
         if name == "getprop":
-            props = {"ro.product.model": self.model, "ro.build.version.sdk": "34", "ro.serialno": self.serial}
+            props = {
+                "ro.product.model": self.model,
+                "ro.build.version.sdk": str(self.sdk),
+                "ro.serialno": self.serial,
+            }
             return (props.get(args[0], "") + "\n").encode() if args else b"", 0
         if name == "rm":
             for a in args:
@@ -326,6 +350,8 @@ class FakeDevice:
             elif sub == "keyevent":
                 for k in args[1:]:
                     self.key(KEYCODES.get(k, k))
+            elif sub == "keycombination" and self.sdk >= 33:  # Android 13+: keys held together
+                self.combination([KEYCODES.get(k, k) for k in args[1:]])
             else:
                 return f"Unknown command: {sub}\n".encode(), 1
             return b"", 0
