@@ -500,6 +500,7 @@ def _cmd_batch(
                     extra_args=_passthrough(args),
                     driver=args.driver,
                     retries=args.retries,
+                    keep_drivers=args.keep_drivers,
                     on_update=update,
                 )
             except DriverError as exc:

@@ -35,6 +35,8 @@ import pytest
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 _RUN = pytest.StashKey["_TestRun"]()
+_KEEPER = pytest.StashKey[Any]()
+"""The driver the session's task files share (a fresh browser context each), per worker process."""
 _PW_MODULE = "pytest_playwright.pytest_playwright"
 
 
@@ -336,8 +338,13 @@ class TaskItem(pytest.Item):
             model=cfg.getoption("pixelpilot_model"),
             slow_mo=cfg.getoption("slowmo") or None,
         )
+        if _KEEPER not in cfg.stash:
+            from pixelpilot.tasks.keeper import DriverKeeper
+
+            cfg.stash[_KEEPER] = keeper = DriverKeeper()
+            cfg.add_cleanup(keeper.close)
         try:
-            result = run_task(self.path, opts)
+            result = run_task(self.path, opts, keeper=cfg.stash[_KEEPER])
             task_failed = result.status != "passed"
             record = cfg.getoption("record_run")
             if result.run_dir is not None and (

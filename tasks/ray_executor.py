@@ -60,13 +60,80 @@ def _run_on_node(task: str, args: Sequence[str]) -> dict[str, Any]:
     answer: dict[str, Any] = {"rc": proc.returncode, "output": output[-20000:], "node": os.uname().nodename}
     with contextlib.suppress(OSError, ValueError):
         answer["result"] = json.loads(result.read_text())
+    _pack(answer, marker)
+    return answer
+
+
+def _pack(answer: dict[str, Any], marker: Path) -> None:
     with contextlib.suppress(OSError):
         run = Path(marker.read_text().strip())
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             tar.add(run, arcname=run.name)
         answer["run"], answer["tar"] = run.name, buf.getvalue()
-    return answer
+
+
+class _NodeWorker:
+    """A Ray actor that keeps a driver (``--keep-drivers``): a long-lived ``pixelpilot run --serve``
+    process on its node, fed one task after another."""
+
+    def __init__(self, first_task: str, args: Sequence[str]) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="pixelpilot-ray-"))
+        self.log = (self.work / "worker.log").open("w+")
+        cmd = [sys.executable, "-m", "pixelpilot.tasks.cli", "run", first_task, "--serve"]
+        cmd += ["--output", str(self.work / "runs"), *args]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "COLUMNS": "160"},
+            start_new_session=True,
+        )
+        self.n = 0
+
+    def run(self, task: str) -> dict[str, Any]:
+        self.n += 1
+        result, marker = self.work / f"{self.n}.json", self.work / f"{self.n}.rundir"
+        self.log.seek(0, os.SEEK_END)
+        start = self.log.tell()
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(
+                json.dumps({"task": task, "result": str(result), "rundir": str(marker)}) + "\n"
+            )
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it died: said below
+        while not result.exists() and self.proc.poll() is None:
+            time.sleep(0.1)
+        self.log.seek(start)
+        answer: dict[str, Any] = {
+            "output": self.log.read()[-20000:],
+            "node": os.uname().nodename,
+            "pid": self.proc.pid,
+        }
+        if result.exists():
+            data = json.loads(result.read_text())
+            answer["result"], answer["rc"] = data, data.get("exit_code", 0)
+        else:
+            answer["rc"] = self.proc.returncode
+        _pack(answer, marker)
+        return answer
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def _unpack(answer: dict[str, Any], output: Path) -> Path | None:
@@ -106,11 +173,14 @@ def run_batch_ray(
     extra_args: Sequence[str] = (),
     driver: str | None = None,
     retries: int = 0,
+    keep_drivers: bool = False,
     on_update: Callable[[list[TaskOutcome]], None] | None = None,
     poll: float = 0.5,
 ) -> BatchResult:
     """Run ``tasks`` on a Ray cluster (``address``: ``auto``, ``host:port``, ``ray://…``; none: a local
-    one started for this batch), at most ``workers`` at once (default: as many as the cluster can)."""
+    one started for this batch), at most ``workers`` at once (default: as many as the cluster can).
+    ``keep_drivers``: the tasks run on Ray actors, each keeping a long-lived worker (and its driver) on
+    its node, as ``--keep-drivers`` does here; a dead actor fails its task and a new one takes the next."""
     try:
         import ray
     except ImportError as exc:
@@ -137,16 +207,38 @@ def run_batch_ray(
     try:
         offered = ray.cluster_resources()
         remote = ray.remote(max_retries=0)(_run_on_node)
+        actor_class = ray.remote(max_restarts=0)(_NodeWorker)
         limit = workers or max(1, int(offered.get("CPU", 1)))
         pending = list(outcomes)
         running: dict[Any, TaskOutcome] = {}
+        idle: dict[str, list[Any]] = {}  # kept drivers: actors waiting for a task, by driver kind
+        busy: dict[Any, tuple[str, Any]] = {}
+        actors = 0
         try:
             while pending or running:
                 while pending and len(running) < limit:
                     o = pending.pop(0)
                     kind = _driver_of(o.path, driver)
                     need = {"resources": {kind: 1}, "num_cpus": 0} if offered.get(kind) else {"num_cpus": 1}
-                    ref = remote.options(**need).remote(str(o.path.relative_to(root)), list(extra_args))
+                    task = str(o.path.relative_to(root))
+                    if keep_drivers:
+                        if not idle.get(kind):
+                            if actors >= limit:  # an idle actor of another kind gives its place
+                                other = next(k for k, v in idle.items() if v)
+                                old = idle[other].pop()
+                                with contextlib.suppress(Exception):
+                                    ray.get(old.close.remote(), timeout=60)
+                                ray.kill(old)
+                                actors -= 1
+                            idle.setdefault(kind, []).append(
+                                actor_class.options(**need).remote(task, list(extra_args))
+                            )
+                            actors += 1
+                        actor = idle[kind].pop()
+                        ref = actor.run.remote(task)
+                        busy[ref] = (kind, actor)
+                    else:
+                        ref = remote.options(**need).remote(task, list(extra_args))
                     o.status, o.started, o.ended, o.run_dir = "running", time.monotonic(), None, None
                     running[ref] = o
                 if on_update is not None:
@@ -155,6 +247,17 @@ def run_batch_ray(
                 for ref in done:
                     o = running.pop(ref)
                     _settle(o, ref, ray, output)
+                    if ref in busy:
+                        kind, actor = busy.pop(ref)
+                        try:
+                            fine = ray.get(actor.alive.remote(), timeout=30)
+                        except Exception:  # noqa: BLE001 - the actor is gone
+                            fine = False
+                        if fine:
+                            idle.setdefault(kind, []).append(actor)
+                        else:
+                            ray.kill(actor)
+                            actors -= 1
                     if o.status in ("failed", "error") and len(o.attempts) < retries:
                         o.attempts.append(o.error or o.status)
                         o.status = "pending"
@@ -175,6 +278,9 @@ def run_batch_ray(
                 o.status, o.error = "interrupted", "not started: the batch was interrupted"
         if on_update is not None:
             on_update(outcomes)
+        for actor in [a for v in idle.values() for a in v] + [a for _, a in busy.values()]:
+            with contextlib.suppress(Exception):
+                ray.get(actor.close.remote(), timeout=60)
     finally:
         ray.shutdown()
     result.seconds = time.monotonic() - start

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pixelpilot.agent import Agent
+from pixelpilot.agent import Agent, read_run
 from pixelpilot.agent.errors import StepFailed
 from pixelpilot.drivers.desktop import DesktopDriver
 from pixelpilot.tasks import RunOptions, run_task
@@ -251,3 +251,31 @@ steps:
         "Good morning": ("Guten Morgen, schöne Grüße", None),
         "Open the door": ("Öffne die Tür", None),
     }
+
+
+def test_a_kept_desktop_stops_each_tasks_app_before_the_next_starts_its_own(tmp_path):
+    """A long-lived worker's desktop: one display for both tasks, the first task's zenity (left open
+    on purpose) stopped before the second starts its own — else two "Name" fields would be on screen."""
+    need("Xvfb", "xdotool", "zenity", "dbus-daemon")
+    from pixelpilot.tasks.keeper import DriverKeeper
+
+    form = "driver: {desktop: {launch: [zenity, --forms, --title=Form, --add-entry=Name]}}\n"
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text(form + "steps:\n  - type: {text: Left open, into: Name}\n")
+    second.write_text(form + "steps:\n  - type: {text: Second, into: Name}\n  - click: OK\n")
+    keeper = DriverKeeper()
+    try:
+        one = run_task(first, RunOptions(output=tmp_path / "runs"), keeper=keeper)
+        display = keeper.driver.display
+        two = run_task(second, RunOptions(output=tmp_path / "runs"), keeper=keeper)
+        assert keeper.driver.display == display and keeper.started == 1
+    finally:
+        keeper.close()
+    assert one.status == "passed" and two.status == "passed", steps_of(two)
+    assert [read_run(r.run_dir).meta["worker"]["driver_task"] for r in (one, two)] == [1, 2]
+    log = two.run_dir / "app.log"
+    deadline = time.monotonic() + 5
+    while "Second" not in log.read_text(encoding="utf-8") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert log.read_text(encoding="utf-8").splitlines()[-1] == "Second"
+    assert "Left open" not in log.read_text(encoding="utf-8")
