@@ -49,6 +49,28 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120, env=env)
 
 
+def run_on_ray(address: str, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pixelpilot.tasks.cli",
+        "run",
+        str(folder),
+        "--executor",
+        "ray",
+        "--address",
+        address,
+    ]
+    return subprocess.run(
+        [*cmd, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, **RAY_ENV, "COLUMNS": "160"},
+    )
+
+
 def tasks_folder(root: Path) -> Path:
     folder = root / "tasks"
     folder.mkdir()
@@ -85,28 +107,7 @@ def test_a_folder_of_tasks_runs_on_a_ray_cluster(ray_cluster, tmp_path):
 
     killer = threading.Thread(target=kill_the_slow_task_on_its_node)
     killer.start()
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pixelpilot.tasks.cli",
-            "run",
-            str(folder),
-            "--executor",
-            "ray",
-            "--address",
-            ray_cluster,
-            "--output",
-            str(out),
-            "--junit",
-            str(junit),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env={**os.environ, **RAY_ENV, "COLUMNS": "160"},
-    )
+    res = run_on_ray(ray_cluster, folder, "--output", str(out), "--junit", str(junit))
     killer.join()
     assert res.returncode == 1, res.stdout + res.stderr
     assert "3 passed, 2 failed" in res.stdout
@@ -124,3 +125,16 @@ def test_a_folder_of_tasks_runs_on_a_ray_cluster(ray_cluster, tmp_path):
     assert "no element with the text 'Sign on'" in next(
         c for c in suite.iter("testcase") if c.get("name") == "bad"
     ).find("failure").get("message")
+
+
+def test_ray_actors_keep_their_drivers_across_tasks(ray_cluster, tmp_path):
+    folder = tasks_folder(tmp_path)
+    (folder / "slow.yaml").unlink()
+    (folder / "bad.yaml").unlink()
+    out = tmp_path / "runs"
+    res = run_on_ray(ray_cluster, folder, "--keep-drivers", "--workers", "2", "--output", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "3 passed, 0 failed" in res.stdout
+    workers = [read_run(r).meta["worker"] for r in out.iterdir() if r.is_dir() and not r.name.startswith(".")]
+    assert len(workers) == 3 and len({w["pid"] for w in workers}) <= 2
+    assert max(w["driver_task"] for w in workers) >= 2  # an actor's driver served a second task
