@@ -95,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         help="Qwen's real BPE, or one token per byte",
     )
     ap.add_argument("--device", default="cuda")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the steps, trace N more steps of the last form with torch.profiler: the kernels by GPU time",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     import step_latency as sl
@@ -181,6 +188,31 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(form, json.dumps(row), flush=True)
             history.append(HistoryItem(img, reply.text, f"did {action.action}"))
+        if args.profile and f == len(forms) - 1:
+            from torch.profiler import ProfilerActivity, profile
+
+            eng.profiling = False  # no sync between prefill and decode: the trace shows the loop as it runs
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for k in range(args.profile):
+                    img = screen(1000 * f + args.steps + k, (w, h))
+                    prompt = loop_prompt(space, goal, history, img, lm.profile)
+                    reply = lm.generate(prompt)
+                    torch.cuda.synchronize()
+                    action, _ = reply_to_action(parse_reply(reply.text), space, (w, h), divisor=space.grid)
+                    history.append(HistoryItem(img, reply.text, f"did {action.action}"))
+                    print(
+                        "profiled",
+                        json.dumps(
+                            {"passes": reply.extra["engine"]["passes"], "tokens_out": reply.tokens_out}
+                        ),
+                    )
+            table = prof.key_averages().table(
+                sort_by="self_cuda_time_total", row_limit=45, max_name_column_width=90
+            )
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / f"engine_loop_profile_{args.size}_{form}.txt").write_text(table)
+            print(table, flush=True)
+            eng.profiling = True
         prep = eng.inputs.prepare(prompt.messages, prompt.tools, dict(lm.profile.image_size))
         cos, same, _ = sl.prefill_vs_forward(eng, model, prep, lm.inputs(prompt), fresh=True)
         eng._held = []

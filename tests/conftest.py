@@ -11,6 +11,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
+
+def run_dirs(output: Path) -> list[Path]:
+    """The run directories under an output folder, oldest first (not its hidden .pixelpilot/ index)."""
+    return sorted(p for p in output.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 pytest_plugins = ["pytester"]

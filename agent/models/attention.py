@@ -39,29 +39,64 @@ def grouped_sdpa(
     g = h // hk
     # query head j*g + i uses key/value head j (repeat_kv's order): group i-major along the query axis
     grouped = query.reshape(b, hk, g * q, d)
+    scale = scaling if scaling is not None else d**-0.5
+    decode = g * q <= DECODE_ROWS
     mask = attention_mask
     if mask is not None:
-        mask = mask[..., :length]
         if mask.shape[1] != 1:
             raise ValueError("grouped attention takes a mask shared by every head")
-        mask = mask.expand(mask.shape[0], 1, q, length).repeat(1, 1, g, 1)
+        first = getattr(module, "layer_idx", 0) == 0  # a pass begins at its first layer
+        mask = _grouped_mask(mask, g, q, length, additive_dtype=value.dtype if decode else None, fresh=first)
     causal = bool(is_causal if is_causal is not None else False) and mask is None and q > 1
     if causal and g > 1:
         raise ValueError("grouped attention needs an explicit mask for a causal prefill")
-    scale = scaling if scaling is not None else d**-0.5
-    if g * q <= DECODE_ROWS:
+    if decode:
         # a decode pass (or a short jump-forward run): a few query rows over a long cache. The fused
         # kernels parallelise over heads and query blocks — here 8 heads, 1 block: a few of the
-        # GPU's multiprocessors busy. Two matrix products parallelise over the cache's length.
-        scores = torch.matmul(grouped, key.transpose(-1, -2)).float() * scale
+        # GPU's multiprocessors busy. Two matrix products parallelise over the cache's length; the
+        # mask is added in the first one's epilogue and softmax reads bf16 and computes in float.
+        keys = key.transpose(-1, -2)
         if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        out = torch.matmul(scores.softmax(dim=-1).to(value.dtype), value)
+            scores = torch.baddbmm(
+                mask.expand(b * hk, g * q, length),
+                (grouped * scale).reshape(b * hk, g * q, d),
+                keys.reshape(b * hk, d, length),
+            ).reshape(b, hk, g * q, length)
+        else:
+            scores = torch.matmul(grouped * scale, keys)
+        out = torch.matmul(scores.softmax(dim=-1, dtype=torch.float32).to(value.dtype), value)
     else:
         out = torch.nn.functional.scaled_dot_product_attention(
             grouped, key, value, attn_mask=mask, dropout_p=0.0, scale=scale, is_causal=causal
         )
     return out.reshape(b, h, q, d).transpose(1, 2).contiguous(), None
+
+
+_last: list[Any] = []
+"""The current pass's mask, as given and as laid out for the grouped heads: every layer of a pass gets
+the same mask tensor, so it is laid out at the first layer and reused by the others (in a CUDA graph:
+once per replay, from the graph's own mask buffer). The mask is held, so its memory cannot be another
+tensor's while it is cached."""
+
+
+def _grouped_mask(mask: Any, g: int, q: int, length: int, *, additive_dtype: Any, fresh: bool) -> Any:
+    """``mask`` (b, 1, q, ≥length, True = attend) for the grouped query axis: boolean for sdpa, or
+    additive (0 / -inf in ``additive_dtype``) for the decode products; laid out anew when ``fresh``
+    (a pass's first layer), else taken from that layer when it is the same mask in the same shape."""
+    import torch
+
+    key = (mask, g, q, length, additive_dtype)
+    if not fresh and _last and _last[0][0] is mask and _last[0][1:] == key[1:]:
+        return _last[1]
+    laid = mask[..., :length].expand(mask.shape[0], 1, q, length).repeat(1, 1, g, 1)
+    if additive_dtype is not None:
+        laid = (
+            torch.zeros(laid.shape, dtype=additive_dtype, device=laid.device)
+            .masked_fill_(~laid, float("-inf"))
+            .reshape(mask.shape[0], g * q, length)
+        )
+    _last[:] = [key, laid]
+    return laid
 
 
 DECODE_ROWS = 256

@@ -18,7 +18,7 @@ from pixelpilot.drivers.android import ADB_KEYBOARD, AndroidDriver
 from pixelpilot.tools import actions as A
 from tests.support.fake_adb import LATIN_IME, FakeAdbServer, FakeDevice
 
-from ..conftest import ROOT
+from ..conftest import ROOT, run_dirs
 
 pytestmark = pytest.mark.android
 
@@ -258,7 +258,7 @@ def test_cli_task_on_android(tmp_path):
             timeout=120,
         )
     assert res.returncode == 3 and "no Android device is connected" in res.stdout
-    run = read_run(next(p for p in (tmp_path / "runs").iterdir()))
+    run = read_run(run_dirs(tmp_path / "runs")[0])
     assert run.meta["driver"] == "android" and all(s.frame for s in run.steps)
 
 
@@ -286,7 +286,7 @@ def test_a_device_pool_gives_each_worker_its_own_device(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "4 passed" in res.stdout and "2 worker(s)" in res.stdout  # no more workers than devices
     assert sorted(a.saved + b.saved) == ["Note 0", "Note 1", "Note 2", "Note 3"] and a.saved and b.saved
-    metas = [read_run(r).meta for r in out.iterdir() if r.is_dir() and not r.name.startswith(".")]
+    metas = [read_run(r).meta for r in run_dirs(out)]
     by_worker: dict[int, set[str]] = {}
     for m in metas:
         by_worker.setdefault(m["worker"]["pid"], set()).add(m["device"])

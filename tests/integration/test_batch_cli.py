@@ -17,7 +17,7 @@ import pytest
 from pixelpilot.agent import read_run
 from tests.support.web import Page, serve
 
-from ..conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT, run_dirs
 
 pytestmark = pytest.mark.browser
 DEMO = (EXAMPLES / "demo_app" / "index.html").as_uri()
@@ -112,7 +112,7 @@ def test_workers_junit_and_a_failing_task(chromium, tmp_path):
     bad = next(c for c in suite.iter("testcase") if c.get("name") == "bad")
     assert "no element with the text 'Sign on'" in bad.find("failure").get("message")
     assert "click     Sign on" in bad.find("failure").text and "report:" in bad.find("system-out").text
-    assert len(list((tmp_path / "runs").iterdir())) == 3  # one run directory per task
+    assert len(run_dirs(tmp_path / "runs")) == 3  # one run directory per task
 
 
 def test_shards_run_every_task_exactly_once(chromium, tmp_path):
@@ -153,7 +153,7 @@ def test_shards_run_every_task_exactly_once(chromium, tmp_path):
     assert "3 tasks from 2 outputs" in res.stdout and "3 passed" in res.stdout
     names = [c.get("name") for c in assert_common_junit(merged / "junit.xml").iter("testcase")]
     assert names == ["ok0", "ok1", "ok2"]
-    runs = sorted(p for p in merged.iterdir() if p.is_dir() and not p.name.startswith("."))
+    runs = run_dirs(merged)
     assert len(runs) == 3 and all(read_run(r).meta["status"] == "passed" for r in runs)
     page = (merged / "index.html").read_text()
     for r in runs:
@@ -260,7 +260,7 @@ def test_long_lived_workers_keep_their_browser_and_give_each_task_a_clean_contex
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "6 passed, 0 failed" in res.stdout
-    workers = [read_run(r).meta["worker"] for r in out.iterdir() if r.is_dir()]
+    workers = [read_run(r).meta["worker"] for r in run_dirs(out)]
     assert len({w["pid"] for w in workers}) == 2  # two processes served six tasks
     assert sorted(w["driver_task"] for w in workers) == [1, 1, 2, 2, 3, 3]  # each kept its browser
     assert_common_junit(tmp_path / "j.xml")
@@ -325,7 +325,7 @@ def test_retries_report_a_pass_on_a_later_try_as_flaky(visits, tmp_path):
     (flaky,) = later.findall("flakyFailure")
     assert "no text 'Ready'" in flaky.get("message") or "Ready" in flaky.get("message")
     assert later.find("failure") is None and "tries: 2 (flaky" in later.find("system-out").text
-    assert len(list((tmp_path / "runs").iterdir())) == 3  # both tries of later.yaml are kept
+    assert len(run_dirs(tmp_path / "runs")) == 3  # both tries of later.yaml are kept
 
 
 def test_a_task_files_timeout_fails_it_in_a_batch(tmp_path):

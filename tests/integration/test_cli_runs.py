@@ -18,7 +18,7 @@ import pytest
 from pixelpilot.agent import read_run
 from pixelpilot.tasks import RunOptions, run_task
 
-from ..conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT, run_dirs
 
 pytestmark = pytest.mark.browser
 
@@ -35,7 +35,7 @@ def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess
 
 
 def only_run(out: Path) -> Path:
-    runs = [p for p in out.iterdir() if p.is_dir()]
+    runs = run_dirs(out)
     assert len(runs) == 1, runs
     return runs[0]
 

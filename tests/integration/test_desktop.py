@@ -17,7 +17,7 @@ from pixelpilot.agent import Agent, DriverError, read_run
 from pixelpilot.drivers.desktop import DesktopDriver
 from pixelpilot.tools import actions as A
 
-from ..conftest import ROOT
+from ..conftest import ROOT, run_dirs
 
 APP = ROOT / "tests" / "apps" / "tk_app.py"
 pytestmark = pytest.mark.desktop
@@ -285,7 +285,7 @@ steps:
         timeout=120,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    run_dir = next((tmp_path / "runs").iterdir())
+    run_dir = run_dirs(tmp_path / "runs")[0]
     run = read_run(run_dir)
     assert run.meta["driver"] == "desktop" and [s.locator for s in run.steps][:1] == ["ocr"]
     html = (run_dir / "report.html").read_text()

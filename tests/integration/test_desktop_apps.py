@@ -20,7 +20,7 @@ from pixelpilot.agent.errors import StepFailed
 from pixelpilot.drivers.desktop import DesktopDriver
 from pixelpilot.tasks import RunOptions, run_task
 
-from ..conftest import ROOT
+from ..conftest import ROOT, run_dirs
 
 pytestmark = pytest.mark.desktop
 BIN = Path(sys.executable).parent
@@ -68,7 +68,7 @@ steps:
     assert target.read_text(encoding="utf-8") == "Grüße aus Köln – ½ €"
     noise = ("(mousepad:", "Gtk-", "GLib", "CRITICAL", "dconf", "WARNING **")
     assert not [line for line in (out.stdout + out.stderr).splitlines() if any(n in line for n in noise)]
-    (run,) = (tmp_path / "runs").iterdir()
+    (run,) = run_dirs(tmp_path / "runs")
     assert (run / "app.log").exists()
     assert '<a href="app.log">app.log</a>' in (run / "report.html").read_text()
     steps = (run / "steps.jsonl").read_text()

@@ -268,3 +268,33 @@ def test_grouped_attention_equals_sdpa_with_repeated_heads(heads, kv_heads, q):
     ).transpose(1, 2)
     assert got.shape == (1, q, heads, d)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_attention_lays_a_mask_out_once_per_pass_and_follows_it_when_it_changes():
+    """Every layer of a pass gets the same mask: laid out once; the engine rewrites it in place for
+    the next pass, and the next pass must see the new one."""
+    import torch
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    from pixelpilot.agent.models.attention import grouped_sdpa
+
+    torch.manual_seed(1)
+    query = torch.randn(1, 16, 1, 16)
+    key, value = torch.randn(1, 8, 64, 16), torch.randn(1, 8, 64, 16)
+    mask = (torch.arange(64) < 20)[None, None, None, :].clone()
+
+    def want() -> torch.Tensor:
+        return torch.nn.functional.scaled_dot_product_attention(
+            query, repeat_kv(key, 2), repeat_kv(value, 2), attn_mask=mask, scale=0.25
+        ).transpose(1, 2)
+
+    from types import SimpleNamespace
+
+    def layer(i: int) -> torch.Tensor:
+        return grouped_sdpa(SimpleNamespace(layer_idx=i), query, key, value, mask, scaling=0.25)[0]
+
+    for i in range(3):  # three layers of one pass
+        torch.testing.assert_close(layer(i), want())
+    mask[..., 20:40] = True  # the next pass: a longer cache, the same tensor
+    for i in range(3):
+        torch.testing.assert_close(layer(i), want())

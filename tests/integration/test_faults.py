@@ -26,7 +26,7 @@ import pytest
 
 from pixelpilot.agent import read_run
 
-from ..conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT, run_dirs
 from .test_cli_runs import cli
 
 pytestmark = [pytest.mark.faults, pytest.mark.browser]
@@ -245,7 +245,7 @@ def test_step_and_run_timeouts_fail_the_run_with_the_limit_named(chromium, tmp_p
     res = cli("run", str(task), "--output", str(tmp_path / "a"), "--step-timeout", "2")
     assert time.monotonic() - t < 60
     assert res.returncode == 1 and "ran past its step_timeout of 2 s" in res.stdout
-    (run_dir,) = (tmp_path / "a").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "a")
     assert_complete(run_dir, "failed")
     assert read_run(run_dir).steps[-1].error_type == "BudgetExceeded"
     task.write_text("settings: {run_timeout: 3}\n" + SLOW)
@@ -291,7 +291,7 @@ def test_a_full_disk_is_an_environment_error_and_leaves_no_torn_file(chromium, t
     res = cli("run", str(task), "--output", str(small_disk))
     assert res.returncode == 3, res.stdout + res.stderr
     assert "No space left on device" in res.stdout and "Traceback" not in res.stdout + res.stderr
-    (run_dir,) = small_disk.iterdir()
+    (run_dir,) = run_dirs(small_disk)
     for frame in (run_dir / "frames").iterdir():  # every frame on disk is whole
         assert frame.read_bytes()[-2:] == b"\xff\xd9", frame
     assert not list(run_dir.glob(".*.tmp"))
@@ -392,7 +392,7 @@ def test_a_model_server_that_dies_mid_run_fails_the_step_that_needed_it(chromium
     threading.Thread(target=stop_after_first_reply, daemon=True).start()
     res = cli("run", str(task), "--output", str(tmp_path / "r"))
     assert res.returncode == 1, res.stdout
-    (run_dir,) = (tmp_path / "r").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "r")
     assert_complete(run_dir, "failed")
     steps = read_run(run_dir).steps
     assert [s.outcome for s in steps] == ["passed", "passed", "failed"]

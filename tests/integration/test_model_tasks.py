@@ -12,7 +12,7 @@ import pytest
 from pixelpilot.agent.models import ScriptedModel
 from pixelpilot.tasks import RunOptions, run_task
 
-from ..conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT, run_dirs
 
 pytestmark = pytest.mark.browser
 DEMO = (EXAMPLES / "demo_app" / "index.html").as_uri()
@@ -104,7 +104,7 @@ def test_model_flag_with_a_local_tiny_model(chromium, tiny_scripted_dir, tmp_pat
     )
     res = cli("run", str(task), "--model", str(tiny_scripted_dir), "--output", str(tmp_path / "runs"))
     assert res.returncode == 0, res.stdout + res.stderr
-    run_dir = next((tmp_path / "runs").iterdir())
+    run_dir = run_dirs(tmp_path / "runs")[0]
     steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
     act = steps[1]
     assert act["kind"] == "act" and act["point"] == [337, 334]

@@ -20,7 +20,7 @@ from pixelpilot.agent.qwen.prompts import Prompt
 from pixelpilot.tools import COMPUTER_USE
 from pixelpilot.tools import actions as A
 
-from ..conftest import ROOT, SIGN_IN_SCRIPT
+from ..conftest import ROOT, SIGN_IN_SCRIPT, run_dirs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 IMG = Image.new("RGB", (1280, 800), "white")
@@ -137,7 +137,7 @@ def test_cli_task_with_an_openai_model(vllm_server, chromium, tmp_path):
         env={**os.environ, "COLUMNS": "200"},
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    run_dir = next((tmp_path / "runs").iterdir())
+    run_dir = run_dirs(tmp_path / "runs")[0]
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["model"].endswith("#tiny-qwen3vl") and meta["model_calls"] == 1
 

@@ -19,7 +19,7 @@ import pytest
 from pixelpilot.agent import read_run
 from tests.support.web import free_port
 
-from ..conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT, run_dirs
 from .test_batch_cli import assert_common_junit
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -111,11 +111,7 @@ def test_a_folder_of_tasks_runs_on_a_ray_cluster(ray_cluster, tmp_path):
     killer.join()
     assert res.returncode == 1, res.stdout + res.stderr
     assert "3 passed, 2 failed" in res.stdout
-    runs = {
-        read_run(r).meta["task"]: read_run(r)
-        for r in out.iterdir()
-        if r.is_dir() and not r.name.startswith(".")
-    }
+    runs = {read_run(r).meta["task"]: read_run(r) for r in run_dirs(out)}
     assert {k for k, v in runs.items() if v.meta["status"] == "passed"} == {"ok0", "ok1", "ok2"}
     assert runs["bad"].meta["status"] == "failed" and (out / runs["bad"].path.name / "report.html").is_file()
     suite = assert_common_junit(junit).find("testsuite")
@@ -135,6 +131,6 @@ def test_ray_actors_keep_their_drivers_across_tasks(ray_cluster, tmp_path):
     res = run_on_ray(ray_cluster, folder, "--keep-drivers", "--workers", "2", "--output", str(out))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "3 passed, 0 failed" in res.stdout
-    workers = [read_run(r).meta["worker"] for r in out.iterdir() if r.is_dir() and not r.name.startswith(".")]
+    workers = [read_run(r).meta["worker"] for r in run_dirs(out)]
     assert len(workers) == 3 and len({w["pid"] for w in workers}) <= 2
     assert max(w["driver_task"] for w in workers) >= 2  # an actor's driver served a second task

@@ -17,7 +17,7 @@ from pixelpilot.agent.replay import replay_run, similarity
 from pixelpilot.drivers import BrowserDriver
 from pixelpilot.tasks import RunOptions, run_task
 
-from ..conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT, run_dirs
 
 pytestmark = pytest.mark.browser
 
@@ -104,5 +104,5 @@ def test_replay_cli(recorded, tmp_path):
     relabel(app, "Sign in", "Log in")
     bad = replay("r2")
     assert bad.returncode == 1 and "DIVERGED" in bad.stdout and "step 3 diverged" in bad.stdout
-    new_run = next((tmp_path / "r2").iterdir())
+    new_run = run_dirs(tmp_path / "r2")[0]
     assert (new_run / "divergence-3.png").is_file() and read_run(new_run).meta["replay"] == "diverged"

@@ -19,7 +19,7 @@ from PIL import Image
 from pixelpilot.agent import read_run
 from pixelpilot.tasks import RunOptions, run_task
 
-from ..conftest import EXAMPLES
+from ..conftest import EXAMPLES, run_dirs
 from .test_console import Server, free_port
 
 pytestmark = pytest.mark.browser
@@ -66,7 +66,7 @@ steps:
         timeout=240,
     )
     assert out.returncode != 0, out.stdout + out.stderr  # the last step failed, as meant
-    (run,) = runs.iterdir()
+    (run,) = run_dirs(runs)
     data = read_run(run)
     assert [s.outcome for s in data.steps] == ["passed"] * 5 + ["failed"]
     assert data.steps[2].instruction == "'${secret:DEMO_PASSWORD}' into Password"  # its placeholder
@@ -82,6 +82,7 @@ steps:
         server.stop()
     for where, blob in {
         "the run folder": everything(run),
+        "the output folder (batch.json, the index of passing runs, the console's index)": everything(runs),
         "the JUnit file": (tmp_path / "junit.xml").read_bytes(),
         "the console": answers,
         "the command line": (out.stdout + out.stderr).encode(),
