@@ -5,6 +5,7 @@
     ├── DriverError            a driver broke while acting or observing
     │   └── DriverUnavailable  the program a driver needs is missing (says how to install it)
     ├── ModelError             the model backend failed
+    │   ├── ServerUnavailable  the model server cannot be reached or keeps failing (another replica may answer)
     │   └── ModelOutputError   the model replied with something unusable (keeps the raw reply)
     ├── LocateError            a target was not found, or was ambiguous (lists the candidates)
     ├── StepFailed             a step ran but its expectation did not hold (e.g. ``see``/``wait_for``)
@@ -37,6 +38,7 @@ __all__ = [
     "ModelOutputError",
     "PixelPilotError",
     "RunLogError",
+    "ServerUnavailable",
     "StepFailed",
 ]
 
@@ -56,6 +58,11 @@ class ConfigError(PixelPilotError):
 
 class ModelError(PixelPilotError):
     """The model backend failed (cannot load, server down, timeout)."""
+
+
+class ServerUnavailable(ModelError):
+    """The model server could not be reached, or kept failing (refused connections, time-outs, 429,
+    5xx): another replica of it may answer (see :class:`~pixelpilot.agent.models.replicas.Replicas`)."""
 
 
 class ModelOutputError(ModelError):

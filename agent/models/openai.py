@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from pixelpilot.agent.errors import ConfigError, ModelError
+from pixelpilot.agent.errors import ConfigError, ModelError, ServerUnavailable
 from pixelpilot.agent.models.base import Reply
 from pixelpilot.agent.qwen.profile import QwenProfile
 from pixelpilot.agent.qwen.prompts import Prompt
@@ -40,11 +40,6 @@ def _data_url(image: Image.Image, fmt: str) -> str:
     else:
         image.save(buf, format="PNG", compress_level=1)
     return f"data:image/{fmt};base64,{base64.b64encode(buf.getvalue()).decode()}"
-
-
-class ServerUnavailable(ModelError):
-    """The server could not be reached, or kept failing (refused connections, time-outs, 429, 5xx):
-    another replica of it may answer (see :class:`~pixelpilot.agent.models.replicas.Replicas`)."""
 
 
 class OpenAIModel:

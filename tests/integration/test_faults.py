@@ -396,7 +396,7 @@ def test_a_model_server_that_dies_mid_run_fails_the_step_that_needed_it(chromium
     assert_complete(run_dir, "failed")
     steps = read_run(run_dir).steps
     assert [s.outcome for s in steps] == ["passed", "passed", "failed"]
-    assert steps[-1].error_type == "ModelError" and "cannot connect" in steps[-1].error
+    assert steps[-1].error_type == "ServerUnavailable" and "cannot connect" in steps[-1].error
 
 
 # -- the adb connection -------------------------------------------------------------------------------------
