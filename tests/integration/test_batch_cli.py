@@ -261,8 +261,13 @@ def test_long_lived_workers_keep_their_browser_and_give_each_task_a_clean_contex
     assert res.returncode == 0, res.stdout + res.stderr
     assert "6 passed, 0 failed" in res.stdout
     workers = [read_run(r).meta["worker"] for r in run_dirs(out)]
-    assert len({w["pid"] for w in workers}) == 2  # two processes served six tasks
-    assert sorted(w["driver_task"] for w in workers) == [1, 1, 2, 2, 3, 3]  # each kept its browser
+    served: dict[int, list[int]] = {}
+    for w in workers:
+        served.setdefault(w["pid"], []).append(w["driver_task"])
+    assert len(served) == 2  # two processes served six tasks (as many each as they were quick enough for)
+    for counts in served.values():  # each kept its browser: its 1st, 2nd, 3rd ... task on the same one
+        assert sorted(counts) == list(range(1, len(counts) + 1))
+    assert max(map(len, served.values())) >= 3
     assert_common_junit(tmp_path / "j.xml")
 
 
