@@ -11,17 +11,23 @@ import base64
 import contextlib
 import logging
 import os
-import re
-import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pixelpilot.drivers.base import DialogPolicy, Screen
+from pixelpilot.drivers.browser_launch import (  # noqa: F401 - CHROMIUM_ARGS: part of this module's surface
+    CHROMIUM_ARGS,
+    CONNECT_TIMEOUT_MS,
+    _Playwright,
+    find_chromium,
+    open_context,
+    playwright_session,
+    redact,
+)
 from pixelpilot.drivers.browser_page import PageActivity
 from pixelpilot.drivers.browser_tree import NEXT_FRAMES, FrameGeometry, PageTree, js
 from pixelpilot.drivers.keys import playwright_combo
@@ -31,102 +37,6 @@ from pixelpilot.tools.errors import DriverError, DriverUnavailable
 __all__ = ["BrowserDriver", "NavigationResult", "find_chromium", "playwright_session"]
 
 log = logging.getLogger(__name__)
-
-CHROMIUM_ARGS = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-)
-_CANDIDATES = (
-    "/usr/lib/chromium/chromium",
-    "/usr/bin/chromium",
-    "chromium",
-    "chromium-browser",
-    "google-chrome",
-)
-INSTALL_CHROMIUM = "sudo apt-get install -y chromium   (or set PIXELPILOT_CHROMIUM=/path/to/chrome)"
-
-
-CONNECT_TIMEOUT_MS = 30_000
-"""How long reaching a remote browser (``connect``/``cdp``) may take."""
-
-
-def _redact(url: str) -> str:
-    """``url`` without a password or a token in its query (what a log or an error may show)."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    if parts.username:
-        netloc = f"{parts.username}:****@{netloc}" if parts.password else f"{parts.username}@{netloc}"
-    query = "&".join(
-        f"{k}=****" if re.search(r"token|key|secret|pass|auth", k, re.I) else f"{k}={v}"
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def find_chromium(env: Mapping[str, str] | None = None) -> str:
-    """Path of a Chromium binary: ``$PIXELPILOT_CHROMIUM``, else Debian's, else one on PATH."""
-    override = (os.environ if env is None else env).get("PIXELPILOT_CHROMIUM")
-    if override:
-        if Path(override).is_file() and os.access(override, os.X_OK):
-            return override
-        raise DriverUnavailable(
-            f"PIXELPILOT_CHROMIUM={override} is not an executable file", install=INSTALL_CHROMIUM
-        )
-    for cand in _CANDIDATES:
-        path = cand if os.path.isabs(cand) else shutil.which(cand)
-        if path and Path(path).is_file() and os.access(path, os.X_OK):
-            return path
-    raise DriverUnavailable("Chromium was not found", install=INSTALL_CHROMIUM)
-
-
-class _Playwright:
-    """One Playwright per thread, shared by the drivers launched there (the sync API allows one)."""
-
-    _local = threading.local()
-
-    @classmethod
-    def acquire(cls) -> Any:
-        from playwright.sync_api import sync_playwright
-
-        if getattr(cls._local, "pw", None) is None:
-            cls._local.pw = sync_playwright().start()
-            cls._local.users = 0
-        cls._local.users += 1
-        return cls._local.pw
-
-    @classmethod
-    def release(cls) -> None:
-        if getattr(cls._local, "pw", None) is None:
-            return
-        cls._local.users -= 1
-        if cls._local.users <= 0:
-            pw, cls._local.pw = cls._local.pw, None
-            with contextlib.suppress(Exception):
-                pw.stop()
-
-
-@contextlib.contextmanager
-def playwright_session() -> Iterator[Any]:
-    """This thread's Playwright (the sync API allows one per thread), shared with the drivers
-    launched here and stopped when the last user is done."""
-    try:
-        pw = _Playwright.acquire()
-    except ImportError as exc:
-        raise DriverUnavailable(
-            "the browser driver needs Playwright", install="pip install 'pixelpilot[browser]'"
-        ) from exc
-    try:
-        yield pw
-    finally:
-        _Playwright.release()
 
 
 @dataclass(frozen=True)
@@ -288,31 +198,24 @@ class BrowserDriver(PageActivity, PageTree):
             if endpoint is None:
                 raise DriverError(f"Chromium ({exe}) failed to start: {exc.message.splitlines()[0]}") from exc
             raise DriverUnavailable(
-                f"cannot reach the browser at {_redact(endpoint)}: {exc.message.splitlines()[0]}",
+                f"cannot reach the browser at {redact(endpoint)}: {exc.message.splitlines()[0]}",
                 install="start it first (playwright run-server --port N; chromium --remote-debugging-port=N)",
             ) from exc
         try:
-            context = browser.new_context(
-                viewport={"width": viewport[0], "height": viewport[1]},
-                device_scale_factor=device_scale_factor,
-                base_url=base_url,
-                storage_state=str(storage_state) if storage_state is not None else None,
-            )
-            context.add_init_script(js("watch.js"))
-            page = context.new_page()
+            context, page = open_context(browser, viewport, device_scale_factor, base_url, storage_state)
         except PlaywrightError as exc:
             if not cdp:  # never close a CDP browser: that would quit someone else's Chromium
                 with contextlib.suppress(Exception):
                     browser.close()
             _Playwright.release()
             what = (
-                f"the browser at {_redact(endpoint)} failed to open a page"
+                f"the browser at {redact(endpoint)} failed to open a page"
                 if endpoint
                 else f"Chromium ({exe}) failed to start"
             )
             raise DriverError(f"{what}: {exc.message.splitlines()[0]}") from exc
         driver = cls(pw, browser, context, page, scale=device_scale_factor, frame_format=frame_format)
-        driver.endpoint = _redact(endpoint) if endpoint else None
+        driver.endpoint = redact(endpoint) if endpoint else None
         driver._remote_cdp = bool(cdp)
         if url:
             driver.goto(url)
@@ -334,14 +237,9 @@ class BrowserDriver(PageActivity, PageTree):
         from playwright.sync_api import Error as PlaywrightError
 
         try:
-            context = self._browser.new_context(
-                viewport={"width": viewport[0], "height": viewport[1]},
-                device_scale_factor=device_scale_factor,
-                base_url=base_url,
-                storage_state=str(storage_state) if storage_state is not None else None,
+            context, page = open_context(
+                self._browser, viewport, device_scale_factor, base_url, storage_state
             )
-            context.add_init_script(js("watch.js"))
-            page = context.new_page()
         except PlaywrightError as exc:
             raise DriverError(f"the browser failed to open a page: {exc.message.splitlines()[0]}") from exc
         with contextlib.suppress(Exception):
@@ -492,7 +390,6 @@ class BrowserDriver(PageActivity, PageTree):
     def restrict_navigation(self, allows: Callable[[str], bool]) -> None:
         """Refuse to load a document (a page, a frame) from a host ``allows`` refuses: the request never
         leaves the browser, the page stays, and the next settle reports it (``blocked``)."""
-        from urllib.parse import urlsplit
 
         def route(r: Any) -> None:
             req = r.request

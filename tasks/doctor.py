@@ -29,7 +29,7 @@ def _version(cmd: list[str]) -> str:
 
 
 def checks() -> list[Check]:
-    from pixelpilot.drivers.browser import INSTALL_CHROMIUM, find_chromium
+    from pixelpilot.drivers.browser_launch import INSTALL_CHROMIUM, find_chromium
 
     out: list[Check] = []
     has_pw = importlib.util.find_spec("playwright") is not None
