@@ -32,6 +32,11 @@ class StepRecord(BaseModel):
     action: dict[str, Any] | None = None
     actions: list[dict[str, Any]] = Field(default_factory=list)
     """Every action the step performed, in order (replay re-executes them)."""
+    elements: list[dict[str, Any] | None] = Field(default_factory=list)
+    """For a model's actions (``goal``/``act``) on a driver with a UI tree, one per action: the element
+    it acted on and a target that finds it alone (:mod:`pixelpilot.agent.elements`), for export."""
+    task_step: int | None = None
+    """The task file's step (0-based) this step ran for."""
     point: tuple[int, int] | None = None
     box: list[float] | None = None
     locator: str | None = None

@@ -321,7 +321,7 @@ class Agent(Targets, Reading, Browsing):
         return self.pipeline.run(
             "type",
             shown if into is None else f"{shown!r} into {describe(into)}",
-            {"text": shown, "into": as_param(into)},
+            {"text": shown, "into": as_param(into), **({} if clear else {"clear": False})},
             body,
         )
 

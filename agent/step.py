@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pixelpilot.agent import cached
+from pixelpilot.agent.elements import action_elements
 from pixelpilot.agent.errors import (
     BudgetExceeded,
     Interrupted,
@@ -48,6 +49,8 @@ __all__ = ["NO_SCREEN", "StepPipeline", "outcome_of", "same_place"]
 
 log = logging.getLogger(__name__)
 
+MODEL_KINDS = ("goal", "act")
+"""Steps whose actions the model decided."""
 NO_SCREEN = Screen(None, 0, 0)
 """Given to steps that run before their first observation (open)."""
 
@@ -78,6 +81,8 @@ class StepPipeline:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        self.task_step: int | None = None
+        """The task file's step being run (the task runner sets it; every record notes it)."""
         self.unsettled = False
         """An action taken from the cache did not wait for the screen to settle: the next step's
         check against the cache does (only when the screen does not match yet), or settles first."""
@@ -100,7 +105,13 @@ class StepPipeline:
 
         Whatever ``body`` raises is recorded (see :func:`outcome_of`) and raised again."""
         agent = self.agent
-        rec = StepRecord(index=len(agent.steps), kind=kind, instruction=instruction, params=params)
+        rec = StepRecord(
+            index=len(agent.steps),
+            kind=kind,
+            instruction=instruction,
+            params=params,
+            task_step=self.task_step,
+        )
         start = agent.clock()
         try:
             with self._time_limit(rec):
@@ -194,7 +205,7 @@ class StepPipeline:
                 scrub_obj(rec.model),
             )
             rec.candidates, rec.actions = scrub_obj(rec.candidates), scrub_obj(rec.actions)
-            rec.action = scrub_obj(rec.action)
+            rec.action, rec.elements = scrub_obj(rec.action), scrub_obj(rec.elements)
         agent.steps.append(rec)
         if agent.recorder is not None:
             agent.recorder.append(rec)
@@ -275,6 +286,8 @@ class StepPipeline:
         if isinstance(action, A.Type):
             cached.note_focus(agent, rec)
         agent.policy.check_action(rec.kind, action, self._what(rec, action))
+        if rec.kind in MODEL_KINDS and agent.recorder is not None:  # what it lands on, for export
+            rec.elements.append(action_elements(agent.driver, action))
         t = agent.clock()
         # a secret's placeholder (typed by a script or a model) becomes its value at the driver only
         typed = (

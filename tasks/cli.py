@@ -199,6 +199,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_replay(sub)
 
+    ex = sub.add_parser(
+        "export", help="write a run (the model's steps included) as a task file of scripted steps"
+    )
+    ex.add_argument("run_dir", type=Path)
+    ex.add_argument("-o", "--out", type=Path, default=None, help="the task file to write (default: print it)")
+
     rep = sub.add_parser("report", help="(re)write and locate the HTML report of a run directory")
     rep.add_argument("run_dir", type=Path)
 
@@ -512,6 +518,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return cmd_replay(args, console)
     if args.command == "report":
         return _cmd_report(args, console)
+    if args.command == "export":
+        from pixelpilot.tasks.export import cmd_export
+
+        return cmd_export(args, console)
     if args.command == "merge":
         from pixelpilot.tasks.cli_batch import cmd_merge
 

@@ -445,6 +445,10 @@ def run_task(
                 **({"device": serial} if (serial := getattr(driver, "serial", None)) else {}),
                 "model": getattr(model, "name", None),
                 "total_steps": len(task.steps),
+                # the task as written (placeholders, not values): `pixelpilot export` writes from it
+                "task_spec": task.model_dump(
+                    mode="json", by_alias=True, exclude_defaults=True, exclude_none=True
+                ),
                 # a long-lived worker's: which process, and how many tasks its driver has served
                 **({"worker": {"pid": os.getpid(), "driver_task": keeper.served}} if keeper else {}),
             },
@@ -501,6 +505,7 @@ def run_task(
         if own and launch_apps(driver, task, task_path.parent, run.path / "app.log"):
             run.update(app_log="app.log")
         for i, step in enumerate(task.steps):
+            agent.pipeline.task_step = i
             _run_step(agent, substitute(step, values, i), task_path.parent, values, task.browser.base_url)
     except BaseException as exc:  # every way a run can end is recorded, then reported
         status, error, _ = outcome_of(exc)
