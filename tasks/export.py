@@ -40,6 +40,8 @@ __all__ = ["Exported", "cmd_export", "export_run"]
 MODEL_VERBS = ("goal", "act", "check", "ask")
 """A task file's steps that the model decides."""
 _QUOTED = re.compile(r"\"([^\"]{2,80})\"|“([^”]{2,80})”|'([^']{2,80})'|‘([^’]{2,80})’")
+_SURE = 0.9
+"""OCR's confidence for a text to become a target."""
 _CROP_HALVES = (24, 40, 64)
 """Half-sizes, in frame pixels, of the pictures tried for an image target (the smallest found once wins)."""
 
@@ -62,6 +64,8 @@ class _Out:
     step: dict[str, Any] | None
     comment: str | None = None
     model: bool = False
+    why: str = ""
+    """For a step left to the model: why it could not be scripted."""
     wait: float | None = None
     """A model's wait of this many seconds: becomes a wait for the next step's target."""
 
@@ -106,14 +110,27 @@ class _Exporter:
         if point is None:
             return None, "the action has no point"
         x, y = point
-        texts = [
+        texts = [  # read with confidence (a round icon can read as "0")
             t
             for t in self.ocr(rec)
-            if t.box[0] - 2 <= x <= t.box[0] + t.box[2] + 2 and t.box[1] - 2 <= y <= t.box[1] + t.box[3] + 2
+            if t.score >= _SURE
+            and t.box[0] - 2 <= x <= t.box[0] + t.box[2] + 2
+            and t.box[1] - 2 <= y <= t.box[1] + t.box[3] + 2
         ]
+        said = "found by its text on the screen (no UI tree named it)"
         for t in sorted(texts, key=lambda t: (t.kind != "word", t.box[2] * t.box[3])):
-            if len(find_text(self.ocr(rec), t.text)) == 1:
-                return t.text.strip(), "found by its text on the screen (no UI tree named it)"
+            same = sorted(find_text(self.ocr(rec), t.text), key=lambda f: (f.box[1], f.box[0]))
+            if len(same) == 1:
+                return t.text.strip(), said
+            at = [
+                k
+                for k, f in enumerate(same)
+                if f.box[0] <= x <= f.box[0] + f.box[2] and f.box[1] <= y <= f.box[1] + f.box[3]
+            ]
+            if (
+                len(at) == 1
+            ):  # the same text elsewhere too: which one, in reading order (as the locator counts)
+                return {"text": t.text.strip(), "nth": at[0] + 1}, said
         picture = self.crop(rec, (int(x), int(y)))
         if picture is not None:
             what = element["element"] if element else f"the point ({x}, {y})"
@@ -204,7 +221,7 @@ class _Exporter:
 
     def to_model(self, rec: StepRecord, why: str) -> _Out:
         said = (rec.model or {}).get("action_text") or rec.instruction
-        return _Out({"act": str(said)}, f"left to the model: {why}", model=True)
+        return _Out({"act": str(said)}, f"left to the model: {why}", model=True, why=why)
 
     def seen(self, rec: StepRecord, texts: Iterable[str], what: str) -> list[_Out]:
         """``see:`` steps for the texts (and the quoted parts of them) that are on ``rec``'s frame."""
@@ -286,8 +303,8 @@ def _from_params(rec: StepRecord) -> dict[str, Any] | None:
 
 
 def export_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Exported:
-    """The task file for ``run_dir`` (pictures for image targets are saved next to ``out``, which the
-    caller writes the text to)."""
+    """The task file for ``run_dir``, written to ``out`` when given (pictures for image targets are saved
+    next to it, in ``<stem>.images/``; without ``out`` no picture can be, and such steps stay the model's)."""
     run = read_run(run_dir)
     if not run.steps:
         raise ConfigError(f"{run_dir}: the run recorded no steps to export")
@@ -339,7 +356,7 @@ def export_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
                     else _Out(None, f"step {rec.index} ({rec.kind} {rec.instruction!r}) has no task step")
                 )
     body = _tidy(body)
-    left = [o.comment.removeprefix("left to the model: ") for o in body if o.model and o.comment]
+    left = [o.why for o in body if o.model]
     header = {k: v for k, v in spec.items() if k not in ("steps", "version")}
     header["name"] = f"{spec.get('name') or meta.get('task') or 'run'} (exported)"
     if not left:
@@ -347,6 +364,9 @@ def export_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
     if browser and browser.get("storage_state"):
         browser["storage_state"] = _rebase(browser["storage_state"], origin, out_dir)
     text = _write(header, body, run, failed, left)
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(text, encoding="utf-8")
     return Exported(
         text,
         scripted=sum(1 for o in body if o.step and not o.model),
@@ -379,6 +399,8 @@ def _model_step(ex: _Exporter, verb: str, src: dict[str, Any], records: list[Ste
     out: list[_Out] = []
     for rec in records:
         for o in ex.model_record(rec):
+            if o.model and verb == "act":  # the task's own instruction, not the model's narration of it
+                o.step = src
             out.append(o)
             if o.step is not None:
                 ex.last_target = _target_of(o.step)
@@ -460,9 +482,6 @@ def cmd_export(args: Any, console: Any) -> int:
         return ExitCode.USAGE
     if args.out is None:
         sys.stdout.write(done.text)
-    else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(done.text, encoding="utf-8")
     say = console if args.out is not None else Console(stderr=True)
     what = f"{done.scripted} scripted step(s)" + (
         f", {len(done.left)} left to the model" if done.left else ", no model needed"

@@ -119,7 +119,6 @@ steps:
     res = run_task(task, RunOptions(output=tmp_path / "runs"))
     assert res.status == "passed", res.error
     done = export_run(res.run_dir, tmp_path / "script.yaml")
-    (tmp_path / "script.yaml").write_text(done.text)
     steps = yaml.safe_load(done.text)["steps"]
     assert steps[1:] == [
         {"type": {"text": "alice", "into": "Username"}},

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pixelpilot.tasks import RunOptions, run_task
 from tests.support.web import free_port, server_process
@@ -104,3 +105,68 @@ steps:
     assert rows(db, "select name, version, text from wiki where name = 'MeetingNotes'") == [
         ("MeetingNotes", 1, "= Meeting notes =\r\nWe ship on Friday.")  # a form sends CRLF
     ]
+
+
+def test_a_ticket_the_model_filed_exports_to_a_script_that_files_it_again(trac, tmp_path, chromium):
+    """A goal run (an oracle plays the model's weights) files a ticket; its export, run with no model,
+    files the same ticket again: Trac's database has it twice."""
+    from pixelpilot.tasks.export import export_run
+    from pixelpilot.tasks.runner import make_driver
+    from tests.support.oracle import TreeOracle
+
+    url, db = trac
+    task = tmp_path / "model.yaml"
+    task.write_text(
+        f"""name: the model files a ticket
+settings: {{wait_timeout: 15}}
+model: qwen3-vl-2b
+driver: {{browser: {{base_url: "{url}"}}}}
+steps:
+  - open: /
+  - goal: {{goal: "File a ticket titled 'Search ignores accents'", max_steps: 8}}
+"""
+    )
+    oracle = TreeOracle(
+        [
+            ("click", "New Ticket"),
+            ("click", {"label": "Summary"}),
+            ("type", "Search ignores accents"),
+            ("scroll", 8),
+            ("click", "Create ticket"),
+            ("answer", 'Filed the ticket "Search ignores accents"'),
+        ]
+    )
+
+    def factory(spec, opts):
+        oracle.driver = make_driver(spec, opts, task.parent, launch=False)
+        return oracle.driver
+
+    res = run_task(
+        task,
+        RunOptions(output=tmp_path / "runs"),
+        model_factory=lambda *_: oracle.model(),
+        driver_factory=factory,
+    )
+    assert res.status == "passed", "\n".join(
+        f"{s.kind} {s.instruction} {s.outcome} {s.error or ''}" for s in res.steps
+    )
+    summary = "select count(*) from ticket where summary = 'Search ignores accents'"
+    assert rows(db, summary) == [(1,)]
+
+    out = tmp_path / "script" / "file-ticket.yaml"
+    done = export_run(res.run_dir, out)
+    steps = yaml.safe_load(done.text)["steps"]
+    assert not done.left and not done.images, done.text
+    # the link reads as Trac's style shows it (upper case); a text matches whatever its case
+    assert steps == [
+        {"open": "/"},
+        {"click": "NEW TICKET"},
+        {"click": "Summary:"},
+        {"type": "Search ignores accents"},
+        {"scroll": {"direction": "down", "amount": 800}},
+        {"click": "Create ticket"},
+        {"see": "Search ignores accents"},  # the answer's quoted text, on Trac's ticket page
+    ], done.text
+    again = run_task(out, RunOptions(output=tmp_path / "again"))
+    assert again.status == "passed", again.error
+    assert rows(db, summary) == [(2,)], "the exported script filed the ticket again, with no model"

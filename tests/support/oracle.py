@@ -19,7 +19,7 @@ def tool_call(arguments: dict[str, Any], said: str = "") -> str:
 
 class TreeOracle:
     """``plan``: ``("click", target)``, ``("type", text)``, ``("key", "ctrl+a")``, ``("answer", text)``,
-    ``("wait", seconds)``, ``("reply", raw)`` — one per model call, in order. ``driver`` is set once the
+    ``("wait", seconds)``, ``("scroll", notches down)``, ``("reply", raw)`` — one per model call, in order. ``driver`` is set once the
     run's driver exists (a ``driver_factory`` does it)."""
 
     def __init__(self, plan: list[tuple[str, Any]]) -> None:
@@ -46,6 +46,8 @@ class TreeOracle:
             return tool_call({"action": "type", "text": arg}, f"type {arg!r}")
         if verb == "key":
             return tool_call({"action": "key", "keys": arg.split("+")}, f"press {arg}")
+        if verb == "scroll":  # ``arg`` notches down (negative: up), where the pointer is
+            return tool_call({"action": "scroll", "pixels": -int(arg)}, f"scroll {arg}")
         if verb == "wait":
             return tool_call({"action": "wait", "time": arg}, "wait for the page")
         if verb == "answer":
