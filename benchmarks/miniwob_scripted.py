@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -393,16 +394,32 @@ def miniwob_html() -> Path:
     return Path(miniwob.__file__).parent / "html" / "miniwob"
 
 
-def episode(driver: BrowserDriver, task: str, seed: int) -> dict:
-    page = driver.page
+def start_episode(page: Any, seed: int) -> str:
+    """A new episode of the task open in ``page`` (MiniWoB's own Selenium protocol): its utterance."""
     page.evaluate("core.endEpisode(0)")
     page.evaluate(f"Math.seedrandom({seed})")
     page.evaluate('core.setDataMode("train")')
     page.evaluate("core.startEpisodeReal()")
     page.wait_for_function("WOB_TASK_READY === true")
     utterance = page.evaluate("core.getUtterance()")
-    if isinstance(utterance, dict):
-        utterance = utterance["utterance"]
+    return str(utterance["utterance"] if isinstance(utterance, dict) else utterance)
+
+
+def reward(page: Any) -> dict[str, Any]:
+    """The episode's raw reward (1: done right), time-discounted reward and MiniWoB's reason."""
+    return dict(
+        page.evaluate("({raw: WOB_RAW_REWARD_GLOBAL, reward: WOB_REWARD_GLOBAL, reason: WOB_REWARD_REASON})")
+    )
+
+
+def open_task(driver: BrowserDriver, task: str) -> None:
+    driver.page.goto((miniwob_html() / f"{task}.html").as_uri())
+    driver.page.wait_for_selector("#sync-task-cover", state="visible")
+
+
+def episode(driver: BrowserDriver, task: str, seed: int) -> dict:
+    page = driver.page
+    utterance = start_episode(page, seed)
     agent = Agent(driver, locator=Locator(use_ocr=True))
     start = time.perf_counter()
     error = None
@@ -416,9 +433,7 @@ def episode(driver: BrowserDriver, task: str, seed: int) -> dict:
         page.evaluate("core.endEpisode(-1, false, 'no answer')")
         error = error or "the task did not end: no answer given"
     wall = time.perf_counter() - start
-    meta = page.evaluate(
-        "({raw: WOB_RAW_REWARD_GLOBAL, reward: WOB_REWARD_GLOBAL, reason: WOB_REWARD_REASON})"
-    )
+    meta = reward(page)
     return {
         "task": task,
         "seed": seed,
@@ -438,13 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", nargs="*", default=list(SOLUTIONS))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/miniwob_scripted.md"))
     args = ap.parse_args(argv)
-    html = miniwob_html()
     rows: list[dict] = []
     t0 = time.perf_counter()
     with BrowserDriver.launch(viewport=(500, 320)) as d:
         for task in args.tasks:
-            d.page.goto((html / f"{task}.html").as_uri())
-            d.page.wait_for_selector("#sync-task-cover", state="visible")
+            open_task(d, task)
             for seed in range(args.seeds):
                 r = episode(d, task, seed)
                 rows.append(r)

@@ -6,6 +6,7 @@ prompts, the parser, the grid conversion, the actions and the record are the rea
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pixelpilot.agent.locate import Locator
@@ -38,7 +39,7 @@ class TreeOracle:
             return str(arg)
         if verb in ("click", "double_click", "right_click", "mouse_move"):
             screen = self.driver.observe()
-            x, y = self.locator.text(screen, arg).point
+            x, y = self.locator.text(screen, arg, css=getattr(self.driver, "css_nodes", None)).point
             grid = [round(x * 1000 / screen.width), round(y * 1000 / screen.height)]
             name = "left_click" if verb == "click" else verb
             return tool_call({"action": name, "coordinate": grid}, f"{verb} {arg}")
@@ -53,3 +54,25 @@ class TreeOracle:
         if verb == "answer":
             return tool_call({"action": "answer", "text": arg}, "answer")
         raise AssertionError(f"the oracle has no verb {verb!r}")
+
+
+def miniwob_plan(task: str, utterance: str) -> list[tuple[str, Any]]:
+    """What a right answer to a MiniWoB++ episode does, step by step (for benchmarks/agent_eval.py's
+    ``--model oracle``: the harness must score it 1)."""
+    quoted = re.findall(r'"([^"]*)"', utterance)
+    area = {"css": "#area"}
+    plans: dict[str, Any] = {
+        "click-test": lambda: [("click", "Click Me!")],
+        "click-test-2": lambda: [("click", re.search(r"button (\w+)", utterance).group(1))],
+        "click-button": lambda: [("click", {"text": quoted[0], "inside": area, "first": True})],
+        "click-link": lambda: [("click", {"text": quoted[0], "exact": True, "inside": area, "first": True})],
+        "focus-text": lambda: [("click", "role=textbox")],
+        "enter-text": lambda: [
+            ("click", "role=textbox"),
+            ("type", quoted[0]),
+            ("click", 'role=button[name="Submit"]'),
+        ],
+    }
+    if task not in plans:
+        raise AssertionError(f"the oracle has no plan for {task}")
+    return list(plans[task]())
