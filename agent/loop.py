@@ -137,7 +137,12 @@ def decide(
 
     def convert(parsed: ParsedReply) -> tuple[A.Action, dict[str, Any]]:
         return reply_to_action(
-            parsed, space, size, divisor=profile.divisor(space.name), scroll_unit=profile.scroll_unit
+            parsed,
+            space,
+            size,
+            divisor=profile.divisor(space.name),
+            scroll_unit=profile.scroll_unit,
+            profile=profile,
         )
 
     rec.locator = "model"

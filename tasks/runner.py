@@ -217,9 +217,9 @@ def _model_options(task: S.TaskFile, opts: RunOptions, spec: str) -> dict[str, A
     """Backend options from the task file's ``model:`` mapping and the command line."""
     extra: dict[str, Any] = {}
     if isinstance(task.model, S.LocalModelSpec) and not opts.model:
-        extra = task.model.model_dump(exclude={"local"})
+        extra = task.model.model_dump(exclude={"local"}, exclude_none=True)
     if isinstance(task.model, S.OpenAIModelSpec) and not opts.model:
-        extra = task.model.model_dump(include={"timeout", "retries"}, exclude_none=True)
+        extra = task.model.model_dump(include={"timeout", "retries", "profile"}, exclude_none=True)
     if opts.model_timeout is not None and spec.startswith("openai:"):
         extra["timeout"] = opts.model_timeout
     return extra

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Discriminator,
     Field,
@@ -187,6 +188,17 @@ class TaskSettings(_Strict):
     )
 
 
+def _known_profile(v: str) -> str:
+    from pixelpilot.agent.qwen.profile import PROFILES
+
+    if v not in PROFILES:
+        raise ValueError(f"unknown profile {v!r}; known: {', '.join(sorted(PROFILES))}")
+    return v
+
+
+ProfileName = Annotated[str, AfterValidator(_known_profile)]
+
+
 class OpenAIModelSpec(_Strict):
     openai: str | list[str] = Field(
         description="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1, or a list of "
@@ -197,6 +209,9 @@ class OpenAIModelSpec(_Strict):
         default=None, gt=0, le=3600, description="seconds one request may take in all (default 120)"
     )
     retries: int | None = Field(default=None, ge=0, le=10, description="tries after the first (default 2)")
+    profile: ProfileName | None = Field(
+        default=None, description="the model's prompt and parser conventions: qwen3-vl (default), gui-owl"
+    )
 
 
 class LocalModelSpec(_Strict):
@@ -206,6 +221,9 @@ class LocalModelSpec(_Strict):
         description="the fast engine (default: on with CUDA; false to debug with plain generate)",
     )
     constrain: bool = Field(default=True, description="tool calls follow the action grammar (needs xgrammar)")
+    profile: ProfileName | None = Field(
+        default=None, description="the model's prompt and parser conventions: qwen3-vl (default), gui-owl"
+    )
 
 
 def _model_kind(value: Any) -> str:

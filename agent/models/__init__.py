@@ -15,7 +15,12 @@ def load_model(spec: str, *, model_name: str | None = None, **options: Any) -> V
     """A model from its name: ``qwen3-vl-2b|4b|8b[-thinking]``, a hub id, a local directory, or
     ``openai:<base_url>`` (``model_name`` picks the served model; default: the only one), or
     ``openai:<url>,<url>,...`` for replicas of one server (a run keeps to one; see
-    :class:`~pixelpilot.agent.models.replicas.Replicas`; ``session=`` picks which)."""
+    :class:`~pixelpilot.agent.models.replicas.Replicas`; ``session=`` picks which). ``profile=`` a
+    :class:`~pixelpilot.agent.qwen.profile.QwenProfile` or the name of one (``gui-owl``: PROFILES)."""
+    if isinstance(options.get("profile"), str):  # a profile by name: PROFILES
+        from pixelpilot.agent.qwen.profile import named_profile
+
+        options["profile"] = named_profile(options["profile"], thinking="thinking" in spec.lower())
     if spec.startswith("openai:"):
         from pixelpilot.agent.models.openai import OpenAIModel
 

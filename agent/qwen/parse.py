@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from pixelpilot.agent.errors import ModelOutputError
 from pixelpilot.agent.qwen.grid import OffScreen, grid_to_pixels
+from pixelpilot.agent.qwen.profile import QwenProfile
 from pixelpilot.tools.actions import Action
 from pixelpilot.tools.spaces import ActionSpace
 
@@ -160,7 +161,13 @@ def _short(exc: ValidationError) -> str:
 
 
 def reply_to_action(
-    parsed: ParsedReply, space: ActionSpace, size: tuple[int, int], *, divisor: int, scroll_unit: int = 100
+    parsed: ParsedReply,
+    space: ActionSpace,
+    size: tuple[int, int],
+    *,
+    divisor: int,
+    scroll_unit: int = 100,
+    profile: QwenProfile | None = None,
 ) -> tuple[Action, dict[str, Any]]:
     """Validate the call and convert it to an Action in pixels of a ``size`` screenshot.
 
@@ -175,7 +182,7 @@ def reply_to_action(
         )
     if "__unparsed__" in call.arguments:
         raise ModelOutputError("the tool call's arguments are not a JSON object", raw=parsed.raw)
-    args = dict(call.arguments)
+    args = profile.alias(dict(call.arguments)) if profile is not None else dict(call.arguments)
     facts: dict[str, Any] = {"arguments": call.arguments}
     for key in ("coordinate", "coordinate2"):
         if key not in args:

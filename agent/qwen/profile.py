@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["QwenProfile", "Sampling"]
+__all__ = ["PROFILES", "QwenProfile", "Sampling", "named_profile"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class QwenProfile:
       cache; every ``history_fold`` steps one fold recomputes the prompt after the system prompt.
     """
 
+    name: str = "qwen3-vl"
+    """Which prompts and parser conventions: ``qwen3-vl`` (the cookbook and OSWorld's Qwen3-VL agent) or
+    a GUI-tuned derivative's (:data:`PROFILES`)."""
     computer_divisor: int = 1000
     mobile_divisor: int = 999
     image_size: dict[str, int] = field(
@@ -59,6 +62,19 @@ class QwenProfile:
     """blocks: how many of the oldest screenshots are folded into text at once."""
     response_format: bool = True
     """computer_use: append OSWorld's "# Response format" (Action line + tool call) to the system prompt in the goal loop."""
+    loop_system: str | None = None
+    """computer_use goal loop: a package prompt file sent verbatim as the system prompt (a derivative's own
+    tool description and response format) instead of the cookbook's tool rendering."""
+    loop_instruction: str = "loop_instruction.j2"
+    """The goal loop's instruction text (a package template: the goal and the earlier steps)."""
+    instruction_first: bool = False
+    """The goal loop's first user turn: the instruction before the screenshot (OSWorld's Qwen3-VL agent puts
+    the screenshot first)."""
+    narration: str = "osworld"
+    """How earlier steps read as text: ``osworld`` (the Action line without quotes, spaces collapsed) or
+    ``action-line`` (the reply between ``Action:`` and ``<tool_call>`` as it was, or the whole reply)."""
+    action_aliases: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    """Action names the derivative's executor takes besides the tool's, with the arguments they stand for."""
     scroll_unit: int = 100
     """Screen pixels per unit of the model's scroll ``pixels`` (it was trained on wheel clicks; unverified)."""
     max_new_tokens: int = 256
@@ -69,6 +85,15 @@ class QwenProfile:
             raise ValueError(f"history is 'window' or 'blocks', not {self.history!r}")
         if self.history == "blocks" and not 1 <= self.history_fold < self.history_max:
             raise ValueError("blocks history needs 1 <= history_fold < history_max")
+        if self.narration not in ("osworld", "action-line"):
+            raise ValueError(f"narration is 'osworld' or 'action-line', not {self.narration!r}")
+
+    def alias(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """A tool call's arguments with a derivative's action name replaced by what it stands for."""
+        for name, means in self.action_aliases:
+            if arguments.get("action") == name:  # the new name, and its defaults where not given
+                return {**dict(means), **arguments, "action": dict(means)["action"]}
+        return arguments
 
     def divisor(self, space: str) -> int:
         return self.mobile_divisor if space == "mobile_use" else self.computer_divisor
@@ -77,3 +102,49 @@ class QwenProfile:
         from dataclasses import replace
 
         return replace(self, **changes)
+
+
+GUI_OWL_15 = QwenProfile(
+    name="gui-owl-1.5",
+    loop_system="gui_owl_1_5.computer_use.system.txt",
+    loop_instruction="gui_owl_1_5.loop_instruction.j2",
+    instruction_first=True,
+    narration="action-line",
+    history="window",
+    history_images=4,
+    image_size={"shortest_edge": 3136, "longest_edge": 10035200},
+    action_aliases=(
+        ("click", (("action", "left_click"),)),
+        ("right click", (("action", "right_click"),)),
+        ("computer_double_click", (("action", "double_click"),)),
+        ("hotkey", (("action", "key"),)),
+        ("drag", (("action", "left_click_drag"),)),
+        ("stop", (("action", "terminate"), ("status", "success"))),
+        ("done", (("action", "terminate"), ("status", "success"))),
+        # "resolve the blocking window by interacting with the user": no one is there to; the run stops
+        ("interact", (("action", "terminate"), ("status", "failure"))),
+    ),
+)
+"""GUI-Owl 1.5 (mPLUG/GUI-Owl-1.5-*, Qwen3-VL derivatives) on a computer, as its published desktop agent
+talks to it (X-PLUG/MobileAgent, Mobile-Agent-v3.5/computer_use/utils.py: ``SYSTEM_PROMPT``,
+``build_messages``; run_gui_owl_1_5_for_pc.py: the actions it executes): its own system prompt (the tool
+with an ``interact`` action, a fixed 1000x1000 screen, its response format), the instruction before the
+screenshot, the last 4 steps as screenshots and the older ones as their Action lines, images up to
+10035200 pixels. Its executor performs every tool call of a reply; pixelpilot performs the first."""
+
+PROFILES: dict[str, QwenProfile] = {
+    "qwen3-vl": QwenProfile(),
+    "gui-owl": GUI_OWL_15,
+    "gui-owl-1.5": GUI_OWL_15,
+}
+"""Profiles by name (``model: {local: <hub id>, profile: gui-owl}``)."""
+
+
+def named_profile(name: str, *, thinking: bool = False) -> QwenProfile:
+    """The profile called ``name``; a clear error naming the known ones otherwise."""
+    from pixelpilot.agent.errors import ConfigError
+
+    if name not in PROFILES:
+        raise ConfigError(f"unknown model profile {name!r}; known: {', '.join(sorted(PROFILES))}")
+    profile = PROFILES[name]
+    return profile.with_(thinking=True, max_new_tokens=1024) if thinking else profile

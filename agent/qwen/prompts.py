@@ -185,6 +185,15 @@ def _narration(text: str) -> str:
     return " ".join(text.replace('"', "").split())
 
 
+def _step_text(h: HistoryItem, profile: QwenProfile) -> str:
+    """An earlier step as the profile's history text says it."""
+    if profile.narration == "action-line":
+        if "Action:" in h.reply and "<tool_call>" in h.reply:
+            return h.reply.split("Action:")[1].split("<tool_call>")[0].strip()
+        return h.reply
+    return _narration(h.narration)
+
+
 def loop_prompt(
     space: ActionSpace, goal: str, history: Sequence[HistoryItem], image: Image.Image, profile: QwenProfile
 ) -> Prompt:
@@ -206,16 +215,23 @@ def loop_prompt(
     while recent and any(h.frame is None for h in recent):  # images only after the last step without one
         recent = recent[1:]
     older = list(history[: len(history) - len(recent)])
-    previous = "\n".join(f"Step {i + 1}: {_narration(h.narration)}" for i, h in enumerate(older)) or "None"
-    instruction = _render("loop_instruction.j2", instruction=goal, previous=previous)
-    messages: list[Message] = [
-        {"role": "system", "content": [_t(_system_inline(space, response_format=profile.response_format))]}
-    ]
+    previous = "\n".join(f"Step {i + 1}: {_step_text(h, profile)}" for i, h in enumerate(older)) or "None"
+    instruction = _render(profile.loop_instruction, instruction=goal, previous=previous)
+    system = (
+        _text(profile.loop_system)
+        if profile.loop_system
+        else _system_inline(space, response_format=profile.response_format)
+    )
+    messages: list[Message] = [{"role": "system", "content": [_t(system)]}]
+
+    def first(shot: Image.Image) -> list[dict[str, Any]]:
+        return [_t(instruction), _i(shot)] if profile.instruction_first else [_i(shot), _t(instruction)]
+
     if not recent:
-        messages.append({"role": "user", "content": [_i(image), _t(instruction)]})
+        messages.append({"role": "user", "content": first(image)})
     else:
         for k, h in enumerate(recent):
-            content = [_i(h.image), _t(instruction)] if k == 0 else [_i(h.image)]
+            content = first(h.image) if k == 0 else [_i(h.image)]
             messages.append({"role": "user", "content": content})
             messages.append({"role": "assistant", "content": [_t(h.reply)]})
             if h.result is not None:
