@@ -337,9 +337,20 @@ def export_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
                 body.append(_Out(step))
                 ex.last_target = _target_of(step)
     else:
-        for rec in passed:
-            if rec.kind in ("goal", "act"):
-                body += _model_step(ex, rec.kind, {rec.kind: rec.instruction}, [rec])
+        goals: list[StepRecord] = []  # a goal's steps, written together under the goal
+        for k, rec in enumerate(passed):
+            if rec.kind == "goal":
+                goals.append(rec)
+                after = passed[k + 1] if k + 1 < len(passed) else None
+                if (
+                    after is None
+                    or after.kind != "goal"
+                    or after.params.get("goal") != rec.params.get("goal")
+                ):
+                    body += _model_step(ex, "goal", {"goal": str(rec.params.get("goal", ""))}, goals)
+                    goals = []
+            elif rec.kind == "act":
+                body += _model_step(ex, "act", {"act": rec.params.get("instruction", rec.instruction)}, [rec])
             elif rec.kind == "check":
                 body += _model_step(
                     ex, "check", {"check": rec.params.get("statement", rec.instruction)}, [rec]
@@ -349,10 +360,10 @@ def export_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
             elif rec.kind in ("locate", "read"):
                 continue
             else:
-                step = _from_params(rec)
+                made = _from_params(rec)
                 body.append(
-                    _Out(step)
-                    if step
+                    _Out(made)
+                    if made
                     else _Out(None, f"step {rec.index} ({rec.kind} {rec.instruction!r}) has no task step")
                 )
     body = _tidy(body)

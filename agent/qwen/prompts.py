@@ -224,14 +224,14 @@ def loop_prompt(
     )
     messages: list[Message] = [{"role": "system", "content": [_t(system)]}]
 
-    def first(shot: Image.Image) -> list[dict[str, Any]]:
+    def opening(shot: Image.Image) -> list[dict[str, Any]]:
         return [_t(instruction), _i(shot)] if profile.instruction_first else [_i(shot), _t(instruction)]
 
     if not recent:
-        messages.append({"role": "user", "content": first(image)})
+        messages.append({"role": "user", "content": opening(image)})
     else:
         for k, h in enumerate(recent):
-            content = first(h.image) if k == 0 else [_i(h.image)]
+            content = opening(h.image) if k == 0 else [_i(h.image)]
             messages.append({"role": "user", "content": content})
             messages.append({"role": "assistant", "content": [_t(h.reply)]})
             if h.result is not None:

@@ -78,3 +78,52 @@ def test_a_text_on_the_screen_once_is_the_target(tmp_path):
     done = export_run(run.path, tmp_path / "t.yaml")
     assert yaml.safe_load(done.text)["steps"] == [{"click": "Archive"}]
     assert "found by its text on the screen" in done.text
+
+
+def test_a_python_api_run_exports_its_scripted_steps_and_the_goal_it_ran(tmp_path):
+    """No task file behind the run: each step is written from its record; a goal's steps go together."""
+    from pixelpilot.agent import Agent, AgentSettings
+    from pixelpilot.agent.locate import Locator
+    from pixelpilot.agent.models import ScriptedModel
+    from pixelpilot.drivers import FakeDriver, FakeWidget
+
+    def login(d: FakeDriver) -> None:
+        d.add([FakeWidget(f"Welcome, {d.widget('Username').value}", (20, 200, 300, 30), role="text")])
+
+    d = FakeDriver(
+        [
+            FakeWidget("Username", (120, 20, 200, 30), role="textbox"),
+            FakeWidget("Sign in", (20, 100, 100, 30), on_click=login),
+            FakeWidget("Item", (20, 300, 80, 20)),
+            FakeWidget("Item", (20, 330, 80, 20)),
+        ]
+    )
+    call = '<tool_call>\n{{"name": "computer_use", "arguments": {}}}\n</tool_call>'
+    model = ScriptedModel(
+        [
+            call.format('{"action": "left_click", "coordinate": [109, 863]}'),  # the second "Item" (60, 340)
+            call.format('{"action": "terminate", "status": "success"}'),
+        ]
+    )
+    with Agent(
+        d,
+        model=model,
+        locator=Locator(use_ocr=False),
+        settings=AgentSettings(wait_timeout=0.5, poll_interval=0.01),
+        output=tmp_path / "runs",
+        task="api",
+    ) as agent:
+        agent.type("alice", into="Username")
+        agent.click("Sign in")
+        agent.see("Welcome, alice")
+        assert agent.run("Open the second item").ok
+    done = export_run(agent.recorder.path, tmp_path / "api.yaml")
+    assert yaml.safe_load(done.text)["steps"] == [
+        {"type": {"text": "alice", "into": "Username"}},
+        {"click": "Sign in"},
+        {"see": "Welcome, alice"},
+        {
+            "click": {"role": "button", "name": "Item", "nth": 2}
+        },  # two of them: the one it clicked, in reading order
+    ]
+    assert "  # goal: Open the second item\n  - click:" in done.text and not done.left
