@@ -102,12 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="after the steps, trace N more steps of the last form with torch.profiler: the kernels by GPU time",
     )
-    ap.add_argument(
-        "--speculate",
-        choices=["on", "off"],
-        default="on",
-        help="launch each decode pass from the device's argmax before the host reads it (the engine's default)",
-    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     import step_latency as sl
@@ -157,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
     model, eng = lm.model, lm.engine
     assert eng is not None, "the engine is off (no CUDA?)"
     eng.profiling = True  # a sync after the prefill: its time and the decode's, apart
-    eng.speculate = args.speculate == "on"
     space = get_space("computer_use")
     goal = "Open the settings page, turn on dark mode and save"
     results: dict[str, dict] = {}

@@ -149,13 +149,6 @@ class Engine:
         self.graph_error: str | None = None
         self.profiling = False
         """Benchmarks: wait for each forward pass to time it (``stats``)."""
-        self.speculate = True
-        """Constrained greedy decoding: launch the next pass on the device's own argmax before the host
-        has read it (the host then advances the grammar while the pass runs: no idle gap between
-        passes); a jump-forward run after it costs a pass of its own."""
-        self._token_out = (
-            torch.zeros(1, dtype=torch.long).pin_memory() if self.device.type == "cuda" else None
-        )
         self.stats: dict[str, float] = {}
         self.reset_stats()
         self.last_grids: list[Grid] = []
@@ -378,45 +371,6 @@ class Engine:
         self._next_pos += q
         return logits
 
-    def _ahead(self, logits: Any) -> tuple[int, Any]:
-        """The argmax of ``logits`` (masked already), and the logits after it: the pass for it is
-        launched from the device's own argmax before the host reads the token, so the host's grammar
-        work overlaps the pass instead of leaving the GPU idle between passes."""
-        torch = self.torch
-        best = torch.argmax(logits[-1], dim=-1, keepdim=True)
-        done = None
-        if self._token_out is not None:  # the token to the host, ahead of the pass in the stream
-            self._token_out.copy_(best, non_blocking=True)
-            done = torch.cuda.Event()
-            done.record()
-        start = len(self._held)
-        if start + 1 > self.max_len:
-            raise ValueError("the reply outgrew the engine's cache")
-        view = self._view(start + 1)
-        g = self._graph(1, view)
-        if g is None:
-            g = self._decode_slot(1, view)
-        g["ids"].copy_(best)
-        g["start"].fill_(start)
-        g["pos"].fill_(self._next_pos)
-        t = time.perf_counter()
-        if g.get("graph") is not None:
-            g["graph"].replay()
-            ahead = g["out"][0:1]
-        else:
-            ahead = self._decode_pass(g)[0:1]
-        if done is not None:
-            done.synchronize()  # the argmax, not the pass
-            token = int(self._token_out[0])
-        else:
-            token = int(best[0])
-        if self.profiling and self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.stats["pass_ms"] += (time.perf_counter() - t) * 1000
-        self._held.append((token, None))
-        self._next_pos += 1
-        return token, ahead
-
     def _view(self, end: int) -> int:
         """How much of the cache a graph attends to when it writes up to ``end``: a bucket, in steps
         of ``VIEW_STEP`` up to 2048 positions and doubling above (a prompt that grows every step
@@ -551,29 +505,6 @@ class Engine:
                     tm = time.perf_counter()
                     c.mask(logits)
                     self.stats["mask_ms"] += (time.perf_counter() - tm) * 1000
-                    if self.speculate and forced is None and not c.must_start_call(len(out), max_new_tokens):
-                        token, ahead = self._ahead(logits)
-                        passes += 1
-                        out.append(token)
-                        c.accept(token)
-                        if c.terminated:
-                            finish = "stop"
-                            break
-                        extra = self._jump(c, out, forced, max_new_tokens)
-                        jumped += len(extra)
-                        ends = c.only_end() if len(out) < max_new_tokens else []
-                        if ends:  # only the end can follow: append it, no pass chooses it
-                            out.append(ends[0])
-                            c.accept(ends[0])
-                            jumped += 1
-                            finish = "stop"
-                            break
-                        if extra:  # the pass already ran for the token; the forced run follows it
-                            logits, n = self._feed(extra)
-                            passes += n
-                        else:
-                            logits = ahead
-                        continue
                 best = int(torch.argmax(logits[-1]))  # waits for the GPU
                 if forced is not None and len(out) < len(forced):
                     token = forced[len(out)]  # benchmarks: same work, chosen tokens

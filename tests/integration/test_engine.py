@@ -125,40 +125,6 @@ def test_constrained_replies_always_parse_into_a_valid_action(random_model, spac
     assert kinds  # every reply became an action
 
 
-def test_passes_launched_ahead_of_the_host_give_the_same_replies_and_keep_the_cache_true(random_model):
-    """``speculate``: each pass starts from the device's own argmax while the host advances the grammar;
-    the replies are token for token those of waiting for the host, and the cache holds what was said."""
-    _need("xgrammar", "bash scripts/install.sh (pip install --no-deps xgrammar apache-tvm-ffi)")
-    m, eng = random_model, random_model.engine
-    space = get_space("computer_use")
-    try:
-        for seed in range(3):
-            with torch.no_grad():
-                torch.manual_seed(200 + seed)
-                torch.nn.init.normal_(eng.head.weight, std=0.5)
-            prompt = loop_prompt(space, "Do the task", [], screen(20 + seed), QwenProfile())
-            replies = {}
-            for ahead in (False, True):
-                eng.speculate = ahead
-                out = eng.generate(
-                    prompt.messages,
-                    tools=prompt.tools,
-                    size=dict(m.profile.image_size),
-                    max_new_tokens=64,
-                    grammar=tool_call_grammar(space),
-                )
-                replies[ahead] = out.tokens
-                said = list(
-                    eng.inputs.prepare(prompt.messages, prompt.tools, dict(m.profile.image_size))["ids"]
-                )
-                said += out.tokens
-                held = [t for t, _ in eng._held]
-                assert held == said[: len(held)] and len(held) > len(said) - 16, "the cache holds the reply"
-            assert replies[True] == replies[False]
-    finally:
-        eng.speculate = True
-
-
 def test_local_backend_with_the_engine_gives_the_scripted_reply(tiny_scripted_dir):
     """LocalModel routes through the engine (constraints off here: the scripted weights only know
     their own tokenization) and returns the same reply as without it."""
