@@ -48,18 +48,30 @@ def _run_on_node(task: str, args: Sequence[str]) -> dict[str, Any]:
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
     )
+    cancelled = False
     try:
-        output, _ = proc.communicate()
-    except BaseException:  # cancelled: the run records the step in progress as interrupted
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGINT)
+        while True:  # in short waits: Ray's cancel lands as an exception in Python code, not in a syscall
+            try:
+                output, _ = proc.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    except BaseException:  # cancelled: the run records the step in progress as interrupted, and comes back
+        cancelled = True
+        with contextlib.suppress(ProcessLookupError):  # SIGTERM: a Ray worker's children ignore SIGINT
+            proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(30)
+            output, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    answer: dict[str, Any] = {"rc": proc.returncode, "output": output[-20000:], "node": os.uname().nodename}
+            output, _ = proc.communicate()
+    answer: dict[str, Any] = {
+        "rc": proc.returncode,
+        "output": (output or "")[-20000:],
+        "node": os.uname().nodename,
+    }
+    answer["cancelled"] = cancelled
     with contextlib.suppress(OSError, ValueError):
         answer["result"] = json.loads(result.read_text())
     _pack(answer, marker)
@@ -126,6 +138,12 @@ class _NodeWorker:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Ctrl-C of the batch (called beside a running ``run``: the actor takes two calls at once): the
+        worker records its run as interrupted and ends, and ``run`` returns that run."""
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -233,7 +251,7 @@ def run_batch_ray(
                                 ray.kill(old)
                                 actors -= 1
                             idle.setdefault(kind, []).append(
-                                actor_class.options(**need).remote(task, list(extra_args))
+                                actor_class.options(max_concurrency=2, **need).remote(task, list(extra_args))
                             )
                             actors += 1
                         actor = idle[kind].pop()
@@ -267,15 +285,14 @@ def run_batch_ray(
         except KeyboardInterrupt:
             result.interrupted = True
             for ref in running:
-                ray.cancel(ref)
-            for ref, o in running.items():
-                with contextlib.suppress(Exception):
-                    ray.get(ref, timeout=60)
-                o.status, o.error, o.ended = (
-                    "interrupted",
-                    "cancelled: the batch was interrupted",
-                    time.monotonic(),
-                )
+                if ref in busy:  # a kept driver's worker: told to stop beside its running task
+                    busy[ref][1].stop.remote()
+                else:
+                    ray.cancel(ref)
+            for ref, o in running.items():  # each run, recorded as interrupted on its node, comes back
+                _settle(o, ref, ray, output, timeout=60)
+                if o.status != "passed":
+                    o.status, o.error = "interrupted", "cancelled: the batch was interrupted"
             for o in pending:
                 o.status, o.error = "interrupted", "not started: the batch was interrupted"
         if on_update is not None:
@@ -289,11 +306,11 @@ def run_batch_ray(
     return result
 
 
-def _settle(o: TaskOutcome, ref: Any, ray: Any, output: Path) -> None:
+def _settle(o: TaskOutcome, ref: Any, ray: Any, output: Path, *, timeout: float | None = None) -> None:
     """A finished Ray task's outcome: its run directory unpacked, its answer read like a local worker's."""
     o.ended = time.monotonic()
     try:
-        answer = ray.get(ref)
+        answer = ray.get(ref, timeout=timeout)
     except Exception as exc:  # the worker process or its node died under it
         o.status, o.exit_code = "error", -1
         o.error = f"its Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

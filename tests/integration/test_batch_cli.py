@@ -345,3 +345,33 @@ def test_a_task_files_timeout_fails_it_in_a_batch(tmp_path):
     assert time.monotonic() - t < 90
     assert res.returncode == 1 and "1 passed, 1 failed" in res.stdout
     assert "ran past its run_timeout (3 s)" in res.stdout
+
+
+def test_a_worker_that_ignores_its_time_limit_is_killed_after_the_grace(tmp_path):
+    """A task's worker frozen past its time limit (SIGSTOP: nothing in it can run its own timer) is
+    killed ``grace`` seconds after the limit, and the task is an error that says so."""
+    from pixelpilot.tasks.batch import run_batch
+
+    task = tmp_path / "frozen.yaml"
+    task.write_text(f"timeout: 2\nsteps:\n  - open: {DEMO}\n  - wait_for: {{text: never, timeout: 60}}\n")
+    frozen: list[int] = []
+
+    def freeze(outcomes) -> None:
+        if frozen or outcomes[0].status != "running":
+            return
+        for child in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+            for pid in child.read_text().split():
+                if b"frozen.yaml" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(int(pid), signal.SIGSTOP)
+                    frozen.append(int(pid))
+
+    t = time.monotonic()
+    res = run_batch([task], output=tmp_path / "runs", on_update=freeze, grace=2.0, poll=0.1)
+    took = time.monotonic() - t
+    assert frozen, "the worker was never seen running"
+    (o,) = res.outcomes
+    assert (
+        o.status == "error"
+        and "ran past its time limit by 2 s and did not stop: its worker was killed" in o.error
+    )
+    assert took < 40 and not Path(f"/proc/{frozen[0]}").exists(), "the frozen worker is gone"

@@ -155,6 +155,7 @@ models.load_model = counting
 
 def pytest_sessionfinish(session):
     open("loads.json", "w").write(__import__("json").dumps(LOADS))
+    models.load_model = _real  # the inner session runs in this process: leave the loader as it was
 """
     )
     pytester.makepyfile("""

@@ -134,3 +134,72 @@ def test_ray_actors_keep_their_drivers_across_tasks(ray_cluster, tmp_path):
     workers = [read_run(r).meta["worker"] for r in run_dirs(out)]
     assert len(workers) == 3 and len({w["pid"] for w in workers}) <= 2
     assert max(w["driver_task"] for w in workers) >= 2  # an actor's driver served a second task
+
+
+def _pids_running(needle: bytes) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["tasks", "actors-keeping-drivers"])
+def test_ctrl_c_cancels_the_ray_tasks_and_each_run_is_recorded_interrupted(ray_cluster, tmp_path, kept):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    shutil.copytree(EXAMPLES / "demo_app", folder / "demo_app")
+    for name in ("slow1", "slow2", "slow3"):
+        (folder / f"{name}.yaml").write_text(
+            "steps:\n  - open: demo_app/index.html\n  - wait_for: {text: never, timeout: 120}\n"
+        )
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "pixelpilot.tasks.cli", "run", str(folder), "--executor", "ray"]
+    proc = subprocess.Popen(
+        [*cmd, "--address", ray_cluster, "--output", str(out), *(["--keep-drivers"] if kept else [])],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **RAY_ENV, "COLUMNS": "160"},
+    )
+    try:
+        deadline = time.time() + 150
+        started = []
+        while time.time() < deadline and len(started) < 2:  # two tasks (2 CPUs) run on the cluster
+            started = [  # a task's process, or an actor's long-lived worker
+                p
+                for p in _pids_running(b"pixelpilot-ray-")
+                if b"--result-json" in _cmdline(p) or b"--serve" in _cmdline(p)
+            ]
+            time.sleep(0.3)
+        assert len(started) >= 2, "the tasks never started on the cluster"
+        time.sleep(4)  # their runs are under way
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stdout
+    assert "interrupted" in stdout
+    runs = [read_run(r) for r in run_dirs(out)]
+    # the runs under way come back from their node, recorded as interrupted there; the third never began
+    assert len(runs) == 2 and all(r.meta["status"] == "interrupted" for r in runs), [r.meta for r in runs]
+    assert all(r.steps[-1].outcome == "interrupted" for r in runs)
+    deadline = time.time() + 30  # nothing of the batch keeps running on the node
+    while time.time() < deadline and _pids_running(b"pixelpilot-ray-"):
+        time.sleep(0.5)
+    assert not [
+        p for p in _pids_running(b"--result-json") if b"slow" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
