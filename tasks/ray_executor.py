@@ -7,7 +7,7 @@ unpacked into ``--output``, so JUnit, the summary and ``pixelpilot merge`` see w
 A task asks for one unit of the custom resource named after its driver (``browser``, ``desktop``,
 ``android``) when some node offers it (``ray start --resources '{"browser": 4}'``), else for a CPU.
 A task whose process is killed on its node is an error with what it printed; Ctrl-C cancels every task
-(each one's run is recorded as interrupted on its node) and the batch ends as interrupted. With
+(each one's run is recorded as interrupted on its node and comes back) and the batch ends as interrupted. With
 ``--keep-drivers`` the tasks go to Ray actors instead, each keeping a long-lived worker and its driver on
 its node (:class:`_NodeWorker`).
 """
