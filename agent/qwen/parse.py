@@ -182,8 +182,21 @@ def reply_to_action(
         )
     if "__unparsed__" in call.arguments:
         raise ModelOutputError("the tool call's arguments are not a JSON object", raw=parsed.raw)
-    args = profile.alias(dict(call.arguments)) if profile is not None else dict(call.arguments)
     facts: dict[str, Any] = {"arguments": call.arguments}
+    args = dict(call.arguments)
+    if profile is not None:
+        try:
+            adapted = profile.adapt(args, size)
+        except OffScreen as exc:
+            raise ModelOutputError(str(exc), raw=parsed.raw) from None
+        except (ValueError, ValidationError) as exc:
+            reason = _short(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise ModelOutputError(reason, raw=parsed.raw) from None
+        if not isinstance(adapted, dict):  # a derivative's own action, read whole
+            if adapted.point is not None:
+                facts["pixel_point"] = list(adapted.point)
+            return adapted, facts
+        args = adapted
     for key in ("coordinate", "coordinate2"):
         if key not in args:
             continue

@@ -73,6 +73,15 @@ class QwenProfile:
     narration: str = "osworld"
     """How earlier steps read as text: ``osworld`` (the Action line without quotes, spaces collapsed) or
     ``action-line`` (the reply between ``Action:`` and ``<tool_call>`` as it was, or the whole reply)."""
+    mobile_loop: str = "cookbook"
+    """mobile_use goal loop: ``cookbook`` (the mobile cookbook: the history as a "Task progress" text) or
+    ``mai-ui`` (MAI-UI's agent: the instruction alone, earlier replies as assistant turns, the last
+    ``history_images`` screenshots before theirs)."""
+    mobile_system: str | None = None
+    """mobile_use goal loop: a package prompt file sent verbatim as the system prompt."""
+    action_format: str = "tool"
+    """How a reply's call is read: ``tool`` (the tool's own actions, after ``action_aliases``) or
+    ``mai-ui`` (:func:`pixelpilot.agent.qwen.derivatives.mai_ui_action`)."""
     action_aliases: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     """Action names the derivative's executor takes besides the tool's, with the arguments they stand for."""
     scroll_unit: int = 100
@@ -85,8 +94,19 @@ class QwenProfile:
             raise ValueError(f"history is 'window' or 'blocks', not {self.history!r}")
         if self.history == "blocks" and not 1 <= self.history_fold < self.history_max:
             raise ValueError("blocks history needs 1 <= history_fold < history_max")
+        if self.mobile_loop not in ("cookbook", "mai-ui") or self.action_format not in ("tool", "mai-ui"):
+            raise ValueError("mobile_loop is 'cookbook' or 'mai-ui'; action_format is 'tool' or 'mai-ui'")
         if self.narration not in ("osworld", "action-line"):
             raise ValueError(f"narration is 'osworld' or 'action-line', not {self.narration!r}")
+
+    def adapt(self, arguments: dict[str, Any], size: tuple[int, int]) -> Any:
+        """A tool call's arguments as the profile reads them: an Action already (a derivative's own
+        action format, points converted), or the arguments for the tool (aliases applied)."""
+        if self.action_format == "mai-ui":
+            from pixelpilot.agent.qwen.derivatives import mai_ui_action
+
+            return mai_ui_action(arguments, size)
+        return self.alias(arguments)
 
     def alias(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """A tool call's arguments with a derivative's action name replaced by what it stands for."""
@@ -132,10 +152,26 @@ with an ``interact`` action, a fixed 1000x1000 screen, its response format), the
 screenshot, the last 4 steps as screenshots and the older ones as their Action lines, images up to
 10035200 pixels. Its executor performs every tool call of a reply; pixelpilot performs the first."""
 
+MAI_UI = QwenProfile(
+    name="mai-ui",
+    mobile_loop="mai-ui",
+    mobile_system="mai_ui.mobile_use.system.txt",
+    action_format="mai-ui",
+    history="window",
+    history_images=2,
+    max_new_tokens=2048,
+)
+"""MAI-UI (Tongyi-MAI/MAI-UI-*, Qwen3-VL derivatives) on Android, as its published agent talks to it
+(Tongyi-MAI/MAI-UI ``src/mai_naivigation_agent.py``, ``src/prompt.py``; ``history_n`` 3): its system prompt
+(its own action list, ``<thinking>`` before the call), the instruction as its own user turn, earlier
+replies rewritten as its history writes them, the last 2 earlier screenshots before theirs, and its action
+names (:mod:`pixelpilot.agent.qwen.derivatives`). The desktop and browser keep the cookbook's prompts."""
+
 PROFILES: dict[str, QwenProfile] = {
     "qwen3-vl": QwenProfile(),
     "gui-owl": GUI_OWL_15,
     "gui-owl-1.5": GUI_OWL_15,
+    "mai-ui": MAI_UI,
 }
 """Profiles by name (``model: {local: <hub id>, profile: gui-owl}``)."""
 

@@ -198,6 +198,8 @@ def loop_prompt(
     space: ActionSpace, goal: str, history: Sequence[HistoryItem], image: Image.Image, profile: QwenProfile
 ) -> Prompt:
     """The goal loop's prompt for the next step."""
+    if space.name == "mobile_use" and profile.mobile_loop == "mai-ui":
+        return _mai_ui_loop(goal, history, image, profile)
     if space.name == "mobile_use":
         progress = "".join(f"Step {i + 1}: {_narration(h.narration)}; " for i, h in enumerate(history))
         user = _render("mobile_user.j2", instruction=goal, history=progress)
@@ -242,6 +244,36 @@ def loop_prompt(
         messages,
         meta={"history_text": len(older), "history_images": len(recent)},
         space=space.name,
+    )
+
+
+def _mai_ui_loop(
+    goal: str, history: Sequence[HistoryItem], image: Image.Image, profile: QwenProfile
+) -> Prompt:
+    """MAI-UI's agent's messages: its system prompt, the instruction as a user turn, each earlier reply as
+    its history rewrites it — after its screenshot for the last ``history_images`` of them — and the
+    current screenshot. A reply it could not read is left out, as its agent leaves it out."""
+    from pixelpilot.agent.qwen.derivatives import mai_ui_history_reply
+
+    assert profile.mobile_system is not None
+    messages: list[Message] = [
+        {"role": "system", "content": [_t(_text(profile.mobile_system))]},
+        {"role": "user", "content": [_t(goal)]},
+    ]
+    replies = [(h, r) for h in history if (r := mai_ui_history_reply(h.reply)) is not None]
+    first_image = max(0, len(replies) - profile.history_images)
+    shown = 0
+    for k, (h, reply) in enumerate(replies):
+        if k >= first_image and h.frame is not None:
+            messages.append({"role": "user", "content": [_i(h.image)]})
+            shown += 1
+        messages.append({"role": "assistant", "content": [_t(reply)]})
+    messages.append({"role": "user", "content": [_i(image)]})
+    return Prompt(
+        "loop",
+        messages,
+        meta={"history_text": len(replies) - shown, "history_images": shown},
+        space="mobile_use",
     )
 
 

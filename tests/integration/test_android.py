@@ -213,6 +213,43 @@ def test_goal_loop_uses_mobile_use_and_the_999_grid(phone):
     assert first["grid_point"] == grid999((270, 380)) and abs(first["pixel_point"][0] - 270) <= 1
 
 
+def test_a_mai_ui_model_drives_the_phone_in_its_own_action_format(phone):
+    """The mai-ui profile: MAI-UI's system prompt and history, its action names (open an app by name, a
+    lower-case system button, ``fail``) performed on the device."""
+    from pixelpilot.agent.qwen.profile import MAI_UI
+
+    d, dev, _ = phone
+
+    def mai(thinking: str, arguments: dict) -> str:
+        call = json.dumps({"name": "mobile_use", "arguments": arguments})
+        return f"<thinking>\n{thinking}\n</thinking>\n<tool_call>\n{call}\n</tool_call>"
+
+    def where(name: str) -> list[int]:
+        node = next(n for n in d.ui_tree() if name in (n.name, n.text))
+        return grid999(node.box.center)
+
+    plan = iter(
+        [
+            lambda: mai("Open Settings by its package.", {"action": "open", "text": "com.android.settings"}),
+            lambda: mai("Turn Wi-Fi on.", {"action": "click", "coordinate": where("Wi-Fi: off")}),
+            lambda: mai("Back home.", {"action": "system_button", "button": "home"}),
+            lambda: mai("Done.", {"action": "terminate", "status": "success"}),
+        ]
+    )
+    model = ScriptedModel(lambda prompt: next(plan)(), profile=MAI_UI)
+    result = Agent(d, model=model).run("Turn on Wi-Fi", max_steps=6)
+    assert result.status == "passed", result.reason
+    assert dev.wifi is True and dev.screen == "home"
+    last = model.prompts[-1].messages
+    assert last[0]["content"][0]["text"].startswith("You are a GUI agent.")
+    assert last[1]["content"] == [{"type": "text", "text": "Turn on Wi-Fi"}]
+    said = [m["content"][0]["text"] for m in last if m["role"] == "assistant"]
+    assert said[0].endswith(
+        '{"name":"mobile_use","arguments":{"action":"open","text":"com.android.settings"}}\n</tool_call>'
+    )
+    assert sum(1 for m in last if m["role"] == "user" and m["content"][0]["type"] == "image") == 3
+
+
 def test_cli_task_on_android(tmp_path):
     dev = FakeDevice("fake-5554")
     task = tmp_path / "phone.yaml"
