@@ -38,8 +38,25 @@ __all__ = ["run_batch_ray"]
 DRIVER_RESOURCES = ("browser", "desktop", "android")
 
 
-def _run_on_node(task: str, args: Sequence[str]) -> dict[str, Any]:
-    """On a node, in the job's working_dir: run one task file; its answer and its run directory."""
+def _report(progress: Any, task: str, marker: Path, last: tuple[int, int]) -> tuple[int, int]:
+    """Tell the batch (its ``progress`` queue) how far the task's run is, when that changed."""
+    if progress is None:
+        return last
+    try:
+        run = Path(marker.read_text().strip())
+        total = int(json.loads((run / "run.json").read_text()).get("total_steps") or 0)
+        done = sum(1 for line in (run / "steps.jsonl").read_text().splitlines() if line.strip())
+    except (OSError, ValueError, AttributeError):
+        return last
+    if (done, total) != last:
+        with contextlib.suppress(Exception):  # progress is a nicety: a full or gone queue stops nothing
+            progress.put_nowait((task, done, total))
+    return done, total
+
+
+def _run_on_node(task: str, args: Sequence[str], progress: Any = None) -> dict[str, Any]:
+    """On a node, in the job's working_dir: run one task file; its answer and its run directory. Its
+    steps so far go to ``progress`` (a Ray queue) as they are recorded."""
     work = Path(tempfile.mkdtemp(prefix="pixelpilot-ray-"))
     result, marker = work / "result.json", work / "rundir"
     cmd = [sys.executable, "-m", "pixelpilot.tasks.cli", "run", task, "--output", str(work / "runs")]
@@ -49,13 +66,14 @@ def _run_on_node(task: str, args: Sequence[str]) -> dict[str, Any]:
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
     )
     cancelled = False
+    last = (0, 0)
     try:
         while True:  # in short waits: Ray's cancel lands as an exception in Python code, not in a syscall
             try:
                 output, _ = proc.communicate(timeout=0.5)
                 break
             except subprocess.TimeoutExpired:
-                continue
+                last = _report(progress, task, marker, last)
     except BaseException:  # cancelled: the run records the step in progress as interrupted, and comes back
         cancelled = True
         with contextlib.suppress(ProcessLookupError):  # SIGTERM: a Ray worker's children ignore SIGINT
@@ -91,7 +109,8 @@ class _NodeWorker:
     """A Ray actor that keeps a driver (``--keep-drivers``): a long-lived ``pixelpilot run --serve``
     process on its node, fed one task after another."""
 
-    def __init__(self, first_task: str, args: Sequence[str]) -> None:
+    def __init__(self, first_task: str, args: Sequence[str], progress: Any = None) -> None:
+        self.progress = progress
         self.work = Path(tempfile.mkdtemp(prefix="pixelpilot-ray-"))
         self.log = (self.work / "worker.log").open("w+")
         cmd = [sys.executable, "-m", "pixelpilot.tasks.cli", "run", first_task, "--serve"]
@@ -120,8 +139,10 @@ class _NodeWorker:
             self.proc.stdin.flush()
         except OSError:
             pass  # it died: said below
+        last = (0, 0)
         while not result.exists() and self.proc.poll() is None:
             time.sleep(0.1)
+            last = _report(self.progress, task, marker, last)
         self.log.seek(start)
         answer: dict[str, Any] = {
             "output": self.log.read()[-20000:],
@@ -225,7 +246,11 @@ def run_batch_ray(
             install="start one with `ray start --head --resources '{\"browser\": 2}'`, or leave --address out",
         ) from exc
     try:
+        from ray.util.queue import Empty, Queue
+
         offered = ray.cluster_resources()
+        progress = Queue(actor_options={"num_cpus": 0})  # the nodes' step counts, for the live table
+        by_task = {str(o.path.relative_to(root)): o for o in outcomes}
         remote = ray.remote(max_retries=0)(_run_on_node)
         actor_class = ray.remote(max_restarts=0)(_NodeWorker)
         limit = workers or max(1, int(offered.get("CPU", 1)))
@@ -251,19 +276,29 @@ def run_batch_ray(
                                 ray.kill(old)
                                 actors -= 1
                             idle.setdefault(kind, []).append(
-                                actor_class.options(max_concurrency=2, **need).remote(task, list(extra_args))
+                                actor_class.options(max_concurrency=2, **need).remote(
+                                    task, list(extra_args), progress
+                                )
                             )
                             actors += 1
                         actor = idle[kind].pop()
                         ref = actor.run.remote(task)
                         busy[ref] = (kind, actor)
                     else:
-                        ref = remote.options(**need).remote(task, list(extra_args))
+                        ref = remote.options(**need).remote(task, list(extra_args), progress)
                     o.status, o.started, o.ended, o.run_dir = "running", time.monotonic(), None, None
                     running[ref] = o
                 if on_update is not None:
                     on_update(outcomes)
                 done, _ = ray.wait(list(running), num_returns=1, timeout=poll)
+                while True:  # how far each running task is, as its node said
+                    try:
+                        name, steps, total = progress.get_nowait()
+                    except Empty:
+                        break
+                    told = by_task.get(name)
+                    if told is not None and told.status == "running":
+                        told.steps_done, told.steps_total = steps, total
                 for ref in done:
                     o = running.pop(ref)
                     _settle(o, ref, ray, output)

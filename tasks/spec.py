@@ -210,7 +210,8 @@ class OpenAIModelSpec(_Strict):
     )
     retries: int | None = Field(default=None, ge=0, le=10, description="tries after the first (default 2)")
     profile: ProfileName | None = Field(
-        default=None, description="the model's prompt and parser conventions: qwen3-vl (default), gui-owl, mai-ui"
+        default=None,
+        description="the model's prompt and parser conventions: qwen3-vl (default), gui-owl, mai-ui",
     )
 
 
@@ -222,7 +223,8 @@ class LocalModelSpec(_Strict):
     )
     constrain: bool = Field(default=True, description="tool calls follow the action grammar (needs xgrammar)")
     profile: ProfileName | None = Field(
-        default=None, description="the model's prompt and parser conventions: qwen3-vl (default), gui-owl, mai-ui"
+        default=None,
+        description="the model's prompt and parser conventions: qwen3-vl (default), gui-owl, mai-ui",
     )
 
 

@@ -203,3 +203,30 @@ def test_ctrl_c_cancels_the_ray_tasks_and_each_run_is_recorded_interrupted(ray_c
     assert not [
         p for p in _pids_running(b"--result-json") if b"slow" in Path(f"/proc/{p}/cmdline").read_bytes()
     ]
+
+
+def test_the_live_table_shows_a_ray_tasks_steps_while_it_runs(ray_cluster, tmp_path, monkeypatch):
+    """Each node reports its run's steps as they are recorded: the batch sees them before the run is back."""
+    from pixelpilot.tasks.ray_executor import run_batch_ray
+
+    for k, v in RAY_ENV.items():
+        monkeypatch.setenv(k, v)
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    shutil.copytree(EXAMPLES / "demo_app", folder / "demo_app")
+    task = folder / "waits.yaml"
+    task.write_text(
+        "steps:\n  - open: demo_app/index.html\n  - see: Sign in to Acme\n"
+        "  - wait_for: {text: never, timeout: 6}\n"
+    )
+    seen: list[tuple[str, int, int]] = []
+
+    def watch(outcomes) -> None:
+        (o,) = outcomes
+        if o.status == "running" and o.steps_done:
+            seen.append((o.status, o.steps_done, o.steps_total))
+
+    res = run_batch_ray([task], output=tmp_path / "runs", address=ray_cluster, on_update=watch, poll=0.2)
+    (o,) = res.outcomes
+    assert o.status == "failed" and o.run_dir is not None
+    assert ("running", 2, 3) in seen, seen  # open and see recorded, the wait under way, before the end
