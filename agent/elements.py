@@ -62,17 +62,17 @@ def target_for(
     for key, value in (("placeholder", node.placeholder), ("title", node.title), ("test_id", node.test_id)):
         if _writable(value or ""):
             forms.append({key: value})
+    found: list[tuple[str | dict[str, Any], list[UINode]]] = []
     for form in forms:
-        hits = _hits(tree, form)
+        found.append((form, _hits(tree, form)))
+        hits = found[-1][1]
         if len(hits) == 1 and _same(hits[0], node, point):
             return form
-    # several match: which one, in reading order
-    for form in forms[1:] if forms and isinstance(forms[0], str) else forms:
-        assert isinstance(form, dict)
-        hits = _hits(tree, form)
-        for i, hit in enumerate(hits):
-            if _same(hit, node, point):
-                return {**form, "nth": i + 1}
+    for form, hits in found:  # several match: which one, in reading order (a text takes no nth)
+        if isinstance(form, dict):
+            for i, hit in enumerate(hits):
+                if _same(hit, node, point):
+                    return {**form, "nth": i + 1}
     return None
 
 
@@ -91,8 +91,10 @@ def element_at(tree: Sequence[UINode], point: tuple[float, float]) -> dict[str, 
     """The record of what is at ``point``: the element's description, role, name, box and (when one
     finds it alone) ``target``."""
     node = node_at(tree, point)
-    if node is None:
-        return None
+    return None if node is None else _record(tree, node, point)
+
+
+def _record(tree: Sequence[UINode], node: UINode, point: tuple[float, float]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "element": node.describe(),
         "role": node.role,
@@ -110,19 +112,7 @@ def _focused(tree: Sequence[UINode]) -> dict[str, Any] | None:
     if not focused:
         return None
     node = min(focused, key=lambda n: n.box.width * n.box.height)
-    return element_at(tree, node.box.center) if node_at(tree, node.box.center) is node else _alone(tree, node)
-
-
-def _alone(tree: Sequence[UINode], node: UINode) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "element": node.describe(),
-        "role": node.role,
-        "name": node.name or node.placeholder,
-    }
-    target = target_for(tree, node, node.box.center)
-    if target is not None:
-        out["target"] = target
-    return out
+    return _record(tree, node, node.box.center)
 
 
 def action_elements(driver: Any, action: A.Action) -> dict[str, Any] | None:

@@ -25,17 +25,16 @@ as 1, not that any model is good.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _eval import add_model_args, describe, load, resume, save  # noqa: E402
 from miniwob_scripted import open_task, reward, start_episode  # noqa: E402
 
 from pixelpilot.agent import Agent, PixelPilotError  # noqa: E402
@@ -62,22 +61,6 @@ TASKS = [
 ]
 VIEWPORT = (500, 320)
 """The page: MiniWoB's 160×210 task area with its utterance, and room around it."""
-
-
-def load(args: argparse.Namespace) -> Any:
-    """The model from ``--model`` (a name, hub id, directory or openai:URL; ``oracle``: the test suite's)."""
-    if args.model == "oracle":
-        return None  # built per episode (it needs the episode's driver)
-    from pixelpilot.agent.models import load_model
-
-    options: dict[str, Any] = {}
-    if not args.model.startswith("openai:"):
-        options["allow_cpu"] = True
-        if args.engine is not None:
-            options["engine"] = args.engine
-    if args.profile:
-        options["profile"] = args.profile
-    return load_model(args.model, model_name=args.model_name, **options)
 
 
 def oracle_for(task: str, utterance: str, driver: BrowserDriver) -> Any:
@@ -147,33 +130,6 @@ def episode(
     }
 
 
-def _load_results(path: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise SystemExit(
-            f"{path} is not the JSON of an earlier run ({exc}); move it away or pick another --out"
-        ) from None
-    if (
-        data.get("config", {}).get("model") != config["model"]
-        or data.get("config", {}).get("max_steps") != config["max_steps"]
-    ):
-        raise SystemExit(
-            f"{path} holds results of another configuration ({data.get('config')}); resume with the same "
-            "--model and --max-steps, or pick another --out"
-        )
-    return list(data.get("episodes", []))
-
-
-def _save(path: Path, config: dict[str, Any], episodes: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"config": config, "episodes": episodes}, indent=1))
-    os.replace(tmp, path)
-
-
 def table(config: dict[str, Any], episodes: list[dict[str, Any]]) -> str:
     def mean(rs: list[dict[str, Any]], key: str) -> str:
         vals = [r[key] for r in rs if r.get(key) is not None]
@@ -194,7 +150,7 @@ def table(config: dict[str, Any], episodes: list[dict[str, Any]]) -> str:
         by.setdefault(r["task"], []).append(r)
     for task, rs in by.items():
         ok = sum(r["success"] for r in rs)
-        ends = ", ".join(f"{k} {v}" for k, v in sorted(_count(r["loop"] for r in rs).items()))
+        ends = ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["loop"] for r in rs).items()))
         lines.append(
             f"| {task} | {len(rs)} | {ok}/{len(rs)} ({100 * ok / len(rs):.0f} %) | {mean(rs, 'steps')} | "
             f"{mean(rs, 'model_calls')} | {mean(rs, 'tokens_in')} | {mean(rs, 'tokens_out')} | {mean(rs, 'ms_per_step')} | {ends} |"
@@ -209,25 +165,9 @@ def table(config: dict[str, Any], episodes: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _count(items: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for i in items:
-        out[i] = out.get(i, 0) + 1
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--model", required=True, help="qwen3-vl-2b|4b|8b, a hub id, a directory, openai:URL, or oracle"
-    )
-    ap.add_argument("--model-name", default=None, help="openai: the served model's name")
-    ap.add_argument(
-        "--profile", default=None, help="a model profile (pixelpilot.agent.qwen.profile.PROFILES)"
-    )
-    ap.add_argument(
-        "--engine", action=argparse.BooleanOptionalAction, default=None, help="local: the fast engine"
-    )
+    add_model_args(ap)
     ap.add_argument("--tasks", nargs="+", default=TASKS)
     ap.add_argument("--seeds", type=int, default=3, help="episodes per task (seeds 0..N-1)")
     ap.add_argument("--max-steps", type=int, default=8)
@@ -239,17 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/agent_eval.json"))
     args = ap.parse_args(argv)
-    config = {
-        "model": args.model
-        + (f"#{args.model_name}" if args.model_name else "")
-        + (f" ({args.profile})" if args.profile else ""),
-        "max_steps": args.max_steps,
-        "episode_seconds": args.episode_seconds,
-        "command": "python benchmarks/agent_eval.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    episodes = _load_results(args.out, config)
+    config = describe(
+        "agent_eval.py", args, argv, max_steps=args.max_steps, episode_seconds=args.episode_seconds
+    )
+    episodes = resume(args.out, config, "episodes", ("model", "max_steps"))
     done = {(r["task"], r["seed"]) for r in episodes}
     todo = [(t, s) for t in args.tasks for s in range(args.seeds) if (t, s) not in done]
     if done:
@@ -265,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 current = task
             r = episode(driver, model, task, seed, args.max_steps, make, args.episode_seconds)
             episodes.append(r)
-            _save(args.out, config, episodes)
+            save(args.out, config, "episodes", episodes)
             ok = sum(e["success"] for e in episodes)
             eta = (time.perf_counter() - started) / n * (len(todo) - n)
             print(

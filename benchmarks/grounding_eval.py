@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _eval import add_model_args, describe, load, resume, save  # noqa: E402
 from miniwob_scripted import open_task, start_episode  # noqa: E402
 
 from pixelpilot.agent.errors import ModelError  # noqa: E402
@@ -185,12 +184,7 @@ def table(config: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--model", required=True, help="qwen3-vl-2b|4b|8b, a hub id, a directory, openai:URL, or oracle"
-    )
-    ap.add_argument("--model-name", default=None)
-    ap.add_argument("--profile", default=None, help="a model profile: pixelpilot.agent.qwen.profile.PROFILES")
-    ap.add_argument("--engine", action=argparse.BooleanOptionalAction, default=None)
+    add_model_args(ap)
     ap.add_argument("--pages", nargs="+", default=PAGES, help="demo and MiniWoB++ task names")
     ap.add_argument(
         "--viewports",
@@ -204,29 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-targets", type=int, default=30, help="questions per page and prompt, at most")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/grounding_eval.json"))
     args = ap.parse_args(argv)
-    config = {
-        "model": args.model + (f" ({args.profile})" if args.profile else ""),
-        "command": "python benchmarks/grounding_eval.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    rows: list[dict[str, Any]] = []
-    if args.out.exists():
-        data = json.loads(args.out.read_text())
-        if data.get("config", {}).get("model") != config["model"]:
-            raise SystemExit(
-                f"{args.out} holds another model's results ({data['config']['model']}); pick another --out"
-            )
-        rows = data["questions"]
+    config = describe("grounding_eval.py", args, argv)
+    rows = resume(args.out, config, "questions", ("model",))
     done = {r["config"] + "/" + r["page"] for r in rows}
     oracle = Oracle() if args.model == "oracle" else None
     if oracle is not None:
         model: Any = oracle.model
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from agent_eval import load
-
         model = load(args)
     plan = list(pages(args))
     started = time.perf_counter()
@@ -255,10 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                             **r,
                         }
                     )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps({"config": config, "questions": rows}, indent=1))
-        os.replace(tmp, args.out)
+        save(args.out, config, "questions", rows)
         mine = [r for r in rows if r["config"] == key and r["page"] == page]
         ok = sum(r["hit"] for r in mine)
         eta = (time.perf_counter() - started) / n * (len(plan) - n)

@@ -63,21 +63,31 @@ class Exported:
 class _Out:
     step: dict[str, Any] | None
     comment: str | None = None
-    model: bool = False
     why: str = ""
     """For a step left to the model: why it could not be scripted."""
     wait: float | None = None
     """A model's wait of this many seconds: becomes a wait for the next step's target."""
+
+    @property
+    def model(self) -> bool:
+        """Whether the step is left to the model."""
+        return bool(self.why)
+
+
+def _left(step: dict[str, Any], why: str) -> _Out:
+    """A step the model keeps, with the reason in a comment."""
+    return _Out(step, f"left to the model: {why}", why=why)
 
 
 class _Exporter:
     def __init__(self, run: RunData, out: Path | None) -> None:
         self.run = run
         self.out = out
-        self.ocr_engine: OcrEngine | None = None
         self._ocr: dict[str, list[OcrText]] = {}
         self._frames: dict[str, Image.Image] = {}
         self.images: list[Path] = []
+        self.last_target: Any = None
+        """What the last step written clicked (a typing into it needs no ``into:``)."""
 
     # -- frames --------------------------------------------------------------------------------
     def frame(self, rec: StepRecord) -> Image.Image | None:
@@ -97,8 +107,7 @@ class _Exporter:
         if img is None or rec.frame is None:
             return []
         if rec.frame not in self._ocr:
-            self.ocr_engine = self.ocr_engine or OcrEngine.shared()
-            self._ocr[rec.frame] = self.ocr_engine.read(img)
+            self._ocr[rec.frame] = OcrEngine.shared().read(img)
         return self._ocr[rec.frame]
 
     # -- where a model's action landed ---------------------------------------------------------
@@ -221,7 +230,7 @@ class _Exporter:
 
     def to_model(self, rec: StepRecord, why: str) -> _Out:
         said = (rec.model or {}).get("action_text") or rec.instruction
-        return _Out({"act": str(said)}, f"left to the model: {why}", model=True, why=why)
+        return _left({"act": str(said)}, why)
 
     def seen(self, rec: StepRecord, texts: Iterable[str], what: str) -> list[_Out]:
         """``see:`` steps for the texts (and the quoted parts of them) that are on ``rec``'s frame."""
@@ -235,8 +244,6 @@ class _Exporter:
             if find_text(self.ocr(rec), want):
                 found.append(_Out({"see": want}, f"{what} relied on it" if not found else None))
         return found
-
-    last_target: Any = None
 
 
 def _rebase(value: str, origin: Path, out_dir: Path) -> str:
@@ -394,9 +401,7 @@ def _target_of(step: dict[str, Any]) -> Any:
 
 def _model_step(ex: _Exporter, verb: str, src: dict[str, Any], records: list[StepRecord]) -> list[_Out]:
     if verb == "ask":
-        return [
-            _Out(src, "left to the model: an ask's answer is the model's reading of the screen", model=True)
-        ]
+        return [_left(src, "an ask's answer is the model's reading of the screen")]
     if verb == "check":
         rec = records[0] if records else None
         if rec is not None:
@@ -404,9 +409,7 @@ def _model_step(ex: _Exporter, verb: str, src: dict[str, Any], records: list[Ste
             seen = ex.seen(rec, [str(src["check"]), str(reason)], f"the model's check {src['check']!r}")
             if seen:
                 return seen
-        return [
-            _Out(src, "left to the model: none of the texts the check relied on is on the screen", model=True)
-        ]
+        return [_left(src, "none of the texts the check relied on is on the screen")]
     out: list[_Out] = []
     for rec in records:
         for o in ex.model_record(rec):

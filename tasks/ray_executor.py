@@ -30,7 +30,7 @@ from typing import Any
 
 from pixelpilot.agent.errors import ConfigError
 from pixelpilot.agent.runlog import remember_passed
-from pixelpilot.tasks.batch import BatchResult, TaskOutcome, _finish
+from pixelpilot.tasks.batch import BatchResult, TaskOutcome, _finish, _progress_of
 from pixelpilot.tools.errors import DriverUnavailable
 
 __all__ = ["run_batch_ray"]
@@ -38,20 +38,16 @@ __all__ = ["run_batch_ray"]
 DRIVER_RESOURCES = ("browser", "desktop", "android")
 
 
-def _report(progress: Any, task: str, marker: Path, last: tuple[int, int]) -> tuple[int, int]:
-    """Tell the batch (its ``progress`` queue) how far the task's run is, when that changed."""
+def _report(progress: Any, seen: TaskOutcome, marker: Path, task: str) -> None:
+    """Tell the batch (its ``progress`` queue) how far the task's run is, when that changed: ``seen``
+    reads the run as a local batch reads its workers' (:func:`~pixelpilot.tasks.batch._progress_of`)."""
     if progress is None:
-        return last
-    try:
-        run = Path(marker.read_text().strip())
-        total = int(json.loads((run / "run.json").read_text()).get("total_steps") or 0)
-        done = sum(1 for line in (run / "steps.jsonl").read_text().splitlines() if line.strip())
-    except (OSError, ValueError, AttributeError):
-        return last
-    if (done, total) != last:
+        return
+    before = (seen.steps_done, seen.steps_total)
+    _progress_of(seen, marker)
+    if (seen.steps_done, seen.steps_total) != before:
         with contextlib.suppress(Exception):  # progress is a nicety: a full or gone queue stops nothing
-            progress.put_nowait((task, done, total))
-    return done, total
+            progress.put_nowait((task, seen.steps_done, seen.steps_total))
 
 
 def _run_on_node(task: str, args: Sequence[str], progress: Any = None) -> dict[str, Any]:
@@ -66,14 +62,14 @@ def _run_on_node(task: str, args: Sequence[str], progress: Any = None) -> dict[s
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
     )
     cancelled = False
-    last = (0, 0)
+    seen = TaskOutcome(Path(task))
     try:
         while True:  # in short waits: Ray's cancel lands as an exception in Python code, not in a syscall
             try:
                 output, _ = proc.communicate(timeout=0.5)
                 break
             except subprocess.TimeoutExpired:
-                last = _report(progress, task, marker, last)
+                _report(progress, seen, marker, task)
     except BaseException:  # cancelled: the run records the step in progress as interrupted, and comes back
         cancelled = True
         with contextlib.suppress(ProcessLookupError):  # SIGTERM: a Ray worker's children ignore SIGINT
@@ -139,10 +135,10 @@ class _NodeWorker:
             self.proc.stdin.flush()
         except OSError:
             pass  # it died: said below
-        last = (0, 0)
+        seen = TaskOutcome(Path(task))
         while not result.exists() and self.proc.poll() is None:
             time.sleep(0.1)
-            last = _report(self.progress, task, marker, last)
+            _report(self.progress, seen, marker, task)
         self.log.seek(start)
         answer: dict[str, Any] = {
             "output": self.log.read()[-20000:],

@@ -82,7 +82,7 @@ class QwenProfile:
     action_format: str = "tool"
     """How a reply's call is read: ``tool`` (the tool's own actions, after ``action_aliases``) or
     ``mai-ui`` (:func:`pixelpilot.agent.qwen.derivatives.mai_ui_action`)."""
-    action_aliases: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    action_aliases: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Action names the derivative's executor takes besides the tool's, with the arguments they stand for."""
     scroll_unit: int = 100
     """Screen pixels per unit of the model's scroll ``pixels`` (it was trained on wheel clicks; unverified)."""
@@ -110,10 +110,10 @@ class QwenProfile:
 
     def alias(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """A tool call's arguments with a derivative's action name replaced by what it stands for."""
-        for name, means in self.action_aliases:
-            if arguments.get("action") == name:  # the new name, and its defaults where not given
-                return {**dict(means), **arguments, "action": dict(means)["action"]}
-        return arguments
+        means = self.action_aliases.get(str(arguments.get("action")))
+        if means is None:
+            return arguments
+        return {**means, **arguments, "action": means["action"]}  # the new name, its defaults where not given
 
     def divisor(self, space: str) -> int:
         return self.mobile_divisor if space == "mobile_use" else self.computer_divisor
@@ -133,17 +133,17 @@ GUI_OWL_15 = QwenProfile(
     history="window",
     history_images=4,
     image_size={"shortest_edge": 3136, "longest_edge": 10035200},
-    action_aliases=(
-        ("click", (("action", "left_click"),)),
-        ("right click", (("action", "right_click"),)),
-        ("computer_double_click", (("action", "double_click"),)),
-        ("hotkey", (("action", "key"),)),
-        ("drag", (("action", "left_click_drag"),)),
-        ("stop", (("action", "terminate"), ("status", "success"))),
-        ("done", (("action", "terminate"), ("status", "success"))),
+    action_aliases={
+        "click": {"action": "left_click"},
+        "right click": {"action": "right_click"},
+        "computer_double_click": {"action": "double_click"},
+        "hotkey": {"action": "key"},
+        "drag": {"action": "left_click_drag"},
+        "stop": {"action": "terminate", "status": "success"},
+        "done": {"action": "terminate", "status": "success"},
         # "resolve the blocking window by interacting with the user": no one is there to; the run stops
-        ("interact", (("action", "terminate"), ("status", "failure"))),
-    ),
+        "interact": {"action": "terminate", "status": "failure"},
+    },
 )
 """GUI-Owl 1.5 (mPLUG/GUI-Owl-1.5-*, Qwen3-VL derivatives) on a computer, as its published desktop agent
 talks to it (X-PLUG/MobileAgent, Mobile-Agent-v3.5/computer_use/utils.py: ``SYSTEM_PROMPT``,
