@@ -127,3 +127,26 @@ def test_a_python_api_run_exports_its_scripted_steps_and_the_goal_it_ran(tmp_pat
         },  # two of them: the one it clicked, in reading order
     ]
     assert "  # goal: Open the second item\n  - click:" in done.text and not done.left
+
+
+def test_an_ask_and_an_unfound_check_stay_the_models_with_their_reasons(tmp_path):
+    run = RunWriter(tmp_path / "runs", "asks", meta={"task_file": str(tmp_path / "asks.yaml")})
+    frame = run.save_frame(_frame(), "png")
+    for i, (kind, params, result) in enumerate(
+        [
+            ("ask", {"question": "What is archived?"}, {"answer": "nothing"}),
+            ("check", {"statement": "The inbox is empty"}, {"result": True, "reason": "no mail is listed"}),
+        ]
+    ):
+        rec = StepRecord(index=i, kind=kind, instruction=kind, frame=frame, params=params, result=result)
+        run.append(rec)
+    run.finish("passed", report=False)
+    done = export_run(run.path, tmp_path / "asks.yaml")
+    assert done.left == [
+        "an ask's answer is the model's reading of the screen",
+        "none of the texts the check relied on is on the screen",
+    ]
+    assert yaml.safe_load(done.text)["steps"] == [
+        {"ask": "What is archived?"},
+        {"check": "The inbox is empty"},
+    ]
