@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -148,11 +149,21 @@ def _pids_running(needle: bytes) -> list[int]:
     return found
 
 
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+def _runs_under_way(since: float) -> list[Path]:
+    """The runs this test's tasks have under way on the node (the cluster is this machine): each node
+    names its run directory in a ``rundir`` file in its ``pixelpilot-ray-*`` folder; a run is under way
+    once its first step (``open``) is recorded and the long ``wait_for`` has begun."""
+    found = []
+    for marker in Path(tempfile.gettempdir()).glob("pixelpilot-ray-*/*rundir"):
+        try:
+            if marker.stat().st_mtime < since - 1:
+                continue
+            steps = Path(marker.read_text().strip()) / "steps.jsonl"
+            if steps.read_text().count("\n") >= 1:
+                found.append(marker)
+        except OSError:
+            continue
+    return found
 
 
 @pytest.mark.parametrize("kept", [False, True], ids=["tasks", "actors-keeping-drivers"])
@@ -166,6 +177,7 @@ def test_ctrl_c_cancels_the_ray_tasks_and_each_run_is_recorded_interrupted(ray_c
         )
     out = tmp_path / "runs"
     cmd = [sys.executable, "-m", "pixelpilot.tasks.cli", "run", str(folder), "--executor", "ray"]
+    since = time.time()
     proc = subprocess.Popen(
         [*cmd, "--address", ray_cluster, "--output", str(out), *(["--keep-drivers"] if kept else [])],
         cwd=ROOT,
@@ -176,16 +188,11 @@ def test_ctrl_c_cancels_the_ray_tasks_and_each_run_is_recorded_interrupted(ray_c
     )
     try:
         deadline = time.time() + 150
-        started = []
-        while time.time() < deadline and len(started) < 2:  # two tasks (2 CPUs) run on the cluster
-            started = [  # a task's process, or an actor's long-lived worker
-                p
-                for p in _pids_running(b"pixelpilot-ray-")
-                if b"--result-json" in _cmdline(p) or b"--serve" in _cmdline(p)
-            ]
+        under_way: list[Path] = []
+        while time.time() < deadline and len(under_way) < 2:  # two tasks (2 CPUs) run on the cluster
+            under_way = _runs_under_way(since)
             time.sleep(0.3)
-        assert len(started) >= 2, "the tasks never started on the cluster"
-        time.sleep(4)  # their runs are under way
+        assert len(under_way) >= 2, "the tasks never started on the cluster"
         proc.send_signal(signal.SIGINT)
         stdout, _ = proc.communicate(timeout=120)
     finally:
