@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="after the steps, trace N more steps of the last form with torch.profiler: the kernels by GPU time",
     )
+    ap.add_argument(
+        "--wait-each-pass",
+        action="store_true",
+        help="wait for the GPU after every decode pass (how this benchmark measured before 2026-12-03)",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     import step_latency as sl
@@ -150,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - t
     model, eng = lm.model, lm.engine
     assert eng is not None, "the engine is off (no CUDA?)"
-    eng.profiling = True  # a sync after the prefill: its time and the decode's, apart
+    # a wait after the prefill: its time and the decode's, apart (no wait between decode passes: the
+    # host prepares the next pass while the GPU runs one, as in a user's loop)
+    eng.split_prefill = True
+    eng.profiling = args.wait_each_pass
     space = get_space("computer_use")
     goal = "Open the settings page, turn on dark mode and save"
     results: dict[str, dict] = {}
@@ -191,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile and f == len(forms) - 1:
             from torch.profiler import ProfilerActivity, profile
 
-            eng.profiling = False  # no sync between prefill and decode: the trace shows the loop as it runs
+            eng.split_prefill = False  # no wait after the prefill: the trace shows the loop as it runs
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                 for k in range(args.profile):
                     img = screen(1000 * f + args.steps + k, (w, h))
@@ -212,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / f"engine_loop_profile_{args.size}_{form}.txt").write_text(table)
             print(table, flush=True)
-            eng.profiling = True
+            eng.split_prefill = True
         prep = eng.inputs.prepare(prompt.messages, prompt.tools, dict(lm.profile.image_size))
         cos, same, _ = sl.prefill_vs_forward(eng, model, prep, lm.inputs(prompt), fresh=True)
         eng._held = []
@@ -242,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         "screen": args.screen,
         "tokenizer": args.tokenizer,
         "attention": os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped"),
+        "packed_projections": eng.packed,
+        "wait_each_pass": args.wait_each_pass,
         "command": "python benchmarks/engine_loop.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "hardware": {
             "bf16_matmul_tflops": round(hw["matmul_flops"] / 1e12, 1),

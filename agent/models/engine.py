@@ -27,6 +27,7 @@ checks this on the tiny model). Switch it off with ``LocalModel(..., engine=Fals
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -47,7 +48,11 @@ __all__ = ["Engine", "EngineOutput"]
 CHUNKS = (1, 2, 4, 8, 16, 32, 64)
 """Chunk lengths with a captured graph: decode (1) and jump-forward runs (padded up to these)."""
 VIEW_STEP = 512
-"""Graphs attend over the cache in steps of this many positions."""
+"""Graphs attend over the cache in steps of this many positions (up to ``VIEW_WIDE_FROM``)."""
+VIEW_WIDE_FROM, VIEW_WIDE_STEP = 2048, 1024
+"""Above this, in steps of this many: a decode pass reads the keys and values of every position it
+attends to, so a bucket past the prompt's end costs each pass its share (doubling buckets made a
+9.5k-token prompt attend over 16k positions)."""
 PREFILL_STEP = 128
 """Prefill tails are padded up to a multiple of this many tokens (one graph per padded length)."""
 MAX_PREFILL_GRAPHS = 24
@@ -132,6 +137,10 @@ class Engine:
         self.graphs_on = self.device.type == "cuda" if graphs is None else graphs
         self.fuse = choose_backend(os.environ.get("PIXELPILOT_ENGINE_FUSE") if fuse is None else fuse)
         """Fused norm/rotary/activation kernels (torch.compile, CUDA) in the decode graphs."""
+        from pixelpilot.agent.models.fused import pack_projections
+
+        self.packed = os.environ.get("PIXELPILOT_ENGINE_PACK", "1") != "0" and pack_projections(model) > 0
+        """Each layer's q/k/v and gate/up products as one each (``PIXELPILOT_ENGINE_PACK=0``: apart)."""
         self._graphs: dict[tuple[Any, ...], Any] = {}
         self._pool: Any = None
         self._met: set[tuple[Any, ...]] = set()
@@ -148,7 +157,10 @@ class Engine:
         """(graph kind, seconds) of each capture, Inductor's or Triton's first compile included."""
         self.graph_error: str | None = None
         self.profiling = False
-        """Benchmarks: wait for each forward pass to time it (``stats``)."""
+        """Benchmarks: wait for the prefill and for each forward pass to time them (``stats``)."""
+        self.split_prefill = False
+        """Benchmarks: wait for the prefill only (its time apart from the decode's, one wait a step;
+        waiting after every pass as ``profiling`` does keeps the host's work from overlapping it)."""
         self.stats: dict[str, float] = {}
         self.reset_stats()
         self.last_grids: list[Grid] = []
@@ -209,7 +221,7 @@ class Engine:
         q = len(tail)
         size = -(-q // PREFILL_STEP) * PREFILL_STEP
         at = np.flatnonzero(np.asarray(tail) == self.image_token)
-        slot = self._prefill_slot(size, len(at), self._view(common + size), common)
+        slot = self._prefill_slot(size, len(at), self._view(common + size, coarse=True), common)
         slot["ids"][:q].copy_(torch.tensor(tail), non_blocking=True)
         slot["ids"][q:].fill_(tail[-1])
         pos = torch.empty(3, size, dtype=torch.long)
@@ -311,9 +323,15 @@ class Engine:
         return self.head(out.last_hidden_state[0].index_select(0, s["last"])).float()
 
     def _attention(self) -> Any:
+        """What every pass runs under: grouped attention, and the packed projections."""
         from pixelpilot.agent.models.attention import engine_attention
+        from pixelpilot.agent.models.fused import packed_projections
 
-        return engine_attention(self.lm.config)
+        stack = contextlib.ExitStack()
+        stack.enter_context(engine_attention(self.lm.config))
+        if self.packed:
+            stack.enter_context(packed_projections(self.model))
+        return stack
 
     def _fused(self) -> Any:
         """Only for what the graphs capture: in the eager prefill, each compiled call's guard checks
@@ -371,14 +389,23 @@ class Engine:
         self._next_pos += q
         return logits
 
-    def _view(self, end: int) -> int:
+    def _view(self, end: int, *, coarse: bool = False) -> int:
         """How much of the cache a graph attends to when it writes up to ``end``: a bucket, in steps
-        of ``VIEW_STEP`` up to 2048 positions and doubling above (a prompt that grows every step
-        then meets a new bucket, and new graphs, only now and then)."""
-        view = VIEW_STEP
-        while view < end:
-            view = view + VIEW_STEP if view < 2048 else view * 2
-        return min(self.max_len, view)
+        of ``VIEW_STEP`` up to ``VIEW_WIDE_FROM`` positions and of ``VIEW_WIDE_STEP`` above, for the
+        decode passes (a prompt that grows by a screenshot a step meets a new bucket, and a few new
+        decode graphs, about once a step until the history folds; the folded lengths come round
+        again and find them). ``coarse`` (a prefill): doubling above ``VIEW_WIDE_FROM`` — a prefill
+        graph is captured the second time its shape is met, and a growing prompt meets a doubling
+        bucket again at once."""
+        if end <= VIEW_WIDE_FROM:
+            view = -(-end // VIEW_STEP) * VIEW_STEP
+        elif coarse:
+            view = VIEW_WIDE_FROM
+            while view < end:
+                view *= 2
+        else:
+            view = VIEW_WIDE_FROM + -(-(end - VIEW_WIDE_FROM) // VIEW_WIDE_STEP) * VIEW_WIDE_STEP
+        return min(self.max_len, max(VIEW_STEP, view))
 
     def _graph(self, size: int, view: int) -> dict[str, Any] | None:
         """The decode graph for ``size`` tokens attending to ``view`` cache positions (captured on
@@ -489,7 +516,7 @@ class Engine:
             self.last_grids = prep["grids"]
             t1 = time.perf_counter()
             logits, reused, info = self._prefill(prep)
-            if self.profiling and self.device.type == "cuda":
+            if (self.profiling or self.split_prefill) and self.device.type == "cuda":
                 torch.cuda.synchronize()  # benchmarks: the prefill's own time
             t2 = time.perf_counter()
             c = self.grammars.matcher(grammar, self.device) if grammar is not None else None

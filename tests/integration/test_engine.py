@@ -72,6 +72,7 @@ def test_engine_inputs_equal_the_processors(random_model):
 
 def test_engine_equals_generate_token_for_token_and_reuses_the_prefix(random_model):
     m, eng = random_model, random_model.engine
+    assert eng.packed  # q/k/v and gate/up as one product each, as on the GPU
     space = get_space("computer_use")
     first = loop_prompt(space, "Open the inbox", [], screen(2), m.profile)
     want = reference(m, first, 24)
@@ -165,6 +166,42 @@ def test_fused_kernels_give_the_models_logits_and_are_swapped_back(tiny_random_d
             fused = m.model(**inputs).logits[0, -8:]
         after = m.model(**inputs).logits[0, -8:]
     assert torch.allclose(before, fused, atol=1e-5) and torch.equal(before, after)
+
+
+def test_packed_projections_give_the_models_logits_without_a_second_copy_of_the_weights(tiny_random_dir):
+    """The engine computes each layer's q/k/v and gate/up as one matrix product each: the weights become
+    row slices of one tensor (no copy kept), the logits are the model's, with the fused functions too,
+    and the modules' own forwards are back afterwards."""
+    from pixelpilot.agent.models.fused import fused_modules, pack_projections, packed_projections
+
+    m = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
+    prompt = act_prompt(get_space("computer_use"), "Sign in", screen(9))
+    inputs = m.inputs(prompt)
+    layers = m.model.model.language_model.layers
+    with torch.inference_mode():
+        before = m.model(**inputs).logits[0, -8:]
+        assert pack_projections(m.model) == 2 * len(layers)
+        assert pack_projections(m.model) == 0  # once per model
+        attn, mlp = layers[0].self_attn, layers[0].mlp
+        whole = attn.q_proj.weight.data.untyped_storage().data_ptr()
+        assert attn.k_proj.weight.data.untyped_storage().data_ptr() == whole
+        assert attn.v_proj.weight.data.untyped_storage().data_ptr() == whole
+        assert (
+            mlp.up_proj.weight.untyped_storage().data_ptr()
+            == mlp.gate_proj.weight.untyped_storage().data_ptr()
+        )
+        calls = []
+        with packed_projections(m.model):
+            hook = attn.k_proj.register_forward_hook(lambda *a: calls.append("k"))
+            packed = m.model(**inputs).logits[0, -8:]
+            with fused_modules(m.model):
+                both = m.model(**inputs).logits[0, -8:]
+            hook.remove()
+        after = m.model(**inputs).logits[0, -8:]
+    assert calls  # the modules are still called (hooks see them); only the product is shared
+    assert torch.allclose(before, packed, atol=1e-5) and torch.allclose(before, both, atol=1e-5)
+    assert torch.allclose(before, after, atol=1e-6)
+    assert "forward" not in attn.q_proj.__dict__ and "forward" not in mlp.__dict__
 
 
 def test_the_vision_tower_fed_grid_constants_gives_the_models_features(random_model):
