@@ -103,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         help="after the steps, trace N more steps of the last form with torch.profiler: the kernels by GPU time",
     )
     ap.add_argument(
+        "--prefill-views",
+        choices=["coarse", "fine"],
+        default="coarse",
+        help="the prefill graphs' cache buckets above 2k positions: doubling, or the decode's 1k steps",
+    )
+    ap.add_argument(
         "--wait-each-pass",
         action="store_true",
         help="wait for the GPU after every decode pass (how this benchmark measured before 2026-12-03)",
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     # host prepares the next pass while the GPU runs one, as in a user's loop)
     eng.split_prefill = True
     eng.profiling = args.wait_each_pass
+    eng.coarse_prefill_views = args.prefill_views == "coarse"
     space = get_space("computer_use")
     goal = "Open the settings page, turn on dark mode and save"
     results: dict[str, dict] = {}
@@ -251,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         "tokenizer": args.tokenizer,
         "attention": os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped"),
         "packed_projections": eng.packed,
+        "prefill_views": args.prefill_views,
         "wait_each_pass": args.wait_each_pass,
         "command": "python benchmarks/engine_loop.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "hardware": {

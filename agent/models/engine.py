@@ -158,6 +158,8 @@ class Engine:
         self.graph_error: str | None = None
         self.profiling = False
         """Benchmarks: wait for the prefill and for each forward pass to time them (``stats``)."""
+        self.coarse_prefill_views = True
+        """Prefill graphs attend over doubling buckets above ``VIEW_WIDE_FROM`` (see ``_view``)."""
         self.split_prefill = False
         """Benchmarks: wait for the prefill only (its time apart from the decode's, one wait a step;
         waiting after every pass as ``profiling`` does keeps the host's work from overlapping it)."""
@@ -221,7 +223,9 @@ class Engine:
         q = len(tail)
         size = -(-q // PREFILL_STEP) * PREFILL_STEP
         at = np.flatnonzero(np.asarray(tail) == self.image_token)
-        slot = self._prefill_slot(size, len(at), self._view(common + size, coarse=True), common)
+        slot = self._prefill_slot(
+            size, len(at), self._view(common + size, coarse=self.coarse_prefill_views), common
+        )
         slot["ids"][:q].copy_(torch.tensor(tail), non_blocking=True)
         slot["ids"][q:].fill_(tail[-1])
         pos = torch.empty(3, size, dtype=torch.long)
