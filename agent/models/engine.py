@@ -541,6 +541,8 @@ class Engine:
                     token = forced[len(out)]  # benchmarks: same work, chosen tokens
                 elif c is not None and c.must_start_call(len(out), max_new_tokens):
                     token = c.call_id
+                elif c is not None and (close := c.closing(len(out), max_new_tokens)) is not None:
+                    token = close
                 else:
                     token = best
                 out.append(token)

@@ -5,9 +5,14 @@ matcher per reply that masks the logits, accepts tokens, says what the grammar f
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pixelpilot.agent.qwen.constrain import RESERVE
+
+CLOSE_ROOM = 24
+"""Tokens before the end of a reply's budget from which an open string is closed: room for its
+quote, the rest of the call (``"}}\n</tool_call>``, jumped) and the end."""
 
 __all__ = ["Grammars", "ReplyMatcher"]
 
@@ -32,6 +37,13 @@ class Grammars:
             self._compiled[grammar] = self._compiler.compile_grammar(grammar)
         call_id = self.tokenizer.convert_tokens_to_ids("<tool_call>")
         return ReplyMatcher(xgr.GrammarMatcher(self._compiled[grammar]), self, device, call_id)
+
+    @functools.cached_property
+    def closers(self) -> list[int]:
+        """The tokens that close what may be open inside a call, in the order tried: a string's
+        quote, then a list's bracket (each only where the grammar allows it)."""
+        ids = [self.tokenizer.encode(text, add_special_tokens=False) for text in ('"', "]")]
+        return [i[0] for i in ids if len(i) == 1]
 
 
 class ReplyMatcher:
@@ -69,6 +81,14 @@ class ReplyMatcher:
         """The free text ran long: the call must start now, while it still fits (and may: the last
         ``mask`` allowed it)."""
         return not self.in_call and produced >= max_new_tokens - RESERVE and self._allowed(self.call_id)
+
+    def closing(self, produced: int, max_new_tokens: int) -> int | None:
+        """The budget's last ``CLOSE_ROOM`` tokens have come inside the call: the token that closes an
+        open string (or then a list of keys), where the grammar allows one (the last ``mask`` says);
+        jump-forward then appends the rest of the call. None otherwise."""
+        if not self.in_call or produced < max_new_tokens - CLOSE_ROOM:
+            return None
+        return next((t for t in self.grammars.closers if self._allowed(t)), None)
 
     def accept(self, token: int) -> None:
         if not self.matcher.accept_token(token):

@@ -23,21 +23,24 @@ from pixelpilot.tools.spaces import ActionSpace
 __all__ = ["MAX_TEXT", "RESERVE", "tool_call_grammar"]
 
 MAX_TEXT = 256
-"""Longest ``text`` (characters) a constrained reply may type or answer: every reply is bounded, so a
-token budget can always hold a complete call."""
+"""Tokens of ``text`` (typed or answered) a reply's budget always holds after the free text (see
+``RESERVE``). The grammar leaves strings unbounded: a bounded repetition (``chr{0,256}``) made xgrammar
+take 0.5–4 s per token inside the string (upstream mlc-ai/xgrammar#852), the recursive JSON-string
+rule below takes milliseconds. The engine closes a string still open when the budget's end comes
+(``ReplyMatcher.closing``), so every reply still ends in a whole call."""
 
-_COMMON = rf"""
-str ::= "\"" chr{{0,{MAX_TEXT}}} "\""
-nestr ::= "\"" chr{{1,32}} "\""
-chr ::= [^"\\\x00-\x1f] | "\\" ( ["\\/bfnrt] | "u" hex hex hex hex )
+_COMMON = r"""
+str ::= "\"" rest
+nestr ::= "\"" [^"\\\x00-\x1f] rest | "\"" "\\" ( ["\\/bfnrt] | "u" hex hex hex hex ) rest
+rest ::= "\"" | [^"\\\x00-\x1f] rest | "\\" ( ["\\/bfnrt] | "u" hex hex hex hex ) rest
 hex ::= [0-9a-fA-F]
-int ::= "-"? ( "0" | [1-9] [0-9]{{0,4}} )
-secs ::= "600" ( "." "0"{{1,3}} )? | ( [1-5] [0-9] [0-9] | [1-9] [0-9] | [0-9] ) ( "." [0-9]{{1,3}} )?
+int ::= "-"? ( "0" | [1-9] [0-9]{0,4} )
+secs ::= "600" ( "." "0"{1,3} )? | ( [1-5] [0-9] [0-9] | [1-9] [0-9] | [0-9] ) ( "." [0-9]{1,3} )?
 """
 
 
 RESERVE = MAX_TEXT + 96
-"""Tokens that always suffice for a whole tool call (worst case: one token per character)."""
+"""Tokens kept for the tool call after the free text: ``MAX_TEXT`` of text and the call around it."""
 
 
 def _grid_int(grid: int) -> str:

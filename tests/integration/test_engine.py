@@ -126,6 +126,42 @@ def test_constrained_replies_always_parse_into_a_valid_action(random_model, spac
     assert kinds  # every reply became an action
 
 
+def test_a_string_still_open_at_the_end_of_the_budget_is_closed_into_a_whole_call(random_model):
+    """The grammar leaves typed text unbounded (a bounded repetition made masking take seconds a
+    token): a model that would type forever gets its string closed near the budget's end, and the
+    reply is still one whole call that becomes a type action."""
+    _need("xgrammar", "bash scripts/install.sh (pip install --no-deps xgrammar apache-tvm-ffi)")
+    from pixelpilot.agent.models.grammar import CLOSE_ROOM
+    from pixelpilot.agent.qwen.constrain import RESERVE
+
+    m, eng = random_model, random_model.engine
+    tok = m.processor.tokenizer
+    space = get_space("computer_use")
+    opening = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "type", "text": "'
+    forced = tok.encode(opening, add_special_tokens=False)
+    saved = eng.head.weight.detach().clone()
+    try:
+        with torch.no_grad():  # every logit equal: the argmax is the first token the grammar allows,
+            eng.head.weight.zero_()  # inside a string a character that is not the quote, again and again
+        prompt = act_prompt(space, "Type a note", screen(12))
+        out = eng.generate(
+            prompt.messages,
+            tools=prompt.tools,
+            size=dict(m.profile.image_size),
+            max_new_tokens=16,  # the grammar's budget: RESERVE + 16 whatever is asked
+            grammar=tool_call_grammar(space),
+            forced=forced,
+        )
+    finally:
+        with torch.no_grad():
+            eng.head.weight.copy_(saved)
+    assert out.finish_reason == "stop", out.text[-80:]
+    assert len(out.tokens) <= RESERVE + 16
+    action, _ = reply_to_action(parse_reply(out.text), space, (640, 400), divisor=space.grid)
+    assert action.action == "type" and len(set(action.text)) == 1 and '"' not in action.text
+    assert len(action.text) >= RESERVE + 16 - CLOSE_ROOM - len(forced)  # it typed until the budget's end
+
+
 def test_local_backend_with_the_engine_gives_the_scripted_reply(tiny_scripted_dir):
     """LocalModel routes through the engine (constraints off here: the scripted weights only know
     their own tokenization) and returns the same reply as without it."""

@@ -84,6 +84,16 @@ def test_what_could_not_become_an_action_is_refused(accepts, space, arguments):
     assert not accepts(space, text)
 
 
-def test_typed_text_is_bounded_so_a_token_budget_always_holds_a_whole_call(accepts):
-    assert accepts("computer_use", call("computer_use", action="type", text="x" * MAX_TEXT))
-    assert not accepts("computer_use", call("computer_use", action="type", text="x" * (MAX_TEXT + 1)))
+def test_strings_are_json_strings_of_any_length(accepts):
+    """The engine, not the grammar, bounds a string (closing it at the budget's end): a bounded
+    repetition made each token inside the text take seconds to mask."""
+    long = 'a "quoted" \\ path\twith é and \u00e9 ' * (MAX_TEXT // 8)
+    assert accepts("computer_use", call("computer_use", action="type", text=long))
+    assert accepts("mobile_use", call("mobile_use", action="answer", text=long))
+    assert accepts("computer_use", call("computer_use", action="type", text=""))
+    assert accepts("computer_use", call("computer_use", action="key", keys=["x" * 40, "ctrl"]))
+    assert not accepts("computer_use", call("computer_use", action="key", keys=["ctrl", ""]))
+    raw = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "type", "text": "%s"}}\n</tool_call>'
+    assert not accepts("computer_use", raw % 'a"b')  # an unescaped quote ends the string
+    assert not accepts("computer_use", raw % "a\\qb")  # no such escape
+    assert not accepts("computer_use", raw % "line\nbreak")  # a raw control character
