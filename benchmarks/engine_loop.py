@@ -103,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         help="after the steps, trace N more steps of the last form with torch.profiler: the kernels by GPU time",
     )
     ap.add_argument(
+        "--decode-views",
+        choices=["coarse", "fine"],
+        default="coarse",
+        help="the decode graphs' cache buckets above 2k positions: doubling, or 1k steps",
+    )
+    ap.add_argument(
         "--prefill-views",
         choices=["coarse", "fine"],
         default="coarse",
@@ -166,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     eng.split_prefill = True
     eng.profiling = args.wait_each_pass
     eng.coarse_prefill_views = args.prefill_views == "coarse"
+    eng.coarse_decode_views = args.decode_views == "coarse"
     space = get_space("computer_use")
     goal = "Open the settings page, turn on dark mode and save"
     results: dict[str, dict] = {}
@@ -259,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "attention": os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped"),
         "packed_projections": eng.packed,
         "prefill_views": args.prefill_views,
+        "decode_views": args.decode_views,
         "wait_each_pass": args.wait_each_pass,
         "command": "python benchmarks/engine_loop.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "hardware": {

@@ -50,9 +50,10 @@ CHUNKS = (1, 2, 4, 8, 16, 32, 64)
 VIEW_STEP = 512
 """Graphs attend over the cache in steps of this many positions (up to ``VIEW_WIDE_FROM``)."""
 VIEW_WIDE_FROM, VIEW_WIDE_STEP = 2048, 1024
-"""Above this, in steps of this many: a decode pass reads the keys and values of every position it
-attends to, so a bucket past the prompt's end costs each pass its share (doubling buckets made a
-9.5k-token prompt attend over 16k positions)."""
+"""Above this, doubling buckets, or (``Engine.coarse_*_views`` off) steps of this many: a pass reads
+the keys and values of every position it attends to, so a bucket past the prompt's end costs each
+pass its share (a 9.5k-token prompt attends over 16k positions with doubling buckets), while each
+new bucket costs graph captures."""
 PREFILL_STEP = 128
 """Prefill tails are padded up to a multiple of this many tokens (one graph per padded length)."""
 MAX_PREFILL_GRAPHS = 24
@@ -160,6 +161,11 @@ class Engine:
         """Benchmarks: wait for the prefill and for each forward pass to time them (``stats``)."""
         self.coarse_prefill_views = True
         """Prefill graphs attend over doubling buckets above ``VIEW_WIDE_FROM`` (see ``_view``)."""
+        self.coarse_decode_views = True
+        """Decode graphs too. Measured on an H200 (benchmarks/results/engine_loop_views_h200.md): the
+        1k steps read less cache a pass (2B at 9.5k positions: 80 instead of 90 ms of decode a step)
+        but a growing prompt meets a new bucket, and captures 4 graphs, every step: the first 20 loop
+        steps took 7.1 s instead of 5.1 s."""
         self.split_prefill = False
         """Benchmarks: wait for the prefill only (its time apart from the decode's, one wait a step;
         waiting after every pass as ``profiling`` does keeps the host's work from overlapping it)."""
@@ -377,7 +383,7 @@ class Engine:
             size = q  # no room for padding: exactly these tokens, eagerly
             if start + q > self.max_len:
                 raise ValueError("the reply outgrew the engine's cache")
-        view = self._view(start + size)
+        view = self._view(start + size, coarse=self.coarse_decode_views)
         g = self._graph(size, view) if size in CHUNKS else None
         if g is None:
             g = self._decode_slot(size, view)
@@ -395,12 +401,9 @@ class Engine:
 
     def _view(self, end: int, *, coarse: bool = False) -> int:
         """How much of the cache a graph attends to when it writes up to ``end``: a bucket, in steps
-        of ``VIEW_STEP`` up to ``VIEW_WIDE_FROM`` positions and of ``VIEW_WIDE_STEP`` above, for the
-        decode passes (a prompt that grows by a screenshot a step meets a new bucket, and a few new
-        decode graphs, about once a step until the history folds; the folded lengths come round
-        again and find them). ``coarse`` (a prefill): doubling above ``VIEW_WIDE_FROM`` — a prefill
-        graph is captured the second time its shape is met, and a growing prompt meets a doubling
-        bucket again at once."""
+        of ``VIEW_STEP`` up to ``VIEW_WIDE_FROM`` positions; above, doubling (``coarse``: a prompt
+        that grows by a screenshot a step meets a new bucket, and new graphs, only now and then) or
+        in steps of ``VIEW_WIDE_STEP`` (less cache read a pass, a new bucket about every step)."""
         if end <= VIEW_WIDE_FROM:
             view = -(-end // VIEW_STEP) * VIEW_STEP
         elif coarse:
@@ -626,7 +629,9 @@ class Engine:
             return 0.0
         t = time.perf_counter()
         self._held = [(0, None)] * prompt_tokens  # capture as if a prompt of that length were held
-        for view in sorted({self._view(prompt_tokens + c) for c in (1, 64, 256)}):
+        for view in sorted(
+            {self._view(prompt_tokens + c, coarse=self.coarse_decode_views) for c in (1, 64, 256)}
+        ):
             for size in CHUNKS:
                 self._graph(size, view)
         self._held = []  # the warm-up wrote junk where it pretended to be: nothing is held now
