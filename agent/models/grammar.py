@@ -62,8 +62,10 @@ class ReplyMatcher:
 
     @staticmethod
     def budget(max_new_tokens: int) -> int:
-        """A budget that always fits a whole call after the free text."""
-        return max(max_new_tokens, RESERVE + 16)
+        """The reply's budget: the free text may take ``max_new_tokens`` (the call starts then at the
+        latest), the call always has ``RESERVE`` more. (It was ``max(max_new_tokens, RESERVE + 16)``:
+        with the default 256 the call was forced after 16 tokens of free text, mid-thought.)"""
+        return max_new_tokens + RESERVE
 
     @property
     def terminated(self) -> bool:

@@ -148,9 +148,17 @@ def test_a_string_still_open_at_the_end_of_the_budget_is_closed_into_a_whole_cal
             prompt.messages,
             tools=prompt.tools,
             size=dict(m.profile.image_size),
-            max_new_tokens=16,  # the grammar's budget: RESERVE + 16 whatever is asked
+            max_new_tokens=16,  # free text up to 16 tokens (none here), then RESERVE for the call
             grammar=tool_call_grammar(space),
             forced=forced,
+        )
+        # no forced opening: the free text runs to max_new_tokens, then the call is started for it
+        rambling = eng.generate(
+            prompt.messages,
+            tools=prompt.tools,
+            size=dict(m.profile.image_size),
+            max_new_tokens=40,
+            grammar=tool_call_grammar(space),
         )
     finally:
         with torch.no_grad():
@@ -160,6 +168,9 @@ def test_a_string_still_open_at_the_end_of_the_budget_is_closed_into_a_whole_cal
     action, _ = reply_to_action(parse_reply(out.text), space, (640, 400), divisor=space.grid)
     assert action.action == "type" and len(set(action.text)) == 1 and '"' not in action.text
     assert len(action.text) >= RESERVE + 16 - CLOSE_ROOM - len(forced)  # it typed until the budget's end
+    thought, call = rambling.text.split("<tool_call>")
+    assert len(tok.encode(thought, add_special_tokens=False)) == 40 and rambling.finish_reason == "stop"
+    reply_to_action(parse_reply(rambling.text), space, (640, 400), divisor=space.grid)
 
 
 def test_local_backend_with_the_engine_gives_the_scripted_reply(tiny_scripted_dir):
@@ -188,26 +199,11 @@ def test_a_prompt_longer_than_the_cache_grows_it_and_stays_exact(random_model):
     assert eng.max_len >= out.tokens_in + 12 and out.tokens == reference(m, prompt, 12)
 
 
-def test_fused_kernels_give_the_models_logits_and_are_swapped_back(tiny_random_dir):
+def test_fused_kernels_and_packed_projections_give_the_models_logits_and_are_swapped_back(tiny_random_dir):
     """The engine's fused norm/rotary/activation functions (torch.compile; on the GPU through Triton)
-    compute what transformers' modules compute, and leave them as they were afterwards."""
-    from pixelpilot.agent.models.fused import fused_modules
-
-    m = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
-    prompt = act_prompt(get_space("computer_use"), "Sign in", screen(8))
-    inputs = m.inputs(prompt)
-    with torch.inference_mode():
-        before = m.model(**inputs).logits[0, -8:]
-        with fused_modules(m.model):
-            fused = m.model(**inputs).logits[0, -8:]
-        after = m.model(**inputs).logits[0, -8:]
-    assert torch.allclose(before, fused, atol=1e-5) and torch.equal(before, after)
-
-
-def test_packed_projections_give_the_models_logits_without_a_second_copy_of_the_weights(tiny_random_dir):
-    """The engine computes each layer's q/k/v and gate/up as one matrix product each: the weights become
-    row slices of one tensor (no copy kept), the logits are the model's, with the fused functions too,
-    and the modules' own forwards are back afterwards."""
+    compute what transformers' modules compute; so does each layer's q/k/v and gate/up as one matrix
+    product each, its weights made row slices of one tensor (no copy kept); alone and together, and
+    the modules are as they were afterwards."""
     from pixelpilot.agent.models.fused import fused_modules, pack_projections, packed_projections
 
     m = LocalModel(str(tiny_random_dir), allow_cpu=True, engine=False)
@@ -216,6 +212,10 @@ def test_packed_projections_give_the_models_logits_without_a_second_copy_of_the_
     layers = m.model.model.language_model.layers
     with torch.inference_mode():
         before = m.model(**inputs).logits[0, -8:]
+        with fused_modules(m.model):
+            fused = m.model(**inputs).logits[0, -8:]
+        assert torch.allclose(before, fused, atol=1e-5)
+        assert torch.equal(before, m.model(**inputs).logits[0, -8:])
         assert pack_projections(m.model) == 2 * len(layers)
         assert pack_projections(m.model) == 0  # once per model
         attn, mlp = layers[0].self_attn, layers[0].mlp
