@@ -103,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         help="after the steps, trace N more steps of the last form with torch.profiler: the kernels by GPU time",
     )
     ap.add_argument(
+        "--free-tokens",
+        type=int,
+        default=16,
+        help="the reply's free text is cut at this many tokens and the call started (max_new_tokens): random "
+        "weights never end their thought, a real model's Action: line is ~13 tokens. 16 is what every loop "
+        "figure so far was measured with (the grammar's budget forced the call there)",
+    )
+    ap.add_argument(
         "--decode-views",
         choices=["coarse", "fine"],
         default="coarse",
@@ -162,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         allow_cpu=True,
         engine=True,  # on the CPU too (a smoke run of this script)
-        profile=QwenProfile(history=forms[0]),
+        profile=QwenProfile(history=forms[0], max_new_tokens=args.free_tokens),
     )
     load_s = time.perf_counter() - t
     model, eng = lm.model, lm.engine
@@ -177,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     goal = "Open the settings page, turn on dark mode and save"
     results: dict[str, dict] = {}
     for f, form in enumerate(forms):
-        lm.profile = QwenProfile(history=form)
+        lm.profile = QwenProfile(history=form, max_new_tokens=args.free_tokens)
         history: list = []
         rows = []
         for k in range(args.steps):
@@ -267,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "packed_projections": eng.packed,
         "prefill_views": args.prefill_views,
         "decode_views": args.decode_views,
+        "free_tokens": args.free_tokens,
         "wait_each_pass": args.wait_each_pass,
         "command": "python benchmarks/engine_loop.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "hardware": {
