@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from pixelpilot.agent.models.engine_cache import KVCache, view_bucket
 from pixelpilot.agent.models.engine_inputs import Grid, PromptInputs
 from pixelpilot.agent.models.engine_vision import VisionTower
 from pixelpilot.agent.models.grammar import Grammars, ReplyMatcher
@@ -47,13 +48,6 @@ __all__ = ["Engine", "EngineOutput"]
 
 CHUNKS = (1, 2, 4, 8, 16, 32, 64)
 """Chunk lengths with a captured graph: decode (1) and jump-forward runs (padded up to these)."""
-VIEW_STEP = 512
-"""Graphs attend over the cache in steps of this many positions (up to ``VIEW_WIDE_FROM``)."""
-VIEW_WIDE_FROM, VIEW_WIDE_STEP = 2048, 1024
-"""Above this, doubling buckets, or (``Engine.coarse_*_views`` off) steps of this many: a pass reads
-the keys and values of every position it attends to, so a bucket past the prompt's end costs each
-pass its share (a 9.5k-token prompt attends over 16k positions with doubling buckets), while each
-new bucket costs graph captures."""
 PREFILL_STEP = 128
 """Prefill tails are padded up to a multiple of this many tokens (one graph per padded length)."""
 MAX_PREFILL_GRAPHS = 24
@@ -72,35 +66,6 @@ class EngineOutput:
     forward_passes: int = 0
     jumped: int = 0
     """Tokens appended by jump-forward (no decode step of their own)."""
-
-
-class _KV:
-    """Keys/values of every layer in fixed buffers. ``index`` holds the positions the next forward
-    writes; ``view`` limits attention to the first ``view`` positions (None: the whole buffer, as the
-    captured graphs use). Quacks like a transformers cache for ``update``."""
-
-    def __init__(self, layers: int, heads: int, dim: int, length: int, dtype: Any, device: Any) -> None:
-        import torch
-
-        self.length = length
-        self.k = [torch.zeros(1, heads, length, dim, dtype=dtype, device=device) for _ in range(layers)]
-        self.v = [torch.zeros(1, heads, length, dim, dtype=dtype, device=device) for _ in range(layers)]
-        self.index = torch.zeros(length, dtype=torch.long, device=device)
-        self.n = 1
-        self.view: int | None = None
-        self.seen = 0
-        self.is_compileable = False
-
-    def update(self, key: Any, value: Any, layer_idx: int, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        idx = self.index[: key.shape[2]]
-        self.k[layer_idx].index_copy_(2, idx, key)
-        self.v[layer_idx].index_copy_(2, idx, value)
-        if self.view is None:
-            return self.k[layer_idx], self.v[layer_idx]
-        return self.k[layer_idx][:, :, : self.view], self.v[layer_idx][:, :, : self.view]
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.seen
 
 
 class Engine:
@@ -134,7 +99,7 @@ class Engine:
         dim = int(getattr(tcfg, "head_dim", None) or tcfg.hidden_size // tcfg.num_attention_heads)
         self._kv_shape = (int(tcfg.num_hidden_layers), heads, dim)
         self.max_len = max_len
-        self.kv = _KV(*self._kv_shape, max_len, self.dtype, self.device)
+        self.kv = KVCache(*self._kv_shape, max_len, self.dtype, self.device)
         self.graphs_on = self.device.type == "cuda" if graphs is None else graphs
         self.fuse = choose_backend(os.environ.get("PIXELPILOT_ENGINE_FUSE") if fuse is None else fuse)
         """Fused norm/rotary/activation kernels (torch.compile, CUDA) in the decode graphs."""
@@ -160,7 +125,7 @@ class Engine:
         self.profiling = False
         """Benchmarks: wait for the prefill and for each forward pass to time them (``stats``)."""
         self.coarse_prefill_views = True
-        """Prefill graphs attend over doubling buckets above ``VIEW_WIDE_FROM`` (see ``_view``)."""
+        """Prefill graphs attend over doubling buckets above ``VIEW_WIDE_FROM`` (see ``engine_cache.view_bucket``)."""
         self.coarse_decode_views = True
         """Decode graphs too. Measured on an H200 (benchmarks/results/engine_loop_views_h200.md): the
         1k steps read less cache a pass (2B at 9.5k positions: 80 instead of 90 ms of decode a step)
@@ -361,7 +326,7 @@ class Engine:
         self._graphs.clear()
         self._pool = None
         old, held = self.kv, len(self._held)
-        self.kv = _KV(*self._kv_shape, new, self.dtype, self.device)
+        self.kv = KVCache(*self._kv_shape, new, self.dtype, self.device)
         for dst, src in ((self.kv.k, old.k), (self.kv.v, old.v)):
             for d, s_ in zip(dst, src, strict=True):
                 d[:, :, :held].copy_(s_[:, :, :held])
@@ -400,19 +365,7 @@ class Engine:
         return logits
 
     def _view(self, end: int, *, coarse: bool = False) -> int:
-        """How much of the cache a graph attends to when it writes up to ``end``: a bucket, in steps
-        of ``VIEW_STEP`` up to ``VIEW_WIDE_FROM`` positions; above, doubling (``coarse``: a prompt
-        that grows by a screenshot a step meets a new bucket, and new graphs, only now and then) or
-        in steps of ``VIEW_WIDE_STEP`` (less cache read a pass, a new bucket about every step)."""
-        if end <= VIEW_WIDE_FROM:
-            view = -(-end // VIEW_STEP) * VIEW_STEP
-        elif coarse:
-            view = VIEW_WIDE_FROM
-            while view < end:
-                view *= 2
-        else:
-            view = VIEW_WIDE_FROM + -(-(end - VIEW_WIDE_FROM) // VIEW_WIDE_STEP) * VIEW_WIDE_STEP
-        return min(self.max_len, max(VIEW_STEP, view))
+        return view_bucket(end, self.max_len, coarse=coarse)
 
     def _graph(self, size: int, view: int) -> dict[str, Any] | None:
         """The decode graph for ``size`` tokens attending to ``view`` cache positions (captured on
