@@ -51,11 +51,22 @@ def lookup(
         return _by_focus(agent, rec)
     hit = cache.peek(rec.kind, rec.params, screen, whole_screen=whole_screen)
     if hit is None and agent.pipeline.unsettled:
-        agent.pipeline.catch_up(rec)
-        screen = agent.pipeline.observe(rec)
-        hit = cache.peek(rec.kind, rec.params, screen, whole_screen=whole_screen)
+        # the page may still be busy (a spinner, a "Signing in..." that ticks): settle and look again
+        # while what is on screen keeps changing, up to the settle timeout, as an auto-waiting
+        # expectation would; a screen that stays the same and does not match is a miss
+        deadline = agent.clock() + agent.settings.settle_timeout
+        while True:
+            agent.pipeline.catch_up(rec)
+            seen, screen = screen, agent.pipeline.observe(rec)
+            hit = cache.peek(rec.kind, rec.params, screen, whole_screen=whole_screen)
+            if hit is not None or agent.clock() >= deadline or _same_frame(seen, screen):
+                break
     cache.advance(rec.kind, rec.params, hit=hit is not None)
     return hit, screen
+
+
+def _same_frame(a: Screen, b: Screen) -> bool:
+    return a.digest == b.digest
 
 
 def _by_focus(agent: Agent, rec: StepRecord) -> tuple[CacheHit | None, Screen]:

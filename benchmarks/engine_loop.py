@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "tokenizer": args.tokenizer,
         "attention": os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped"),
         "packed_projections": eng.packed,
+        "triton_attention": eng.kernels,
         "prefill_views": args.prefill_views,
         "decode_views": args.decode_views,
         "free_tokens": args.free_tokens,

@@ -384,6 +384,7 @@ def _run_size(
             one_step_profile=profile,
             graph_error=engine.graph_error,
             fused=engine.fuse,
+            triton_attention=engine.kernels,
             prefill_graphs=engine.prefill_graphs,
             vision_graphs=engine.vision.graphs_on,
             captures=engine.captures[:12],

@@ -18,6 +18,9 @@ def run_dirs(output: Path) -> list[Path]:
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# no GPU here: the engine's Triton kernels run in Triton's interpreter (it must be chosen before
+# anything imports triton: its own library functions are defined for one mode or the other)
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 pytest_plugins = ["pytester"]
 

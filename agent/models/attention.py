@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["NAME", "engine_attention", "grouped_attention", "grouped_sdpa"]
+__all__ = ["NAME", "engine_attention", "filled_cache", "grouped_attention", "grouped_sdpa"]
 
 NAME = "pixelpilot_grouped_sdpa"
 
@@ -37,9 +37,13 @@ def grouped_sdpa(
     b, h, q, d = query.shape
     hk, length = key.shape[1], key.shape[2]
     g = h // hk
+    scale = scaling if scaling is not None else d**-0.5
+    if _filled:  # the engine's kernels: the filled part of the cache, whatever the mask says
+        from pixelpilot.agent.models.kernels import attend
+
+        return attend(query, key, value, _filled[-1], scale), None
     # query head j*g + i uses key/value head j (repeat_kv's order): group i-major along the query axis
     grouped = query.reshape(b, hk, g * q, d)
-    scale = scaling if scaling is not None else d**-0.5
     decode = g * q <= DECODE_ROWS
     mask = attention_mask
     if mask is not None:
@@ -70,6 +74,22 @@ def grouped_sdpa(
             grouped, key, value, attn_mask=mask, dropout_p=0.0, scale=scale, is_causal=causal
         )
     return out.reshape(b, h, q, d).transpose(1, 2).contiguous(), None
+
+
+_filled: list[Any] = []
+"""While a pass runs under :func:`filled_cache`: the pass's first cache position (a 0-d tensor)."""
+
+
+@contextlib.contextmanager
+def filled_cache(start: Any) -> Iterator[None]:
+    """Attention in the engine's Triton kernels (``agent.models.kernels``): key and value are the whole
+    cache, of which the first ``start`` positions (a 0-d long tensor on the device, read when the
+    pass runs: a graph replays with any) are held, and the pass's own tokens follow."""
+    _filled.append(start)
+    try:
+        yield
+    finally:
+        _filled.pop()
 
 
 _last: list[Any] = []

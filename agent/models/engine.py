@@ -79,6 +79,7 @@ class Engine:
         max_len: int = 8192,
         graphs: bool | None = None,
         fuse: bool | str | None = None,
+        kernels: bool | None = None,
     ) -> None:
 
         import torch
@@ -107,6 +108,16 @@ class Engine:
 
         self.packed = os.environ.get("PIXELPILOT_ENGINE_PACK", "1") != "0" and pack_projections(model) > 0
         """Each layer's q/k/v and gate/up products as one each (``PIXELPILOT_ENGINE_PACK=0``: apart)."""
+        from pixelpilot.agent.models import kernels as triton_kernels
+
+        grouped = int(tcfg.num_attention_heads) != heads
+        grouped = grouped and os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped") != "sdpa"
+        if kernels is None:
+            kernels = self.device.type == "cuda" and os.environ.get("PIXELPILOT_ENGINE_KERNELS", "1") != "0"
+            kernels = kernels and triton_kernels.available()
+        self.kernels = bool(kernels) and grouped
+        """Attention in Triton over the filled part of the cache (``agent.models.kernels``): graphs attend
+        over the whole buffer, one per chunk length (``PIXELPILOT_ENGINE_KERNELS=0``: buckets and sdpa)."""
         self._graphs: dict[tuple[Any, ...], Any] = {}
         self._pool: Any = None
         self._met: set[tuple[Any, ...]] = set()
@@ -286,7 +297,7 @@ class Engine:
         if s["at"].shape[0]:
             embeds = embeds.index_copy(1, s["at"], s["image"][None].to(embeds.dtype))
             kwargs = {"visual_pos_masks": s["at"], "deepstack_visual_embeds": s["deep"]}
-        with self._attention():
+        with self._attention(s["start"]):
             out = self.lm(
                 inputs_embeds=embeds,
                 position_ids=s["pos"][:, None, :],
@@ -297,13 +308,16 @@ class Engine:
             )
         return self.head(out.last_hidden_state[0].index_select(0, s["last"])).float()
 
-    def _attention(self) -> Any:
-        """What every pass runs under: grouped attention, and the packed projections."""
-        from pixelpilot.agent.models.attention import engine_attention
+    def _attention(self, start: Any) -> Any:
+        """What every pass runs under: grouped attention (in the Triton kernels over the filled cache,
+        whose first ``start`` positions are held), and the packed projections."""
+        from pixelpilot.agent.models.attention import engine_attention, filled_cache
         from pixelpilot.agent.models.fused import packed_projections
 
         stack = contextlib.ExitStack()
         stack.enter_context(engine_attention(self.lm.config))
+        if self.kernels:
+            stack.enter_context(filled_cache(start))
         if self.packed:
             stack.enter_context(packed_projections(self.model))
         return stack
@@ -365,6 +379,8 @@ class Engine:
         return logits
 
     def _view(self, end: int, *, coarse: bool = False) -> int:
+        if self.kernels:
+            return self.max_len  # the kernels read only what is filled: one bucket, the whole cache
         return view_bucket(end, self.max_len, coarse=coarse)
 
     def _graph(self, size: int, view: int) -> dict[str, Any] | None:
@@ -400,7 +416,7 @@ class Engine:
         self.kv.view = s["view"]
         mask = (s["cols"][None, :] <= where[:, None])[None, None]
         p = (s["pos"] + s["offs"])[None, None, :].expand(3, 1, size)
-        with self._attention():
+        with self._attention(s["start"]):
             out = self.lm(
                 inputs_embeds=self.lm.embed_tokens(s["ids"][None]),
                 position_ids=p,

@@ -371,3 +371,75 @@ def test_grouped_attention_lays_a_mask_out_once_per_pass_and_follows_it_when_it_
     mask[..., 20:40] = True  # the next pass: a longer cache, the same tensor
     for i in range(3):
         torch.testing.assert_close(layer(i), want())
+
+
+@pytest.fixture
+def interpreted_kernels():
+    """The engine's Triton kernels, run by Triton's interpreter on the CPU (tests/conftest.py)."""
+    import os
+
+    import triton  # a test dependency: these tests never skip
+
+    from pixelpilot.agent.models import kernels
+
+    assert os.environ.get("TRITON_INTERPRET") == "1" and triton.__version__ >= "3"
+    assert kernels.available()
+    return kernels
+
+
+@pytest.mark.parametrize(
+    ("heads", "kv_heads", "q", "start"),
+    [(16, 8, 1, 0), (16, 8, 1, 300), (32, 8, 1, 767), (16, 8, 5, 509), (32, 8, 64, 200), (16, 8, 200, 90)],
+)
+def test_triton_attention_reads_the_filled_cache_and_equals_sdpa(
+    interpreted_kernels, heads, kv_heads, q, start
+):
+    """The kernels attend over the whole cache buffer and stop where each token's view ends: the
+    same as sdpa over the visible part, whatever the positions past it hold (decode, a jump-forward
+    chunk, a prefill; slices of the cache that begin past the end and slices cut mid-way)."""
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    torch.manual_seed(q + start)
+    length, d = 1024, 16
+    query = torch.randn(1, q, heads, d).transpose(1, 2)  # transformers' layout: strided, not contiguous
+    key, value = torch.randn(1, kv_heads, length, d), torch.randn(1, kv_heads, length, d)
+    key[:, :, start + q :] = 1e4  # what the cache holds past the pass: never read
+    value[:, :, start + q :] = float("nan")
+    got = interpreted_kernels.attend(query, key, value, torch.tensor(start), 0.25)
+    end = start + q
+    mask = (torch.arange(end)[None, :] <= (start + torch.arange(q))[:, None])[None, None]
+    g = heads // kv_heads
+    want = torch.nn.functional.scaled_dot_product_attention(
+        query, repeat_kv(key[:, :, :end], g), repeat_kv(value[:, :, :end], g), attn_mask=mask, scale=0.25
+    ).transpose(1, 2)
+    assert got.shape == (1, q, heads, d)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_the_engine_with_triton_attention_equals_generate_token_for_token(
+    random_model, interpreted_kernels, monkeypatch
+):
+    """The engine as it runs on a GPU (attention over the whole cache, each pass reading what is
+    filled) gives ``generate``'s tokens, the prefix reused."""
+    m, eng = random_model, random_model.engine
+    monkeypatch.setattr(eng, "kernels", True)
+    # bigger tiles than on a GPU: the interpreter's time goes by the tile, not by its size (the
+    # kernels at their real tiles are checked above)
+    monkeypatch.setattr(interpreted_kernels, "BLOCK_N", 512)
+    monkeypatch.setattr(interpreted_kernels, "PREFILL_ROWS", 512)
+    monkeypatch.setattr(interpreted_kernels, "SPLIT", 1024)
+    eng._held = []  # nothing the other tests left in the cache is reused
+    space = get_space("computer_use")
+    first = loop_prompt(space, "Open the inbox", [], screen(5), m.profile)
+    out = eng.generate(first.messages, tools=first.tools, size=dict(m.profile.image_size), max_new_tokens=12)
+    assert out.tokens == reference(m, first, 12)
+    assert eng.kv.view == eng.max_len  # the passes attended over the whole buffer
+    second = loop_prompt(
+        space, "Open the inbox", [HistoryItem(screen(5), out.text, "clicked")], screen(6), m.profile
+    )
+    out2 = eng.generate(
+        second.messages, tools=second.tools, size=dict(m.profile.image_size), max_new_tokens=12
+    )
+    assert out2.tokens == reference(m, second, 12)
+    assert out2.reused > 0
+    eng._held = []

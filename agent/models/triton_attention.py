@@ -1,0 +1,95 @@
+"""The Triton kernels behind ``agent.models.kernels`` (which see): causal attention of a few grouped
+query rows over the filled part of the engine's cache, split over the cache and combined by
+log-sum-exp, or one program per block of query rows. Imported only where Triton is."""
+
+import triton
+import triton.language as tl
+
+__all__ = ["attend", "combine"]
+
+
+@triton.jit
+def attend(
+    Q, K, V, Start, Out, Part, Lse,
+    sq_h, sq_t, sk_h, sk_n, sv_h, sv_n, so_t, so_h,
+    q_len, g, rows, scale, splits,
+    SPLIT: tl.constexpr, ONE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
+    D: tl.constexpr,
+):  # fmt: skip
+    rb = tl.program_id(0)
+    j = tl.program_id(1)
+    sp = tl.program_id(2)
+    start = tl.load(Start)
+    r = rb * BLOCK_R + tl.arange(0, BLOCK_R)
+    valid = r < rows
+    t = r % q_len
+    head = j * g + r // q_len  # grouped rows: query head j*g + i is row i*q_len + t
+    limit = tl.where(valid, start + t, -1)  # the last position each row sees
+    lo = sp * SPLIT
+    hi = tl.minimum(tl.max(limit, 0) + 1, lo + SPLIT)
+    d = tl.arange(0, D)
+    qv = tl.load(Q + head[:, None] * sq_h + t[:, None] * sq_t + d[None, :], mask=valid[:, None], other=0.0)
+    m = tl.full([BLOCK_R], float("-inf"), tl.float32)
+    lsum = tl.zeros([BLOCK_R], tl.float32)
+    acc = tl.zeros([BLOCK_R, D], tl.float32)
+    kb = K + j * sk_h
+    vb = V + j * sv_h
+    for n0 in range(lo, hi, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        inside = n < hi
+        kt = tl.load(kb + n[None, :] * sk_n + d[:, None], mask=inside[None, :], other=0.0)
+        s = tl.dot(qv, kt) * scale
+        s = tl.where(n[None, :] <= limit[:, None], s, float("-inf"))
+        m_new = tl.maximum(m, tl.max(s, 1))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.exp(s - m_use[:, None])
+        alpha = tl.exp(m - m_use)
+        lsum = lsum * alpha + tl.sum(p, 1)
+        vv = tl.load(vb + n[:, None] * sv_n + d[None, :], mask=inside[:, None], other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(vv.dtype), vv)
+        m = m_new
+    seen = lsum > 0
+    part = acc / tl.where(seen, lsum, 1.0)[:, None]
+    if ONE:
+        ptr = Out + t[:, None] * so_t + head[:, None] * so_h + d[None, :]
+        tl.store(ptr, part.to(Out.dtype.element_ty), mask=valid[:, None])
+    else:
+        at = (j * splits + sp) * rows + r
+        tl.store(Part + at[:, None] * D + d[None, :], part, mask=valid[:, None])
+        tl.store(Lse + at, tl.where(seen, m + tl.log(tl.where(seen, lsum, 1.0)), float("-inf")), mask=valid)
+
+
+@triton.jit
+def combine(
+    Part, Lse, Start, Out, so_t, so_h, q_len, g, rows, splits,
+    SPLIT: tl.constexpr, BLOCK_R: tl.constexpr, D: tl.constexpr,
+):  # fmt: skip
+    rb = tl.program_id(0)
+    j = tl.program_id(1)
+    start = tl.load(Start)
+    used = tl.minimum((start + q_len + SPLIT - 1) // SPLIT, splits)  # slices that held a position
+    r = rb * BLOCK_R + tl.arange(0, BLOCK_R)
+    valid = r < rows
+    d = tl.arange(0, D)
+    m = tl.full([BLOCK_R], float("-inf"), tl.float32)
+    wsum = tl.zeros([BLOCK_R], tl.float32)
+    acc = tl.zeros([BLOCK_R, D], tl.float32)
+    for s in range(0, used):
+        at = (j * splits + s) * rows + r
+        lse = tl.load(Lse + at, mask=valid, other=float("-inf"))
+        m_new = tl.maximum(m, lse)
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        a = tl.exp(m - m_use)
+        w = tl.exp(lse - m_use)
+        part = tl.load(Part + at[:, None] * D + d[None, :], mask=valid[:, None], other=0.0)
+        acc = acc * a[:, None] + part * w[:, None]
+        wsum = wsum * a + w
+        m = m_new
+    out = acc / tl.where(wsum > 0, wsum, 1.0)[:, None]
+    t = r % q_len
+    head = j * g + r // q_len
+    tl.store(
+        Out + t[:, None] * so_t + head[:, None] * so_h + d[None, :],
+        out.to(Out.dtype.element_ty),
+        mask=valid[:, None],
+    )
