@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     tag = "" if summary["attention"] == "grouped" else f"_{summary['attention']}"
+    tag += "" if eng.kernels else "_no_triton"
     (args.out / f"engine_loop_{args.size}_{args.tokenizer}{tag}.json").write_text(
         json.dumps({"summary": summary, "forms": results}, indent=1)
     )

@@ -313,11 +313,14 @@ class Engine:
         whose first ``start`` positions are held), and the packed projections."""
         from pixelpilot.agent.models.attention import engine_attention, filled_cache
         from pixelpilot.agent.models.fused import packed_projections
+        from pixelpilot.agent.models.kernels import kernel_attention
 
         stack = contextlib.ExitStack()
         stack.enter_context(engine_attention(self.lm.config))
         if self.kernels:
             stack.enter_context(filled_cache(start))
+            if self.packed:  # norms, rotary and cache writes in one kernel a layer too
+                stack.enter_context(kernel_attention(self.model, self.kv, start))
         if self.packed:
             stack.enter_context(packed_projections(self.model))
         return stack

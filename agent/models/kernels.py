@@ -23,10 +23,12 @@ On CPU, ``TRITON_INTERPRET=1`` runs the same kernels in Triton's interpreter (th
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["attend", "available"]
+__all__ = ["attend", "available", "kernel_attention", "prepare"]
 
 ROWS = 16
 """Query rows per program in the split form (the least a Triton matrix product takes)."""
@@ -40,6 +42,8 @@ SPLIT_ROWS = 256
 """Query rows up to which the split form is used; above, the prefill form."""
 BLOCK_N = 64
 """Cache positions a program takes at a time."""
+PREPARE_TOKENS = 16
+"""Tokens a program of ``prepare`` takes (one in a decode pass)."""
 
 
 @functools.cache
@@ -103,6 +107,70 @@ def attend(query: Any, key: Any, value: Any, start: Any, scale: float) -> Any:
         SPLIT=split, BLOCK_R=ROWS, D=d, num_warps=4,
     )  # fmt: skip
     return out
+
+
+def prepare(qkv: Any, q_weight: Any, k_weight: Any, eps: float, cos: Any, sin: Any, k_cache: Any, v_cache: Any,
+            start: Any, heads: int, kv_heads: int) -> Any:  # fmt: skip
+    """One kernel for what a Qwen3 attention does between its projections and the attention: ``qkv``
+    (1, q, (heads + 2 kv_heads) · d), the packed projections' output, gives the queries RMS-normed
+    over each head and rotated (returned, (1, q, heads, d)), and the keys (normed, rotated) and values
+    written into ``k_cache``/``v_cache`` (1, kv heads, length, d) at positions start .. start + q - 1."""
+    import torch
+
+    _, q, _ = qkv.shape
+    d = k_cache.shape[-1]
+    if qkv.stride(-1) != 1:
+        qkv = qkv.contiguous()
+    cos, sin = cos.reshape(q, d), sin.reshape(q, d)
+    query = torch.empty(1, q, heads, d, dtype=qkv.dtype, device=qkv.device)
+    block = 1 if q == 1 else PREPARE_TOKENS
+    _kernels().prepare[(-(-q // block), heads + 2 * kv_heads)](
+        qkv, q_weight, k_weight, cos, sin, query, k_cache, v_cache, start,
+        qkv.stride(1), cos.stride(0), sin.stride(0), query.stride(1), query.stride(2),
+        k_cache.stride(1), k_cache.stride(2), v_cache.stride(1), v_cache.stride(2),
+        q, eps, heads, kv_heads, D=d, HALF=d // 2, BLOCK_T=block, num_warps=1 if q == 1 else 4,
+    )  # fmt: skip
+    return query
+
+
+@contextlib.contextmanager
+def kernel_attention(model: Any, kv: Any, start: Any) -> Iterator[None]:
+    """While active, each text decoder layer whose q/k/v projections ``fused.pack_projections`` packed
+    attends in three kernels (``prepare``, then ``attend``'s two) instead of transformers' norm, rotary,
+    cache-write and attention kernels: over ``kv`` (the engine's ``KVCache``), whose first ``start``
+    positions (a 0-d tensor on the device) are held. Layers left unpacked keep their own forward."""
+    from torch.nn.functional import linear
+
+    patched = []
+    for i, layer in enumerate(getattr(model.model.language_model, "layers", [])):
+        attn = layer.self_attn
+        packed = attn.__dict__.get("_pp_qkv")
+        if packed is None or not hasattr(attn, "q_norm") or not hasattr(attn, "k_norm"):
+            continue
+        whole, (nq, nk, _) = packed
+        d = int(attn.head_dim)
+
+        def forward(
+            hidden_states: Any, position_embeddings: Any, *args: Any,
+            _a: Any = attn, _w: Any = whole, _i: int = i, _h: int = nq // d, _hk: int = nk // d, **kwargs: Any,
+        ) -> tuple[Any, None]:  # fmt: skip
+            cos, sin = position_embeddings
+            k_cache, v_cache = kv.k[_i], kv.v[_i]
+            qkv = linear(hidden_states, _w)
+            query = prepare(
+                qkv, _a.q_norm.weight, _a.k_norm.weight, float(_a.q_norm.variance_epsilon), cos, sin,
+                k_cache, v_cache, start, _h, _hk,
+            )  # fmt: skip
+            out = attend(query.transpose(1, 2), k_cache, v_cache, start, float(_a.scaling))
+            return _a.o_proj(out.reshape(*hidden_states.shape[:-1], -1)), None
+
+        attn.forward = forward
+        patched.append(attn)
+    try:
+        yield
+    finally:
+        for m in patched:
+            m.__dict__.pop("forward", None)
 
 
 @functools.cache

@@ -5,7 +5,7 @@ log-sum-exp, or one program per block of query rows. Imported only where Triton 
 import triton
 import triton.language as tl
 
-__all__ = ["attend", "combine"]
+__all__ = ["attend", "combine", "prepare"]
 
 
 @triton.jit
@@ -93,3 +93,47 @@ def combine(
         out.to(Out.dtype.element_ty),
         mask=valid[:, None],
     )
+
+
+@triton.jit
+def prepare(
+    QKV, Wq, Wk, Cos, Sin, Qout, Kc, Vc, Start,
+    s_t, s_ct, s_st, sq_t, sq_h, sk_h, sk_n, sv_h, sv_n,
+    q_len, eps, heads, kv_heads,
+    D: tl.constexpr, HALF: tl.constexpr, BLOCK_T: tl.constexpr,
+):  # fmt: skip
+    tb = tl.program_id(0)
+    h = tl.program_id(1)
+    start = tl.load(Start)
+    t = tb * BLOCK_T + tl.arange(0, BLOCK_T)
+    real = (t < q_len)[:, None]
+    lo = tl.arange(0, HALF)[None, :]
+    base = QKV + t[:, None] * s_t + h * D
+    x1 = tl.load(base + lo, mask=real, other=0.0).to(tl.float32)
+    x2 = tl.load(base + HALF + lo, mask=real, other=0.0).to(tl.float32)
+    if h < heads + kv_heads:  # a query or key head: RMS norm over the head, then the rotary embedding
+        if h < heads:
+            w1 = tl.load(Wq + lo).to(tl.float32)
+            w2 = tl.load(Wq + HALF + lo).to(tl.float32)
+        else:
+            w1 = tl.load(Wk + lo).to(tl.float32)
+            w2 = tl.load(Wk + HALF + lo).to(tl.float32)
+        r = tl.rsqrt((tl.sum(x1 * x1, 1) + tl.sum(x2 * x2, 1)) / D + eps)[:, None]
+        y1 = w1 * x1 * r
+        y2 = w2 * x2 * r
+        c1 = tl.load(Cos + t[:, None] * s_ct + lo, mask=real, other=0.0).to(tl.float32)
+        c2 = tl.load(Cos + t[:, None] * s_ct + HALF + lo, mask=real, other=0.0).to(tl.float32)
+        n1 = tl.load(Sin + t[:, None] * s_st + lo, mask=real, other=0.0).to(tl.float32)
+        n2 = tl.load(Sin + t[:, None] * s_st + HALF + lo, mask=real, other=0.0).to(tl.float32)
+        o1 = y1 * c1 - y2 * n1
+        o2 = y2 * c2 + y1 * n2
+        if h < heads:
+            ptr = Qout + t[:, None] * sq_t + h * sq_h
+        else:
+            ptr = Kc + (h - heads) * sk_h + (start + t[:, None]) * sk_n
+        tl.store(ptr + lo, o1.to(Qout.dtype.element_ty), mask=real)
+        tl.store(ptr + HALF + lo, o2.to(Qout.dtype.element_ty), mask=real)
+    else:  # a value head: into the cache as it is
+        ptr = Vc + (h - heads - kv_heads) * sv_h + (start + t[:, None]) * sv_n
+        tl.store(ptr + lo, x1.to(Vc.dtype.element_ty), mask=real)
+        tl.store(ptr + HALF + lo, x2.to(Vc.dtype.element_ty), mask=real)

@@ -428,6 +428,7 @@ def test_the_engine_with_triton_attention_equals_generate_token_for_token(
     monkeypatch.setattr(interpreted_kernels, "BLOCK_N", 512)
     monkeypatch.setattr(interpreted_kernels, "PREFILL_ROWS", 512)
     monkeypatch.setattr(interpreted_kernels, "SPLIT", 1024)
+    monkeypatch.setattr(interpreted_kernels, "PREPARE_TOKENS", 512)
     eng._held = []  # nothing the other tests left in the cache is reused
     space = get_space("computer_use")
     first = loop_prompt(space, "Open the inbox", [], screen(5), m.profile)
@@ -443,3 +444,45 @@ def test_the_engine_with_triton_attention_equals_generate_token_for_token(
     assert out2.tokens == reference(m, second, 12)
     assert out2.reused > 0
     eng._held = []
+
+
+@pytest.mark.parametrize(("q", "start"), [(1, 0), (1, 77), (5, 30), (40, 3)])
+def test_triton_prepare_norms_rotates_and_writes_the_cache_as_transformers_does(
+    interpreted_kernels, q, start
+):
+    """The kernel that replaces q_norm, k_norm, the rotary embedding and the cache writes of a layer:
+    queries returned, keys and values at their cache positions, nothing else of the cache touched."""
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextRMSNorm, apply_rotary_pos_emb
+
+    torch.manual_seed(q)
+    heads, kv_heads, d, length = 4, 2, 32, 128
+    qkv = torch.randn(1, q, (heads + 2 * kv_heads) * d)
+    norms = [Qwen3VLTextRMSNorm(d, eps=1e-6) for _ in range(2)]
+    for n in norms:
+        torch.nn.init.normal_(n.weight)
+    angles = torch.randn(1, q, d // 2).repeat(1, 1, 2)
+    cos, sin = angles.cos(), angles.sin()
+    k_cache, v_cache = torch.zeros(1, kv_heads, length, d), torch.zeros(1, kv_heads, length, d)
+    query = interpreted_kernels.prepare(
+        qkv,
+        norms[0].weight,
+        norms[1].weight,
+        1e-6,
+        cos,
+        sin,
+        k_cache,
+        v_cache,
+        torch.tensor(start),
+        heads,
+        kv_heads,
+    )
+    qs, ks, vs = qkv.split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
+    wq = norms[0](qs.view(1, q, heads, d)).transpose(1, 2)
+    wk = norms[1](ks.view(1, q, kv_heads, d)).transpose(1, 2)
+    wq, wk = apply_rotary_pos_emb(wq, wk, cos, sin)
+    torch.testing.assert_close(query, wq.transpose(1, 2))
+    torch.testing.assert_close(k_cache[:, :, start : start + q], wk)
+    torch.testing.assert_close(v_cache[:, :, start : start + q], vs.view(1, q, kv_heads, d).transpose(1, 2))
+    outside = torch.ones(length, dtype=torch.bool)
+    outside[start : start + q] = False
+    assert not k_cache[:, :, outside].any() and not v_cache[:, :, outside].any()
