@@ -115,7 +115,36 @@ def main(argv: list[str] | None = None) -> int:
         ):
             rows.append(case(size, q, start, length))
             print(json.dumps(rows[-1]), flush=True)
+    from pixelpilot.agent.models import kernels
+
+    sweep = []  # the kernels' tile settings: the prefill form on a prefill, the split form on a decode pass
+    base = {
+        k: getattr(kernels, k)
+        for k in ("PREFILL_ROWS", "BLOCK_N", "PREFILL_WARPS", "PREFILL_STAGES", "SPLIT", "SPLIT_WARPS")
+    }
+    tries = [
+        dict(PREFILL_ROWS=r, BLOCK_N=n, PREFILL_WARPS=w, PREFILL_STAGES=st)
+        for r in (64, 128)
+        for n in (32, 64, 128)
+        for w in (4, 8)
+        for st in (2, 3)
+    ] + [dict(SPLIT=sp, SPLIT_WARPS=w, BLOCK_N=n) for sp in (128, 256, 512) for w in (2, 4) for n in (32, 64)]
+    for t in tries:
+        for k, v in t.items():
+            setattr(kernels, k, v)
+        q = 1152 if "PREFILL_ROWS" in t else 1
+        try:
+            row = case("2b", q, 8400 if q > 1 else 9500, length)
+            sweep.append(
+                {**t, "query_tokens": q, "triton_us": row["triton_us"], "max_diff": row["triton_max_diff"]}
+            )
+        except Exception as exc:  # a tile that does not fit the chip's shared memory
+            sweep.append({**t, "query_tokens": q, "error": f"{type(exc).__name__}: {str(exc)[:120]}"})
+        print(json.dumps(sweep[-1]), flush=True)
+        for k, v in base.items():
+            setattr(kernels, k, v)
     out = {
+        "sweep": sweep,
         "device": torch.cuda.get_device_name(0),
         "cache_positions": length,
         "command": "python benchmarks/attention_kernels.py "

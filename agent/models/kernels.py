@@ -34,6 +34,10 @@ ROWS = 16
 """Query rows per program in the split form (the least a Triton matrix product takes)."""
 PREFILL_ROWS = 64
 """Query rows per program in the prefill form."""
+PREFILL_WARPS, PREFILL_STAGES = 4, 2
+"""The prefill form's warps per program and software-pipeline stages."""
+SPLIT_WARPS = 4
+"""Warps per program in the split form."""
 SPLIT = 256
 """Cache positions per program in the split form, for up to ``ROWS`` query rows (a decode pass)."""
 WIDE_SPLIT = 1024
@@ -90,7 +94,8 @@ def attend(query: Any, key: Any, value: Any, start: Any, scale: float) -> Any:
         grid = (-(-rows // PREFILL_ROWS), hk, 1)
         k.attend[grid](
             query, key, value, start, out, out, out, *common, 1,
-            SPLIT=length, ONE=True, BLOCK_R=PREFILL_ROWS, BLOCK_N=BLOCK_N, D=d, num_warps=4, num_stages=2,
+            SPLIT=length, ONE=True, BLOCK_R=PREFILL_ROWS, BLOCK_N=BLOCK_N, D=d,
+            num_warps=PREFILL_WARPS, num_stages=PREFILL_STAGES,
         )  # fmt: skip
         return out
     split = SPLIT if rows <= ROWS else WIDE_SPLIT
@@ -100,7 +105,7 @@ def attend(query: Any, key: Any, value: Any, start: Any, scale: float) -> Any:
     grid = (-(-rows // ROWS), hk, splits)
     k.attend[grid](
         query, key, value, start, out, part, lse, *common, splits,
-        SPLIT=split, ONE=False, BLOCK_R=ROWS, BLOCK_N=BLOCK_N, D=d, num_warps=4, num_stages=2,
+        SPLIT=split, ONE=False, BLOCK_R=ROWS, BLOCK_N=BLOCK_N, D=d, num_warps=SPLIT_WARPS, num_stages=2,
     )  # fmt: skip
     k.combine[(-(-rows // ROWS), hk)](
         part, lse, start, out, out.stride(1), out.stride(2), q, g, rows, splits,
