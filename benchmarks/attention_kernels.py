@@ -1,7 +1,7 @@
 """The engine's attention alone, on the GPU: the Triton kernels over the filled part of the cache
 (``agent.models.kernels``) against the bucket-and-mask path they replace (``grouped_sdpa`` over a
 doubling bucket), for Qwen3-VL's 2B and 4B head layouts. Each form runs as the engine runs it: 28 calls
-(one per layer) captured in one CUDA graph, replayed; the time is per call. Also the largest difference
+(one per layer, each over its own cache) captured in one CUDA graph, replayed; the time is per call. Also the largest difference
 from sdpa over the visible part.
 
     python benchmarks/attention_kernels.py --out $OUT
@@ -21,27 +21,32 @@ HERE = Path(__file__).resolve().parent
 LAYOUTS = {"2b": (16, 8), "4b": (32, 8)}  # query heads, key/value heads (head dim 128)
 
 
-def timed(fn, reps: int = 20, layers: int = 28) -> float:
-    """Microseconds per call of ``fn`` replayed from a graph of ``layers`` calls."""
+LAYERS = 28
+
+
+def timed(fn) -> float:
+    """Microseconds per call of ``fn(layer)`` replayed from a graph of one call per layer, each layer
+    reading its own cache (as a decode pass does: nothing is left in L2 from the layer before)."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
-        for _ in range(2):
-            fn()
+        for i in range(2):
+            fn(i)
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        for _ in range(layers):
-            fn()
+        for i in range(LAYERS):
+            fn(i)
     g.replay()
     torch.cuda.synchronize()
+    reps = 10
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     a.record()
     for _ in range(reps):
         g.replay()
     b.record()
     torch.cuda.synchronize()
-    return a.elapsed_time(b) * 1000 / reps / layers
+    return a.elapsed_time(b) * 1000 / reps / LAYERS
 
 
 def bucket(end: int) -> int:
@@ -50,7 +55,22 @@ def bucket(end: int) -> int:
     return view_bucket(end, 1 << 20, coarse=True)
 
 
-def case(size: str, q: int, start: int, length: int) -> dict[str, object]:
+CACHES: dict[tuple[int, int], tuple[list, list]] = {}
+
+
+def caches(hk: int, length: int) -> tuple[list, list]:
+    if (hk, length) not in CACHES:
+        CACHES.clear()
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        shape = (1, hk, length, 128)
+        CACHES[hk, length] = (
+            [torch.randn(shape, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(LAYERS)],
+            [torch.randn(shape, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(LAYERS)],
+        )
+    return CACHES[hk, length]
+
+
+def case(size: str, q: int, start: int, length: int, *, compare: bool = True) -> dict[str, object]:
     from transformers.integrations.sdpa_attention import repeat_kv
 
     from pixelpilot.agent.models.attention import grouped_sdpa
@@ -60,8 +80,8 @@ def case(size: str, q: int, start: int, length: int) -> dict[str, object]:
     d, dev, dt = 128, "cuda", torch.bfloat16
     torch.manual_seed(0)
     query = torch.randn(1, q, h, d, device=dev, dtype=dt).transpose(1, 2)
-    key = torch.randn(1, hk, length, d, device=dev, dtype=dt)
-    value = torch.randn(1, hk, length, d, device=dev, dtype=dt)
+    keys, values = caches(hk, length)
+    key, value = keys[0], values[0]
     st = torch.tensor(start, device=dev)
     view = min(length, bucket(start + q))
     where = start + torch.arange(q, device=dev)
@@ -78,22 +98,29 @@ def case(size: str, q: int, start: int, length: int) -> dict[str, object]:
     ).transpose(1, 2)
     got = attend(query, key, value, st, scale)
     old = grouped_sdpa(None, query, key[:, :, :view], value[:, :, :view], mask, scaling=scale)[0]
-    return {
+    row: dict[str, object] = {
         "size": size,
         "query_tokens": q,
         "held": start,
         "bucket": view,
-        "triton_us": round(timed(lambda: attend(query, key, value, st, scale)), 1),
-        "bucket_sdpa_us": round(
-            timed(
-                lambda: grouped_sdpa(None, query, key[:, :, :view], value[:, :, :view], mask, scaling=scale)
-            ),
-            1,
-        ),
+        "triton_us": round(timed(lambda i: attend(query, keys[i], values[i], st, scale)), 1),
         "triton_max_diff": float((got.float() - want.float()).abs().max()),
         "bucket_max_diff": float((old.float() - want.float()).abs().max()),
         "cache_mb_read_by_triton": round(2 * hk * end * d * 2 / 1e6, 1),
     }
+    if compare:
+        row["bucket_sdpa_us"] = round(
+            timed(
+                lambda i: grouped_sdpa(
+                    None, query, keys[i][:, :, :view], values[i][:, :, :view], mask, scaling=scale
+                )
+            ),
+            1,
+        )
+    row["triton_gb_s"] = round(
+        float(row["cache_mb_read_by_triton"]) / float(row["triton_us"]) * 1e-3 * 1e3, 0
+    )
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,23 +145,37 @@ def main(argv: list[str] | None = None) -> int:
     from pixelpilot.agent.models import kernels
 
     sweep = []  # the kernels' tile settings: the prefill form on a prefill, the split form on a decode pass
-    base = {
-        k: getattr(kernels, k)
-        for k in ("PREFILL_ROWS", "BLOCK_N", "PREFILL_WARPS", "PREFILL_STAGES", "SPLIT", "SPLIT_WARPS")
-    }
-    tries = [
-        dict(PREFILL_ROWS=r, BLOCK_N=n, PREFILL_WARPS=w, PREFILL_STAGES=st)
-        for r in (64, 128)
-        for n in (32, 64, 128)
-        for w in (4, 8)
-        for st in (2, 3)
-    ] + [dict(SPLIT=sp, SPLIT_WARPS=w, BLOCK_N=n) for sp in (128, 256, 512) for w in (2, 4) for n in (32, 64)]
+    names = ("PREFILL_ROWS", "PREFILL_BLOCK_N", "PREFILL_WARPS", "PREFILL_STAGES")
+    names += ("SPLIT", "SPLIT_BLOCK_N", "SPLIT_WARPS", "SPLIT_STAGES", "COMBINE_WARPS")
+    base = {k: getattr(kernels, k) for k in names}
+    tries = (
+        [
+            dict(PREFILL_ROWS=r, PREFILL_BLOCK_N=n, PREFILL_WARPS=w, PREFILL_STAGES=st)
+            for r, n, w, st in (
+                (64, 64, 4, 3),
+                (64, 32, 4, 3),
+                (64, 64, 4, 4),
+                (128, 64, 8, 3),
+                (128, 128, 8, 3),
+                (128, 64, 4, 3),
+                (64, 128, 4, 3),
+            )
+        ]
+        + [
+            dict(SPLIT=sp, SPLIT_BLOCK_N=n, SPLIT_WARPS=w, SPLIT_STAGES=st)
+            for sp in (128, 256, 512, 1024)
+            for n in (64, 128)
+            for w in (2, 4)
+            for st in (2, 3)
+        ]
+        + [dict(COMBINE_WARPS=w) for w in (1, 2, 4, 8)]
+    )
     for t in tries:
         for k, v in t.items():
             setattr(kernels, k, v)
         q = 1152 if "PREFILL_ROWS" in t else 1
         try:
-            row = case("2b", q, 8400 if q > 1 else 9500, length)
+            row = case("2b", q, 8400 if q > 1 else 9500, length, compare=False)
             sweep.append(
                 {**t, "query_tokens": q, "triton_us": row["triton_us"], "max_diff": row["triton_max_diff"]}
             )

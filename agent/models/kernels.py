@@ -32,22 +32,22 @@ __all__ = ["attend", "available", "kernel_attention", "prepare"]
 
 ROWS = 16
 """Query rows per program in the split form (the least a Triton matrix product takes)."""
-PREFILL_ROWS = 64
-"""Query rows per program in the prefill form."""
-PREFILL_WARPS, PREFILL_STAGES = 4, 2
-"""The prefill form's warps per program and software-pipeline stages."""
-SPLIT_WARPS = 4
-"""Warps per program in the split form."""
-SPLIT = 256
+SPLIT = 512
 """Cache positions per program in the split form, for up to ``ROWS`` query rows (a decode pass)."""
 WIDE_SPLIT = 1024
 """The same for chunks of more rows (jump-forward runs): fewer partial results to keep and combine."""
 SPLIT_ROWS = 256
 """Query rows up to which the split form is used; above, the prefill form."""
-BLOCK_N = 64
-"""Cache positions a program takes at a time."""
+SPLIT_BLOCK_N, SPLIT_WARPS, SPLIT_STAGES = 64, 2, 2
+"""The split form's tile of cache positions, warps per program, software-pipeline stages."""
+PREFILL_ROWS, PREFILL_BLOCK_N, PREFILL_WARPS, PREFILL_STAGES = 64, 64, 4, 3
+"""The prefill form's query rows and cache positions per tile, warps, stages (measured on an H200:
+``benchmarks/attention_kernels.py``)."""
+COMBINE_CHUNK, COMBINE_WARPS = 64, 4
+"""Slices the combining kernel reads at a time, and its warps."""
 PREPARE_TOKENS = 16
 """Tokens a program of ``prepare`` takes (one in a decode pass)."""
+LOG2E = 1.4426950408889634
 
 
 @functools.cache
@@ -88,13 +88,13 @@ def attend(query: Any, key: Any, value: Any, start: Any, scale: float) -> Any:
         q,
         g,
         rows,
-        scale,
+        scale * LOG2E,
     )
     if rows > SPLIT_ROWS:
         grid = (-(-rows // PREFILL_ROWS), hk, 1)
         k.attend[grid](
             query, key, value, start, out, out, out, *common, 1,
-            SPLIT=length, ONE=True, BLOCK_R=PREFILL_ROWS, BLOCK_N=BLOCK_N, D=d,
+            SPLIT=length, ONE=True, BLOCK_R=PREFILL_ROWS, BLOCK_N=PREFILL_BLOCK_N, D=d,
             num_warps=PREFILL_WARPS, num_stages=PREFILL_STAGES,
         )  # fmt: skip
         return out
@@ -105,11 +105,12 @@ def attend(query: Any, key: Any, value: Any, start: Any, scale: float) -> Any:
     grid = (-(-rows // ROWS), hk, splits)
     k.attend[grid](
         query, key, value, start, out, part, lse, *common, splits,
-        SPLIT=split, ONE=False, BLOCK_R=ROWS, BLOCK_N=BLOCK_N, D=d, num_warps=SPLIT_WARPS, num_stages=2,
+        SPLIT=split, ONE=False, BLOCK_R=ROWS, BLOCK_N=SPLIT_BLOCK_N, D=d,
+        num_warps=SPLIT_WARPS, num_stages=SPLIT_STAGES,
     )  # fmt: skip
-    k.combine[(-(-rows // ROWS), hk)](
+    k.combine[(rows, hk)](
         part, lse, start, out, out.stride(1), out.stride(2), q, g, rows, splits,
-        SPLIT=split, BLOCK_R=ROWS, D=d, num_warps=4,
+        SPLIT=split, CHUNK=COMBINE_CHUNK, D=d, num_warps=COMBINE_WARPS,
     )  # fmt: skip
     return out
 

@@ -9,10 +9,42 @@ __all__ = ["attend", "combine", "prepare"]
 
 
 @triton.jit
+def _tiles(
+    qv, kb, vb, m, lsum, acc, lo, hi, limit, sk_n, sv_n, qk_scale,
+    MASKED: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,
+):  # fmt: skip
+    """Online softmax over the cache positions lo .. hi - 1 in tiles of ``BLOCK_N`` (exp2, the scale
+    folded with log2 e); ``MASKED``: the tiles where some row's view ends (else every row sees all)."""
+    d = tl.arange(0, D)
+    for n0 in range(lo, hi, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        if MASKED:
+            inside = n < hi
+            kt = tl.load(kb + n[None, :] * sk_n + d[:, None], mask=inside[None, :], other=0.0)
+            s = tl.dot(qv, kt) * qk_scale
+            s = tl.where(n[None, :] <= limit[:, None], s, float("-inf"))
+            m_new = tl.maximum(m, tl.max(s, 1))
+            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+            vv = tl.load(vb + n[:, None] * sv_n + d[None, :], mask=inside[:, None], other=0.0)
+        else:
+            kt = tl.load(kb + n[None, :] * sk_n + d[:, None])
+            s = tl.dot(qv, kt) * qk_scale
+            m_new = tl.maximum(m, tl.max(s, 1))
+            m_use = m_new
+            vv = tl.load(vb + n[:, None] * sv_n + d[None, :])
+        p = tl.exp2(s - m_use[:, None])
+        alpha = tl.exp2(m - m_use)
+        lsum = lsum * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(vv.dtype), vv)
+        m = m_new
+    return m, lsum, acc
+
+
+@triton.jit
 def attend(
     Q, K, V, Start, Out, Part, Lse,
     sq_h, sq_t, sk_h, sk_n, sv_h, sv_n, so_t, so_h,
-    q_len, g, rows, scale, splits,
+    q_len, g, rows, qk_scale, splits,
     SPLIT: tl.constexpr, ONE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
     D: tl.constexpr,
 ):  # fmt: skip
@@ -27,6 +59,9 @@ def attend(
     limit = tl.where(valid, start + t, -1)  # the last position each row sees
     lo = sp * SPLIT
     hi = tl.minimum(tl.max(limit, 0) + 1, lo + SPLIT)
+    # tiles every row sees whole, then the tiles where some row's view ends
+    seen_by_all = tl.minimum(tl.min(tl.where(valid, limit, 1 << 30), 0) + 1, hi)
+    full = tl.maximum(lo + (seen_by_all - lo) // BLOCK_N * BLOCK_N, lo)
     d = tl.arange(0, D)
     qv = tl.load(Q + head[:, None] * sq_h + t[:, None] * sq_t + d[None, :], mask=valid[:, None], other=0.0)
     m = tl.full([BLOCK_R], float("-inf"), tl.float32)
@@ -34,20 +69,8 @@ def attend(
     acc = tl.zeros([BLOCK_R, D], tl.float32)
     kb = K + j * sk_h
     vb = V + j * sv_h
-    for n0 in range(lo, hi, BLOCK_N):
-        n = n0 + tl.arange(0, BLOCK_N)
-        inside = n < hi
-        kt = tl.load(kb + n[None, :] * sk_n + d[:, None], mask=inside[None, :], other=0.0)
-        s = tl.dot(qv, kt) * scale
-        s = tl.where(n[None, :] <= limit[:, None], s, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, 1))
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp(s - m_use[:, None])
-        alpha = tl.exp(m - m_use)
-        lsum = lsum * alpha + tl.sum(p, 1)
-        vv = tl.load(vb + n[:, None] * sv_n + d[None, :], mask=inside[:, None], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(vv.dtype), vv)
-        m = m_new
+    m, lsum, acc = _tiles(qv, kb, vb, m, lsum, acc, lo, full, limit, sk_n, sv_n, qk_scale, False, BLOCK_N, D)
+    m, lsum, acc = _tiles(qv, kb, vb, m, lsum, acc, full, hi, limit, sk_n, sv_n, qk_scale, True, BLOCK_N, D)
     seen = lsum > 0
     part = acc / tl.where(seen, lsum, 1.0)[:, None]
     if ONE:
@@ -56,43 +79,40 @@ def attend(
     else:
         at = (j * splits + sp) * rows + r
         tl.store(Part + at[:, None] * D + d[None, :], part, mask=valid[:, None])
-        tl.store(Lse + at, tl.where(seen, m + tl.log(tl.where(seen, lsum, 1.0)), float("-inf")), mask=valid)
+        tl.store(Lse + at, tl.where(seen, m + tl.log2(tl.where(seen, lsum, 1.0)), float("-inf")), mask=valid)
 
 
 @triton.jit
 def combine(
     Part, Lse, Start, Out, so_t, so_h, q_len, g, rows, splits,
-    SPLIT: tl.constexpr, BLOCK_R: tl.constexpr, D: tl.constexpr,
+    SPLIT: tl.constexpr, CHUNK: tl.constexpr, D: tl.constexpr,
 ):  # fmt: skip
-    rb = tl.program_id(0)
+    """One query row of one key/value head: its slices' partial outputs weighted by their log-sum-exp
+    (base 2), read ``CHUNK`` slices at a time."""
+    r = tl.program_id(0)
     j = tl.program_id(1)
     start = tl.load(Start)
     used = tl.minimum((start + q_len + SPLIT - 1) // SPLIT, splits)  # slices that held a position
-    r = rb * BLOCK_R + tl.arange(0, BLOCK_R)
-    valid = r < rows
+    c = tl.arange(0, CHUNK)
     d = tl.arange(0, D)
-    m = tl.full([BLOCK_R], float("-inf"), tl.float32)
-    wsum = tl.zeros([BLOCK_R], tl.float32)
-    acc = tl.zeros([BLOCK_R, D], tl.float32)
-    for s in range(0, used):
-        at = (j * splits + s) * rows + r
-        lse = tl.load(Lse + at, mask=valid, other=float("-inf"))
-        m_new = tl.maximum(m, lse)
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        a = tl.exp(m - m_use)
-        w = tl.exp(lse - m_use)
-        part = tl.load(Part + at[:, None] * D + d[None, :], mask=valid[:, None], other=0.0)
-        acc = acc * a[:, None] + part * w[:, None]
-        wsum = wsum * a + w
-        m = m_new
-    out = acc / tl.where(wsum > 0, wsum, 1.0)[:, None]
+    base = j * splits * rows + r
+    m = tl.max(tl.full([CHUNK], float("-inf"), tl.float32), 0)
+    for s0 in range(0, used, CHUNK):
+        lse = tl.load(Lse + base + (s0 + c) * rows, mask=s0 + c < used, other=float("-inf"))
+        m = tl.maximum(m, tl.max(lse, 0))
+    m = tl.where(m == float("-inf"), 0.0, m)
+    acc = tl.zeros([D], tl.float32)
+    wsum = tl.sum(tl.zeros([CHUNK], tl.float32), 0)
+    for s0 in range(0, used, CHUNK):
+        live = s0 + c < used
+        w = tl.exp2(tl.load(Lse + base + (s0 + c) * rows, mask=live, other=float("-inf")) - m)
+        part = tl.load(Part + (base + (s0 + c) * rows)[:, None] * D + d[None, :], mask=live[:, None], other=0.0)
+        acc += tl.sum(part * w[:, None], 0)
+        wsum += tl.sum(w, 0)
+    out = acc / tl.where(wsum > 0, wsum, 1.0)
     t = r % q_len
     head = j * g + r // q_len
-    tl.store(
-        Out + t[:, None] * so_t + head[:, None] * so_h + d[None, :],
-        out.to(Out.dtype.element_ty),
-        mask=valid[:, None],
-    )
+    tl.store(Out + t * so_t + head * so_h + d, out.to(Out.dtype.element_ty))
 
 
 @triton.jit

@@ -425,7 +425,8 @@ def test_the_engine_with_triton_attention_equals_generate_token_for_token(
     monkeypatch.setattr(eng, "kernels", True)
     # bigger tiles than on a GPU: the interpreter's time goes by the tile, not by its size (the
     # kernels at their real tiles are checked above)
-    monkeypatch.setattr(interpreted_kernels, "BLOCK_N", 512)
+    monkeypatch.setattr(interpreted_kernels, "PREFILL_BLOCK_N", 512)
+    monkeypatch.setattr(interpreted_kernels, "SPLIT_BLOCK_N", 512)
     monkeypatch.setattr(interpreted_kernels, "PREFILL_ROWS", 512)
     monkeypatch.setattr(interpreted_kernels, "SPLIT", 1024)
     monkeypatch.setattr(interpreted_kernels, "PREPARE_TOKENS", 512)
