@@ -82,7 +82,7 @@ class LocateError(PixelPilotError):
     ) -> None:
         self.target = target
         self.kind = kind
-        """not_found, ambiguous or covered."""
+        """not_found, ambiguous, covered or off_screen."""
         self.candidates = list(candidates)
         text = message
         if self.candidates:

@@ -5,6 +5,7 @@ that part of :class:`~pixelpilot.agent.session.Agent`."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -102,6 +103,38 @@ class Targets:
         )
 
     def _find(
+        self,
+        screen: Screen,
+        rec: StepRecord,
+        find: Callable[[Screen], Located],
+        match: Callable[[list[UINode]], list[UINode]],
+        q: Query,
+        nth: int | None,
+    ) -> Located:
+        """:meth:`_find_once`, waiting (up to the settle timeout, on fresh frames) while the element
+        found lies off the screen: a window still being placed (a dialog just mapped reports its
+        fields at negative positions for a moment). Still off-screen then: a clear error, not a
+        click outside the screen."""
+        deadline = self.clock() + self._agent.settings.settle_timeout
+        while True:
+            loc = self._find_once(screen, rec, find, match, q, nth)
+            x, y = loc.point
+            if not screen.taken or (0 <= x < screen.width and 0 <= y < screen.height):
+                return loc
+            if self.clock() >= deadline:
+                raise LocateError(
+                    f"{q.describe()!r} is off the screen at ({x}, {y}) (the screen is {screen.width}×"
+                    f"{screen.height}): its window is not on the screen",
+                    target=q.describe(),
+                    kind="off_screen",
+                )
+            log.info(
+                "%r is off the screen at (%s, %s): waiting for its window to be placed", q.describe(), x, y
+            )
+            time.sleep(0.1)
+            screen = self._agent.pipeline.observe(rec)
+
+    def _find_once(
         self,
         screen: Screen,
         rec: StepRecord,

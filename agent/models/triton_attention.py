@@ -106,7 +106,9 @@ def combine(
     for s0 in range(0, used, CHUNK):
         live = s0 + c < used
         w = tl.exp2(tl.load(Lse + base + (s0 + c) * rows, mask=live, other=float("-inf")) - m)
-        part = tl.load(Part + (base + (s0 + c) * rows)[:, None] * D + d[None, :], mask=live[:, None], other=0.0)
+        part = tl.load(
+            Part + (base + (s0 + c) * rows)[:, None] * D + d[None, :], mask=live[:, None], other=0.0
+        )
         acc += tl.sum(part * w[:, None], 0)
         wsum += tl.sum(w, 0)
     out = acc / tl.where(wsum > 0, wsum, 1.0)

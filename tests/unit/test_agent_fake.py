@@ -201,3 +201,29 @@ def test_identical_frames_are_stored_once(tmp_path):
     for _ in range(3):
         agent.see("Static")
     assert len(list((agent.recorder.path / "frames").iterdir())) == 1
+
+
+def test_an_element_off_the_screen_is_waited_for_and_then_named_in_a_clear_error():
+    """A dialog just mapped can report its fields at negative positions for a moment: the step waits
+    on fresh frames until the field is on the screen; one that never comes on it fails with a
+    LocateError that says where it was, not a click outside the screen."""
+    d = FakeDriver([FakeWidget("File name", (100, -40, 200, 30), role="textbox")])
+    frames = []
+    observe = d.observe
+
+    def placing(**kw):
+        frames.append(1)
+        if len(frames) == 3:  # the window manager places the dialog
+            d.widget("File name").box = (100, 40, 200, 30)
+        return observe(**kw)
+
+    d.observe = placing
+    with agent_for(d) as agent:
+        agent.type("notes.txt", into="File name")
+    assert d.widget("File name").value == "notes.txt" and len(frames) >= 3
+
+    stuck = FakeDriver([FakeWidget("File name", (100, -40, 200, 30), role="textbox")])
+    agent = Agent(stuck, locator=Locator(use_ocr=False), settings=AgentSettings(settle_timeout=0.3))
+    with pytest.raises(LocateError, match=r"off the screen at \(200, -25\)"):
+        agent.type("notes.txt", into="File name")
+    assert stuck.widget("File name").value == "" and not stuck.performed
