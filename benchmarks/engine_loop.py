@@ -243,6 +243,15 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / f"engine_loop_profile_{args.size}_{form}.txt").write_text(table)
             print(table, flush=True)
             eng.split_prefill = True
+        replay_ms = None  # the last step's decode graph replayed back to back: a pass's GPU time alone
+        graph = eng._graphs.get(("decode", 1, eng._view(len(eng._held), coarse=eng.coarse_decode_views)))
+        if args.device == "cuda" and graph is not None and graph.get("graph") is not None:
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(50):
+                graph["graph"].replay()
+            torch.cuda.synchronize()
+            replay_ms = round((time.perf_counter() - t) * 1000 / 50, 3)
         prep = eng.inputs.prepare(prompt.messages, prompt.tools, dict(lm.profile.image_size))
         cos, same, _ = sl.prefill_vs_forward(eng, model, prep, lm.inputs(prompt), fresh=True)
         eng._held = []
@@ -262,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             "step_ms_median_of_5_ending_at": {n: around(n) for n in at if n >= 5},
             "limit_ms_median_of_5_ending_at": {n: limit_around(n) for n in at if n >= 5},
             "limit_ms_step_1": rows[0]["limit_ms"],
+            "decode_pass_gpu_ms": replay_ms,
             "last_prompt_logits_cos": round(cos, 5),
             "last_prompt_top1_same": same,
             "steps": rows,

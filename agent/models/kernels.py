@@ -38,7 +38,7 @@ WIDE_SPLIT = 1024
 """The same for chunks of more rows (jump-forward runs): fewer partial results to keep and combine."""
 SPLIT_ROWS = 256
 """Query rows up to which the split form is used; above, the prefill form."""
-SPLIT_BLOCK_N, SPLIT_WARPS, SPLIT_STAGES = 64, 2, 2
+SPLIT_BLOCK_N, SPLIT_WARPS, SPLIT_STAGES = 64, 2, 3
 """The split form's tile of cache positions, warps per program, software-pipeline stages."""
 PREFILL_ROWS, PREFILL_BLOCK_N, PREFILL_WARPS, PREFILL_STAGES = 64, 64, 4, 3
 """The prefill form's query rows and cache positions per tile, warps, stages (measured on an H200:
