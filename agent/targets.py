@@ -112,19 +112,18 @@ class Targets:
         nth: int | None,
     ) -> Located:
         """:meth:`_find_once`, waiting (up to the settle timeout, on fresh frames) while the element
-        found lies off the screen: a window still being placed (a dialog just mapped reports its
-        fields at negative positions for a moment). Still off-screen then: a clear error, not a
-        click outside the screen."""
+        found lies above or left of the screen: a window still being placed (a dialog just mapped
+        reports its fields at negative positions for a moment). Still there then: a clear error, not
+        a click outside the screen."""
         deadline = self.clock() + self._agent.settings.settle_timeout
         while True:
             loc = self._find_once(screen, rec, find, match, q, nth)
             x, y = loc.point
-            if not screen.taken or (0 <= x < screen.width and 0 <= y < screen.height):
+            if not screen.taken or (x >= 0 and y >= 0):  # past the right or bottom edge: a page scrolls there
                 return loc
             if self.clock() >= deadline:
                 raise LocateError(
-                    f"{q.describe()!r} is off the screen at ({x}, {y}) (the screen is {screen.width}×"
-                    f"{screen.height}): its window is not on the screen",
+                    f"{q.describe()!r} is off the screen at ({x}, {y}): its window is not on the screen",
                     target=q.describe(),
                     kind="off_screen",
                 )

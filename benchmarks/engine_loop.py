@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "attention": os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped"),
         "packed_projections": eng.packed,
         "triton_attention": eng.kernels,
+        "triton_attention_error": eng.kernels_error,
         "prefill_views": args.prefill_views,
         "decode_views": args.decode_views,
         "free_tokens": args.free_tokens,

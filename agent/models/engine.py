@@ -118,6 +118,18 @@ class Engine:
         self.kernels = bool(kernels) and grouped
         """Attention in Triton over the filled part of the cache (``agent.models.kernels``): graphs attend
         over the whole buffer, one per chunk length (``PIXELPILOT_ENGINE_KERNELS=0``: buckets and sdpa)."""
+        self.kernels_error: str | None = None
+        """Why the Triton attention was switched off when it was asked for (its self-test failed)."""
+        if self.kernels:
+            self.kernels_error = triton_kernels.self_test(
+                int(tcfg.num_attention_heads), heads, dim, self.dtype, self.device
+            )
+        if self.kernels_error:
+            log.warning(
+                "the engine's Triton attention does not run here (%s): sdpa over cache buckets",
+                self.kernels_error,
+            )
+            self.kernels = False
         self._graphs: dict[tuple[Any, ...], Any] = {}
         self._pool: Any = None
         self._met: set[tuple[Any, ...]] = set()

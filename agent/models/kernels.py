@@ -28,7 +28,7 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["attend", "available", "kernel_attention", "prepare"]
+__all__ = ["attend", "available", "kernel_attention", "prepare", "self_test"]
 
 ROWS = 16
 """Query rows per program in the split form (the least a Triton matrix product takes)."""
@@ -59,6 +59,44 @@ def available() -> bool:
     except Exception:
         return False
     return True
+
+
+def self_test(heads: int, kv_heads: int, dim: int, dtype: Any, device: Any) -> str | None:
+    """Run each kernel once on a small cache of the model's head layout and dtype (Triton compiles them
+    here, as the first pass would): None when they run and agree with sdpa, else what went wrong (a
+    GPU or Triton build they do not compile for), so the engine can fall back instead of failing
+    every step."""
+    import torch
+
+    try:
+        gen = torch.Generator(device=device).manual_seed(0)
+        length, q = 1024, 300
+        key = torch.randn(1, kv_heads, length, dim, dtype=dtype, device=device, generator=gen)
+        value = torch.randn(1, kv_heads, length, dim, dtype=dtype, device=device, generator=gen)
+        qkv = torch.randn(1, q, (heads + 2 * kv_heads) * dim, dtype=dtype, device=device, generator=gen)
+        ones = torch.ones(dim, dtype=dtype, device=device)
+        cos = torch.ones(1, q, dim, dtype=dtype, device=device)
+        start = torch.tensor(500, device=device)
+        query = prepare(qkv, ones, ones, 1e-6, cos, torch.zeros_like(cos), key, value, start, heads, kv_heads)
+        g, end = heads // kv_heads, 500 + q
+        for rows in (query[:, :1], query):  # the split form (a decode pass) and the prefill form
+            n = rows.shape[1]
+            got = attend(rows.transpose(1, 2), key, value, start, dim**-0.5)
+            where = 500 + torch.arange(n, device=device)
+            mask = (torch.arange(end, device=device)[None, :] <= where[:, None])[None, None]
+            want = torch.nn.functional.scaled_dot_product_attention(
+                rows.transpose(1, 2),
+                key[:, :, :end].repeat_interleave(g, dim=1),
+                value[:, :, :end].repeat_interleave(g, dim=1),
+                attn_mask=mask,
+                scale=dim**-0.5,
+            ).transpose(1, 2)
+            err = float((got.float() - want.float()).abs().max())
+            if not err < 0.05:
+                return f"the kernels disagree with sdpa by {err:.3g}"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
+    return None
 
 
 def attend(query: Any, key: Any, value: Any, start: Any, scale: float) -> Any:

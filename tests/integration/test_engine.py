@@ -487,3 +487,23 @@ def test_triton_prepare_norms_rotates_and_writes_the_cache_as_transformers_does(
     outside = torch.ones(length, dtype=torch.bool)
     outside[start : start + q] = False
     assert not k_cache[:, :, outside].any() and not v_cache[:, :, outside].any()
+
+
+def test_the_engine_falls_back_to_sdpa_when_its_kernels_do_not_run_here(
+    random_model, interpreted_kernels, monkeypatch
+):
+    """The kernels are tried once when the engine starts (a GPU or Triton build they do not compile
+    for would otherwise fail every step): they run, or the engine says why and attends with sdpa."""
+    from pixelpilot.agent.models.engine import Engine
+
+    m = random_model
+    ok = Engine(m.model, m.processor, graphs=False, kernels=True)  # the interpreter runs them
+    assert ok.kernels and ok.kernels_error is None
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel image is available for execution on the device")
+
+    monkeypatch.setattr(interpreted_kernels, "attend", broken)
+    eng = Engine(m.model, m.processor, graphs=False, kernels=True)
+    assert not eng.kernels
+    assert eng.kernels_error == "RuntimeError: no kernel image is available for execution on the device"
