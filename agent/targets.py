@@ -76,48 +76,16 @@ class Targets:
         self._agent.pipeline.note_location(rec, loc)
         return loc
 
-    def _find_element(self, screen: Screen, rec: StepRecord, q: Query, nth: int | None) -> Located:
-        """The element ``q`` finds to act on: in view, else scrolled into view (no cache, no model)."""
-        return self._find(
-            screen,
-            rec,
-            lambda s: self.locator.text(s, q, nth=nth, css=self._css),
-            lambda nodes: resolve(q, nodes, act=True, css=self._css),
-            q,
-            nth,
-        )
-
-    def _field(self, screen: Screen, label: Target, nth: int | None, rec: StepRecord) -> Located:
-        q = Query.of(label)
-        return self._find(
-            screen,
-            rec,
-            lambda s: self.locator.field(s, q, nth=nth, css=self._css),
-            lambda nodes: (
-                match_fields(nodes, q.plain_text)
-                if q.plain_text is not None
-                else resolve(q, nodes, act=True, css=self._css)
-            ),
-            q,
-            nth,
-        )
-
-    def _find(
-        self,
-        screen: Screen,
-        rec: StepRecord,
-        find: Callable[[Screen], Located],
-        match: Callable[[list[UINode]], list[UINode]],
-        q: Query,
-        nth: int | None,
+    def _placed(
+        self, screen: Screen, rec: StepRecord, q: Query, locate: Callable[[Screen], Located]
     ) -> Located:
-        """:meth:`_find_once`, waiting (up to the settle timeout, on fresh frames) while the element
+        """``locate`` on ``screen``, waiting (up to the settle timeout, on fresh frames) while the element
         found lies above or left of the screen: a window still being placed (a dialog just mapped
         reports its fields at negative positions for a moment). Still there then: a clear error, not
         a click outside the screen."""
         deadline = self.clock() + self._agent.settings.settle_timeout
         while True:
-            loc = self._find_once(screen, rec, find, match, q, nth)
+            loc = locate(screen)
             x, y = loc.point
             if not screen.taken or (x >= 0 and y >= 0):  # past the right or bottom edge: a page scrolls there
                 return loc
@@ -133,7 +101,43 @@ class Targets:
             time.sleep(0.1)
             screen = self._agent.pipeline.observe(rec)
 
-    def _find_once(
+    def _find_element(self, screen: Screen, rec: StepRecord, q: Query, nth: int | None) -> Located:
+        """The element ``q`` finds to act on: in view, else scrolled into view (no cache, no model)."""
+        return self._placed(
+            screen,
+            rec,
+            q,
+            lambda screen: self._find(
+                screen,
+                rec,
+                lambda s: self.locator.text(s, q, nth=nth, css=self._css),
+                lambda nodes: resolve(q, nodes, act=True, css=self._css),
+                q,
+                nth,
+            ),
+        )
+
+    def _field(self, screen: Screen, label: Target, nth: int | None, rec: StepRecord) -> Located:
+        q = Query.of(label)
+        return self._placed(
+            screen,
+            rec,
+            q,
+            lambda screen: self._find(
+                screen,
+                rec,
+                lambda s: self.locator.field(s, q, nth=nth, css=self._css),
+                lambda nodes: (
+                    match_fields(nodes, q.plain_text)
+                    if q.plain_text is not None
+                    else resolve(q, nodes, act=True, css=self._css)
+                ),
+                q,
+                nth,
+            ),
+        )
+
+    def _find(
         self,
         screen: Screen,
         rec: StepRecord,

@@ -39,7 +39,7 @@ import numpy as np
 
 from pixelpilot.agent.models.engine_cache import KVCache, view_bucket
 from pixelpilot.agent.models.engine_inputs import Grid, PromptInputs
-from pixelpilot.agent.models.engine_vision import VisionTower
+from pixelpilot.agent.models.engine_vision import VisionTower, index_deepstack
 from pixelpilot.agent.models.grammar import Grammars, ReplyMatcher
 
 log = logging.getLogger(__name__)
@@ -110,26 +110,15 @@ class Engine:
         """Each layer's q/k/v and gate/up products as one each (``PIXELPILOT_ENGINE_PACK=0``: apart)."""
         from pixelpilot.agent.models import kernels as triton_kernels
 
-        grouped = int(tcfg.num_attention_heads) != heads
-        grouped = grouped and os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped") != "sdpa"
-        if kernels is None:
-            kernels = self.device.type == "cuda" and os.environ.get("PIXELPILOT_ENGINE_KERNELS", "1") != "0"
-            kernels = kernels and triton_kernels.available()
-        self.kernels = bool(kernels) and grouped
+        self.kernels, self.kernels_error = triton_kernels.choose(kernels, tcfg, self.dtype, self.device)
         """Attention in Triton over the filled part of the cache (``agent.models.kernels``): graphs attend
-        over the whole buffer, one per chunk length (``PIXELPILOT_ENGINE_KERNELS=0``: buckets and sdpa)."""
-        self.kernels_error: str | None = None
-        """Why the Triton attention was switched off when it was asked for (its self-test failed)."""
-        if self.kernels:
-            self.kernels_error = triton_kernels.self_test(
-                int(tcfg.num_attention_heads), heads, dim, self.dtype, self.device
-            )
+        over the whole buffer, one per chunk length (``PIXELPILOT_ENGINE_KERNELS=0``: buckets and sdpa);
+        ``kernels_error``: why not, when asked for (its start-up self-test failed)."""
         if self.kernels_error:
             log.warning(
                 "the engine's Triton attention does not run here (%s): sdpa over cache buckets",
                 self.kernels_error,
             )
-            self.kernels = False
         self._graphs: dict[tuple[Any, ...], Any] = {}
         self._pool: Any = None
         self._met: set[tuple[Any, ...]] = set()
@@ -160,28 +149,12 @@ class Engine:
         self.stats: dict[str, float] = {}
         self.reset_stats()
         self.last_grids: list[Grid] = []
-        self._index_deepstack()
+        index_deepstack(self.lm)
 
     def reset_stats(self) -> None:
         """Zero the counters: grammar mask and pass time (when profiling), vision tower runs, and
         screenshots whose kept features were used instead."""
         self.stats = {"mask_ms": 0.0, "pass_ms": 0.0, "vision_runs": 0, "vision_kept": 0}
-
-    def _index_deepstack(self) -> None:
-        """Let the decoder take the image tokens' positions as indices as well as a boolean mask: a
-        mask selects rows through a host sync (no graph can hold one), indices through a gather.
-        With a mask (plain ``generate`` on the same model) it does what it did."""
-        lm, torch = self.lm, self.torch
-        original = lm._deepstack_process
-
-        def deepstack(hidden: Any, where: Any, embeds: Any) -> Any:
-            if where.dtype == torch.bool:
-                return original(hidden, where, embeds)
-            return hidden.index_add(1, where, embeds[None].to(hidden.dtype))
-
-        if not getattr(original, "_pixelpilot", False):
-            deepstack._pixelpilot = True  # type: ignore[attr-defined]
-            lm._deepstack_process = deepstack
 
     def _eos_ids(self) -> set[int]:
         gc = getattr(self.model, "generation_config", None)

@@ -12,7 +12,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_KEPT_FEATURES", "VisionTower"]
+__all__ = ["MAX_KEPT_FEATURES", "VisionTower", "index_deepstack"]
 
 MAX_KEPT_FEATURES = 8
 """Screenshots whose vision features are kept (least recently used dropped first): a goal loop sends
@@ -123,3 +123,22 @@ class VisionTower:
             "cu_seqlens": bounds.to(self.device) if flash else bounds,
             "max_seqlen": longest,
         }
+
+
+def index_deepstack(lm: Any) -> None:
+    """Let the text decoder ``lm`` take the image tokens' positions as indices as well as a boolean
+    mask when it adds the vision tower's deepstack features: a mask selects rows through a host sync
+    (no graph can hold one), indices through a gather. With a mask (plain ``generate`` on the same
+    model) it does what it did. Once per model."""
+    import torch
+
+    original = lm._deepstack_process
+
+    def deepstack(hidden: Any, where: Any, embeds: Any) -> Any:
+        if where.dtype == torch.bool:
+            return original(hidden, where, embeds)
+        return hidden.index_add(1, where, embeds[None].to(hidden.dtype))
+
+    if not getattr(original, "_pixelpilot", False):
+        deepstack._pixelpilot = True  # type: ignore[attr-defined]
+        lm._deepstack_process = deepstack

@@ -21,7 +21,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["available", "choose_backend", "fused_modules", "pack_projections", "packed_projections"]
+__all__ = [
+    "available",
+    "choose_backend",
+    "fused_modules",
+    "instance_forwards",
+    "pack_projections",
+    "packed_projections",
+]
 
 _compiled: dict[str, Any] = {}
 _active: dict[str, Any] = {}
@@ -178,24 +185,31 @@ def pack_projections(model: Any) -> int:
 def packed_projections(model: Any) -> Iterator[None]:
     """While active, the layers :func:`pack_projections` packed compute q/k/v with one matrix product
     and gate/up with another (the modules' own forwards are back afterwards)."""
-    patched: list[Any] = []
+    forwards: list[tuple[Any, Any]] = []
     for layer in getattr(model.model.language_model, "layers", []):
         attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
         qkv = getattr(attn, "__dict__", {}).get("_pp_qkv")
         if qkv is not None:
             mods = (attn.q_proj, attn.k_proj, attn.v_proj)  # type: ignore[union-attr]
-            for m, fn in zip(mods, _qkv_forwards(*qkv), strict=True):
-                m.forward = fn
-                patched.append(m)
+            forwards += zip(mods, _qkv_forwards(*qkv), strict=True)
         gate_up = getattr(mlp, "__dict__", {}).get("_pp_gate_up")
         if gate_up is not None:
-            mlp.forward = _mlp_forward(mlp, gate_up[0])  # type: ignore[union-attr]
-            patched.append(mlp)
+            forwards.append((mlp, _mlp_forward(mlp, gate_up[0])))
+    with instance_forwards(forwards):
+        yield
+
+
+@contextlib.contextmanager
+def instance_forwards(forwards: list[tuple[Any, Any]]) -> Iterator[None]:
+    """While active, each module of ``forwards`` runs its function as its own ``forward`` (set on the
+    instance); the class's forward is back afterwards."""
+    for module, fn in forwards:
+        module.forward = fn
     try:
         yield
     finally:
-        for m in patched:
-            m.__dict__.pop("forward", None)
+        for module, _ in forwards:
+            module.__dict__.pop("forward", None)
 
 
 def _qkv_forwards(whole: Any, sizes: list[int]) -> tuple[Any, Any, Any]:

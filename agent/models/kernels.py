@@ -28,7 +28,7 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["attend", "available", "kernel_attention", "prepare", "self_test"]
+__all__ = ["attend", "available", "choose", "kernel_attention", "prepare", "self_test"]
 
 ROWS = 16
 """Query rows per program in the split form (the least a Triton matrix product takes)."""
@@ -59,6 +59,25 @@ def available() -> bool:
     except Exception:
         return False
     return True
+
+
+def choose(asked: bool | None, text_config: Any, dtype: Any, device: Any) -> tuple[bool, str | None]:
+    """Whether the engine attends with these kernels, and why not when they were asked for but do not
+    run here (``self_test``). ``asked`` None: on CUDA when Triton imports and
+    ``PIXELPILOT_ENGINE_KERNELS`` is not 0. Only for grouped heads under the grouped attention."""
+    import os
+
+    heads, kv_heads = int(text_config.num_attention_heads), int(text_config.num_key_value_heads)
+    dim = int(getattr(text_config, "head_dim", None) or text_config.hidden_size // heads)
+    if asked is None:
+        asked = (
+            device.type == "cuda" and os.environ.get("PIXELPILOT_ENGINE_KERNELS", "1") != "0" and available()
+        )
+    grouped = heads != kv_heads and os.environ.get("PIXELPILOT_ENGINE_ATTENTION", "grouped") != "sdpa"
+    if not (asked and grouped):
+        return False, None
+    failed = self_test(heads, kv_heads, dim, dtype, device)
+    return failed is None, failed
 
 
 def self_test(heads: int, kv_heads: int, dim: int, dtype: Any, device: Any) -> str | None:
@@ -185,7 +204,9 @@ def kernel_attention(model: Any, kv: Any, start: Any) -> Iterator[None]:
     positions (a 0-d tensor on the device) are held. Layers left unpacked keep their own forward."""
     from torch.nn.functional import linear
 
-    patched = []
+    from pixelpilot.agent.models.fused import instance_forwards
+
+    forwards = []
     for i, layer in enumerate(getattr(model.model.language_model, "layers", [])):
         attn = layer.self_attn
         packed = attn.__dict__.get("_pp_qkv")
@@ -208,13 +229,9 @@ def kernel_attention(model: Any, kv: Any, start: Any) -> Iterator[None]:
             out = attend(query.transpose(1, 2), k_cache, v_cache, start, float(_a.scaling))
             return _a.o_proj(out.reshape(*hidden_states.shape[:-1], -1)), None
 
-        attn.forward = forward
-        patched.append(attn)
-    try:
+        forwards.append((attn, forward))
+    with instance_forwards(forwards):
         yield
-    finally:
-        for m in patched:
-            m.__dict__.pop("forward", None)
 
 
 @functools.cache
