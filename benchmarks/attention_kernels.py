@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     from pixelpilot.agent.models import kernels
 
     sweep = []  # the kernels' tile settings: the prefill form on a prefill, the split form on a decode pass
-    names = ("PREFILL_ROWS", "PREFILL_BLOCK_N", "PREFILL_WARPS", "PREFILL_STAGES")
-    names += ("SPLIT", "SPLIT_BLOCK_N", "SPLIT_WARPS", "SPLIT_STAGES", "COMBINE_WARPS")
+    names = ("PREFILL_ROWS", "PREFILL_BLOCK_N", "PREFILL_WARPS", "PREFILL_STAGES", "PREFILL_SPLITS")
+    names += ("SPLITS_PER_SM", "SPLIT_BLOCK_N", "SPLIT_WARPS", "SPLIT_STAGES", "COMBINE_WARPS")
     base = {k: getattr(kernels, k) for k in names}
     tries = (
         [
@@ -159,12 +159,16 @@ def main(argv: list[str] | None = None) -> int:
                 (128, 128, 8, 3),
                 (128, 64, 4, 3),
                 (64, 128, 4, 3),
+                (64, 64, 4, 2),
+                (32, 64, 4, 3),
+                (128, 64, 8, 2),
             )
         ]
+        + [dict(PREFILL_SPLITS=sp) for sp in (2, 3, 4)]
         + [
-            dict(SPLIT=sp, SPLIT_BLOCK_N=n, SPLIT_WARPS=w, SPLIT_STAGES=st)
-            for sp in (128, 256, 512, 1024)
-            for n in (64, 128)
+            dict(SPLITS_PER_SM=sp, SPLIT_BLOCK_N=n, SPLIT_WARPS=w, SPLIT_STAGES=st)
+            for sp in (1, 2, 4)
+            for n in (32, 64)
             for w in (2, 4)
             for st in (2, 3)
         ]
@@ -173,15 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     for t in tries:
         for k, v in t.items():
             setattr(kernels, k, v)
-        q = 1152 if "PREFILL_ROWS" in t else 1
+        q = 1152 if any(k.startswith("PREFILL") for k in t) else 1
         try:
-            row = case("2b", q, 8400 if q > 1 else 9500, length, compare=False)
-            sweep.append(
-                {**t, "query_tokens": q, "triton_us": row["triton_us"], "max_diff": row["triton_max_diff"]}
-            )
+            for held in (8400,) if q > 1 else (1500, 9500):
+                row = case("2b", q, held, length, compare=False)
+                sweep.append(
+                    {**t, "query_tokens": q, "held": held, "triton_us": row["triton_us"],
+                     "max_diff": row["triton_max_diff"]}
+                )  # fmt: skip
+                print(json.dumps(sweep[-1]), flush=True)
         except Exception as exc:  # a tile that does not fit the chip's shared memory
             sweep.append({**t, "query_tokens": q, "error": f"{type(exc).__name__}: {str(exc)[:120]}"})
-        print(json.dumps(sweep[-1]), flush=True)
+            print(json.dumps(sweep[-1]), flush=True)
         for k, v in base.items():
             setattr(kernels, k, v)
     out = {

@@ -82,6 +82,54 @@ def limit_ms(row: dict, sizes: dict[str, float], hw: dict[str, float]) -> float:
     return 1000 * (flops / hw["matmul_flops"] + row["passes"] * sizes["text_bytes"] / hw["copy_bytes"])
 
 
+def kernel_table(run: object, reps: int, title: str) -> str:
+    """The GPU kernels of ``reps`` calls of ``run`` (graph replays: no host work in between), per call:
+    name, launches, microseconds, largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            run()
+        torch.cuda.synchronize()
+    rows = [
+        (e.key, e.count / reps, e.self_device_time_total / reps)
+        for e in prof.key_averages()
+        if e.self_device_time_total > 0
+    ]
+    rows.sort(key=lambda r: -r[2])
+    total = sum(r[2] for r in rows)
+    lines = [f"## {title}: {total:.1f} us of kernels a call, {sum(r[1] for r in rows):.0f} launches"]
+    lines += [f"{us:9.1f} us {n:6.1f}x  {name[:110]}" for name, n, us in rows[:40]]
+    return "\n".join(lines) + "\n"
+
+
+def pass_kernels(eng: object, prep: dict) -> str:
+    """Where a step's GPU time goes, pass by pass: the decode graph, the last prefill graph and the
+    vision tower's graph replayed alone, and the host's share of a step (the picture's pixels, the
+    prompt's tokens)."""
+    out = []
+    graph = eng._graphs.get(("decode", 1, eng._view(len(eng._held), coarse=eng.coarse_decode_views)))
+    if graph is not None and graph.get("graph") is not None:
+        out.append(kernel_table(graph["graph"].replay, 20, "decode pass (1 token)"))
+    fills = [k for k in eng._graphs if k[0] == "prefill" and eng._graphs[k].get("graph") is not None]
+    if fills:
+        out.append(kernel_table(eng._graphs[fills[-1]]["graph"].replay, 5, f"prefill pass {fills[-1]}"))
+    for grid, slot in eng.vision._slots.items():
+        if slot.get("graph") is not None:
+            out.append(kernel_table(slot["graph"].replay, 5, f"vision tower {grid}"))
+    _, _, _, h, w = prep["grids"][-1]
+    t = time.perf_counter()
+    for _ in range(5):
+        eng.inputs.pixels(prep["images"][-1], h, w)
+    torch.cuda.synchronize()
+    out.append(
+        f"pixels of one picture (upload, resize, patches; eager): {(time.perf_counter() - t) * 200:.2f} ms\n"
+    )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="2b")
@@ -253,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.synchronize()
             replay_ms = round((time.perf_counter() - t) * 1000 / 50, 3)
         prep = eng.inputs.prepare(prompt.messages, prompt.tools, dict(lm.profile.image_size))
+        if args.profile and f == len(forms) - 1 and args.device == "cuda":
+            passes = pass_kernels(eng, prep)
+            (args.out / f"engine_loop_passes_{args.size}_{form}.txt").write_text(passes)
+            print(passes, flush=True)
         cos, same, _ = sl.prefill_vs_forward(eng, model, prep, lm.inputs(prompt), fresh=True)
         eng._held = []
 

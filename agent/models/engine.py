@@ -41,6 +41,7 @@ from pixelpilot.agent.models.engine_cache import KVCache, view_bucket
 from pixelpilot.agent.models.engine_inputs import Grid, PromptInputs
 from pixelpilot.agent.models.engine_vision import VisionTower, index_deepstack
 from pixelpilot.agent.models.grammar import Grammars, ReplyMatcher
+from pixelpilot.agent.models.kernels import decoder_forward
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,9 @@ class Engine:
         """Attention in Triton over the filled part of the cache (``agent.models.kernels``): graphs attend
         over the whole buffer, one per chunk length (``PIXELPILOT_ENGINE_KERNELS=0``: buckets and sdpa);
         ``kernels_error``: why not, when asked for (its start-up self-test failed)."""
+        self.decoder = self.kernels and self.packed and triton_kernels.decoder_ready(model)
+        """The text decoder in the engine's own forward (``kernels.decoder_forward``: no mask, the residual
+        adds joined to the norms) rather than transformers' with the kernels swapped in."""
         if self.kernels_error:
             log.warning(
                 "the engine's Triton attention does not run here (%s): sdpa over cache buckets",
@@ -273,15 +277,20 @@ class Engine:
         features at their token positions, run the decoder writing the cache, the last real token's
         logits."""
         size = s["ids"].shape[0]
-        where = s["start"] + s["offs"]
-        self.kv.index[:size].copy_(where)
-        self.kv.view = s["view"]
-        mask = (s["cols"][None, :] <= where[:, None])[None, None]
         embeds = self.lm.embed_tokens(s["ids"][None])
         kwargs: dict[str, Any] = {}
         if s["at"].shape[0]:
             embeds = embeds.index_copy(1, s["at"], s["image"][None].to(embeds.dtype))
             kwargs = {"visual_pos_masks": s["at"], "deepstack_visual_embeds": s["deep"]}
+        if self.decoder:
+            return decoder_forward(
+                self.model, self.kv, embeds, s["pos"][:, None, :], s["start"],
+                deep=kwargs.get("deepstack_visual_embeds"), at=s["at"], last=s["last"],
+            )  # fmt: skip
+        where = s["start"] + s["offs"]
+        self.kv.index[:size].copy_(where)
+        self.kv.view = s["view"]
+        mask = (s["cols"][None, :] <= where[:, None])[None, None]
         with self._attention(s["start"]):
             out = self.lm(
                 inputs_embeds=embeds,
@@ -294,18 +303,16 @@ class Engine:
         return self.head(out.last_hidden_state[0].index_select(0, s["last"])).float()
 
     def _attention(self, start: Any) -> Any:
-        """What every pass runs under: grouped attention (in the Triton kernels over the filled cache,
-        whose first ``start`` positions are held), and the packed projections."""
+        """What a pass through transformers' decoder runs under: grouped attention (in the Triton
+        kernels over the filled cache, whose first ``start`` positions are held), and the packed
+        projections."""
         from pixelpilot.agent.models.attention import engine_attention, filled_cache
         from pixelpilot.agent.models.fused import packed_projections
-        from pixelpilot.agent.models.kernels import kernel_attention
 
         stack = contextlib.ExitStack()
         stack.enter_context(engine_attention(self.lm.config))
         if self.kernels:
             stack.enter_context(filled_cache(start))
-            if self.packed:  # norms, rotary and cache writes in one kernel a layer too
-                stack.enter_context(kernel_attention(self.model, self.kv, start))
         if self.packed:
             stack.enter_context(packed_projections(self.model))
         return stack
@@ -399,11 +406,13 @@ class Engine:
 
     def _decode_pass(self, s: dict[str, Any]) -> Any:
         size = s["ids"].shape[0]
+        p = (s["pos"] + s["offs"])[None, None, :].expand(3, 1, size)
+        if self.decoder:
+            return decoder_forward(self.model, self.kv, self.lm.embed_tokens(s["ids"][None]), p, s["start"])
         where = s["start"] + s["offs"]
         self.kv.index[:size].copy_(where)
         self.kv.view = s["view"]
         mask = (s["cols"][None, :] <= where[:, None])[None, None]
-        p = (s["pos"] + s["offs"])[None, None, :].expand(3, 1, size)
         with self._attention(s["start"]):
             out = self.lm(
                 inputs_embeds=self.lm.embed_tokens(s["ids"][None]),

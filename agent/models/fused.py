@@ -22,6 +22,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "active",
     "available",
     "choose_backend",
     "fused_modules",
@@ -44,6 +45,12 @@ def available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def active() -> dict[str, Any]:
+    """The fused functions while :func:`fused_modules` is active (``rms``, ``add_rms``: the residual
+    add and the norm after it, ``rotary``, ``swiglu``), else none."""
+    return dict(_active)
+
+
 def choose_backend(choice: bool | str | None) -> str | None:
     """``liger`` / ``inductor`` / None (unfused) for a setting (None or True: the best available)."""
     if choice is False or str(choice).lower() in {"0", "off", "false", "no"} or not available():
@@ -64,10 +71,16 @@ def choose_backend(choice: bool | str | None) -> str | None:
 
 
 def _liger() -> dict[str, Any]:
-    from liger_kernel.transformers.functional import liger_rms_norm, liger_rope, liger_swiglu
+    from liger_kernel.transformers.functional import (
+        liger_fused_add_rms_norm,
+        liger_rms_norm,
+        liger_rope,
+        liger_swiglu,
+    )
 
     return {
         "rms": lambda x, w, eps: liger_rms_norm(x, w, eps, 0.0, "llama", False),
+        "add_rms": lambda x, r, w, eps: liger_fused_add_rms_norm(x, r, w, eps, 0.0, "llama", False),
         "rotary": liger_rope,
         "swiglu": liger_swiglu,
     }
@@ -100,7 +113,11 @@ def _functions(backend: str = "inductor") -> dict[str, Any]:
     def swiglu(g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.silu(g) * u
 
-    for name, fn in (("rms", rms), ("rotary", rotary), ("swiglu", swiglu)):
+    def add_rms(x: torch.Tensor, r: torch.Tensor, weight: torch.Tensor, eps: float) -> Any:
+        s = r + x
+        return rms(s, weight, eps), s
+
+    for name, fn in (("rms", rms), ("rotary", rotary), ("swiglu", swiglu), ("add_rms", add_rms)):
         _compiled[name] = torch.compile(fn, dynamic=True)
     return _compiled
 

@@ -9,12 +9,17 @@ query (query heads sharing a key/value head, laid along the query axis) stops at
 
 Two forms of one kernel:
 
-* **split over the cache** (decode and short chunks: a few query rows): each program takes a slice of
-  the cache, for every key/value head; a second kernel combines the slices by their log-sum-exp
-  (flash-decoding). A decode pass reads each filled position's keys and values once, on every
-  multiprocessor at once.
-* **one program per block of query rows** (prefill): flash attention that stops at the block's last
-  visible position.
+* **split over the cache** (decode and short chunks: a few query rows): the filled positions are cut
+  into as many slices of whole tiles as make two programs a multiprocessor over all key/value heads
+  (``SPLITS_PER_SM``; the slice size read from the device at each pass, so one captured grid fits
+  every length); a second kernel combines the slices by their log-sum-exp (flash-decoding). A decode
+  pass reads each filled position's keys and values once, on every multiprocessor at once.
+* **blocks of query rows** (prefill): flash attention that stops at the block's last visible
+  position (optionally cut into ``PREFILL_SPLITS`` slices of the cache as well).
+
+The decoder around them (``decoder_forward``): the engine's passes run Qwen3-VL's text decoder in its
+own loop — no attention mask, no cache bookkeeping, the residual adds joined to the RMS norms after
+them — calling the model's own modules and weights.
 
 Queries are read in transformers' layout (batch 1, heads, tokens, dim: any strides, the last one 1) and
 the output is written in the layout its ``o_proj`` takes (tokens, heads, dim): no copy either side.
@@ -23,19 +28,18 @@ On CPU, ``TRITON_INTERPRET=1`` runs the same kernels in Triton's interpreter (th
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["attend", "available", "choose", "kernel_attention", "prepare", "self_test"]
+__all__ = ["attend", "available", "choose", "decoder_forward", "decoder_ready", "prepare", "self_test"]
 
 ROWS = 16
 """Query rows per program in the split form (the least a Triton matrix product takes)."""
-SPLIT = 512
-"""Cache positions per program in the split form, for up to ``ROWS`` query rows (a decode pass)."""
-WIDE_SPLIT = 1024
-"""The same for chunks of more rows (jump-forward runs): fewer partial results to keep and combine."""
+SPLITS_PER_SM = 2
+"""The split form cuts the filled cache into slices of whole tiles, so many that all key/value heads
+together make this many programs per multiprocessor (a decode pass; chunks of more rows, which have
+more programs already, take fewer slices): every program busy at every cache length, where slices of
+a fixed size left a second wave of a few programs."""
 SPLIT_ROWS = 256
 """Query rows up to which the split form is used; above, the prefill form."""
 SPLIT_BLOCK_N, SPLIT_WARPS, SPLIT_STAGES = 64, 2, 3
@@ -43,6 +47,9 @@ SPLIT_BLOCK_N, SPLIT_WARPS, SPLIT_STAGES = 64, 2, 3
 PREFILL_ROWS, PREFILL_BLOCK_N, PREFILL_WARPS, PREFILL_STAGES = 64, 64, 4, 3
 """The prefill form's query rows and cache positions per tile, warps, stages (measured on an H200:
 ``benchmarks/attention_kernels.py``)."""
+PREFILL_SPLITS = 1
+"""Slices of the cache a prefill cuts (more programs than blocks of rows × heads: a last wave less
+empty), combined as the split form's are."""
 COMBINE_CHUNK, COMBINE_WARPS = 64, 4
 """Slices the combining kernel reads at a time, and its warps."""
 PREPARE_TOKENS = 16
@@ -147,29 +154,36 @@ def attend(query: Any, key: Any, value: Any, start: Any, scale: float) -> Any:
         rows,
         scale * LOG2E,
     )
-    if rows > SPLIT_ROWS:
-        grid = (-(-rows // PREFILL_ROWS), hk, 1)
-        k.attend[grid](
-            query, key, value, start, out, out, out, *common, 1,
-            SPLIT=length, ONE=True, BLOCK_R=PREFILL_ROWS, BLOCK_N=PREFILL_BLOCK_N, D=d,
-            num_warps=PREFILL_WARPS, num_stages=PREFILL_STAGES,
-        )  # fmt: skip
-        return out
-    split = SPLIT if rows <= ROWS else WIDE_SPLIT
-    splits = -(-length // split)
-    part = torch.empty(hk, splits, rows, d, dtype=torch.float32, device=query.device)
-    lse = torch.empty(hk, splits, rows, dtype=torch.float32, device=query.device)
-    grid = (-(-rows // ROWS), hk, splits)
+    if rows > SPLIT_ROWS:  # a prefill: blocks of query rows, the cache cut in PREFILL_SPLITS slices
+        block_r, block_n, warps, stages = PREFILL_ROWS, PREFILL_BLOCK_N, PREFILL_WARPS, PREFILL_STAGES
+        splits = PREFILL_SPLITS
+    else:  # a few rows: every program on a slice of the cache
+        block_r, block_n, warps, stages = ROWS, SPLIT_BLOCK_N, SPLIT_WARPS, SPLIT_STAGES
+        splits = _splits(query.device, hk, -(-rows // ROWS), length, block_n)
+    grid = (-(-rows // block_r), hk, splits)
+    one = splits == 1
+    part = out if one else torch.empty(hk, splits, rows, d, dtype=torch.float32, device=query.device)
+    lse = out if one else torch.empty(hk, splits, rows, dtype=torch.float32, device=query.device)
     k.attend[grid](
         query, key, value, start, out, part, lse, *common, splits,
-        SPLIT=split, ONE=False, BLOCK_R=ROWS, BLOCK_N=SPLIT_BLOCK_N, D=d,
-        num_warps=SPLIT_WARPS, num_stages=SPLIT_STAGES,
+        ONE=one, BLOCK_R=block_r, BLOCK_N=block_n, D=d, num_warps=warps, num_stages=stages,
     )  # fmt: skip
-    k.combine[(rows, hk)](
-        part, lse, start, out, out.stride(1), out.stride(2), q, g, rows, splits,
-        SPLIT=split, CHUNK=COMBINE_CHUNK, D=d, num_warps=COMBINE_WARPS,
-    )  # fmt: skip
+    if not one:
+        k.combine[(rows, hk)](
+            part, lse, start, out, out.stride(1), out.stride(2), q, g, rows, splits,
+            BLOCK_N=block_n, CHUNK=COMBINE_CHUNK, D=d, num_warps=COMBINE_WARPS,
+        )  # fmt: skip
     return out
+
+
+def _splits(device: Any, kv_heads: int, row_blocks: int, length: int, block_n: int) -> int:
+    """Slices of the cache a split-form pass cuts (``SPLITS_PER_SM``): fixed for a device and a head
+    layout, so a captured graph's grid fits every cache length."""
+    import torch
+
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 16
+    programs = max(1, SPLITS_PER_SM * sms // (kv_heads * row_blocks))
+    return max(1, min(programs, -(-length // block_n)))
 
 
 def prepare(qkv: Any, q_weight: Any, k_weight: Any, eps: float, cos: Any, sin: Any, k_cache: Any, v_cache: Any,
@@ -196,42 +210,70 @@ def prepare(qkv: Any, q_weight: Any, k_weight: Any, eps: float, cos: Any, sin: A
     return query
 
 
-@contextlib.contextmanager
-def kernel_attention(model: Any, kv: Any, start: Any) -> Iterator[None]:
-    """While active, each text decoder layer whose q/k/v projections ``fused.pack_projections`` packed
-    attends in three kernels (``prepare``, then ``attend``'s two) instead of transformers' norm, rotary,
-    cache-write and attention kernels: over ``kv`` (the engine's ``KVCache``), whose first ``start``
-    positions (a 0-d tensor on the device) are held. Layers left unpacked keep their own forward."""
+def decoder_ready(model: Any) -> bool:
+    """Every text decoder layer of ``model`` is as :func:`decoder_forward` expects: q/k/v and gate/up
+    packed (``fused.pack_projections``), q/k norms."""
+    layers = list(getattr(model.model.language_model, "layers", []))
+    return bool(layers) and all(
+        "_pp_qkv" in layer.self_attn.__dict__
+        and "_pp_gate_up" in layer.mlp.__dict__
+        and hasattr(layer.self_attn, "q_norm")
+        and hasattr(layer.self_attn, "k_norm")
+        for layer in layers
+    )
+
+
+def decoder_forward(
+    model: Any, kv: Any, embeds: Any, positions: Any, start: Any, *,
+    deep: list[Any] | None = None, at: Any = None, last: Any = None,
+) -> Any:  # fmt: skip
+    """The text decoder of a Qwen3-VL as transformers' computes it, in fewer kernels: the residual
+    add joined to the next RMS norm (Liger's fused add-norm when the engine's fused functions are
+    active), each layer's projections packed, ``prepare`` and ``attend`` for its attention over
+    ``kv`` (the engine's ``KVCache``, whose first ``start`` positions — a 0-d tensor on the device —
+    are held), no mask and no cache-index bookkeeping. ``embeds`` (1, q, hidden), ``positions``
+    (3, 1, q); ``deep``/``at``: the vision tower's deepstack features and their token indices, added
+    after the first layers as transformers does. Returns the float logits of rows ``last`` (a long
+    tensor; None: every row). Only for a model :func:`decoder_ready` accepts."""
     from torch.nn.functional import linear
 
-    from pixelpilot.agent.models.fused import instance_forwards
+    from pixelpilot.agent.models.fused import active
 
-    forwards = []
-    for i, layer in enumerate(getattr(model.model.language_model, "layers", [])):
-        attn = layer.self_attn
-        packed = attn.__dict__.get("_pp_qkv")
-        if packed is None or not hasattr(attn, "q_norm") or not hasattr(attn, "k_norm"):
-            continue
-        whole, (nq, nk, _) = packed
-        d = int(attn.head_dim)
+    lm = model.model.language_model
+    f = active()
+    rms, add_rms, swiglu = f.get("rms"), f.get("add_rms"), f.get("swiglu")
 
-        def forward(
-            hidden_states: Any, position_embeddings: Any, *args: Any,
-            _a: Any = attn, _w: Any = whole, _i: int = i, _h: int = nq // d, _hk: int = nk // d, **kwargs: Any,
-        ) -> tuple[Any, None]:  # fmt: skip
-            cos, sin = position_embeddings
-            k_cache, v_cache = kv.k[_i], kv.v[_i]
-            qkv = linear(hidden_states, _w)
-            query = prepare(
-                qkv, _a.q_norm.weight, _a.k_norm.weight, float(_a.q_norm.variance_epsilon), cos, sin,
-                k_cache, v_cache, start, _h, _hk,
-            )  # fmt: skip
-            out = attend(query.transpose(1, 2), k_cache, v_cache, start, float(_a.scaling))
-            return _a.o_proj(out.reshape(*hidden_states.shape[:-1], -1)), None
+    def norm(h: Any, res: Any, module: Any) -> tuple[Any, Any]:
+        """(RMS norm of res + h, res + h); res None: of h."""
+        if res is not None:
+            if add_rms is not None:
+                return add_rms(h, res, module.weight, module.variance_epsilon)
+            h = res + h
+        return (rms(h, module.weight, module.variance_epsilon) if rms is not None else module(h)), h
 
-        forwards.append((attn, forward))
-    with instance_forwards(forwards):
-        yield
+    cos, sin = lm.rotary_emb(embeds, positions)
+    q = embeds.shape[1]
+    h, res = embeds, None
+    for i, layer in enumerate(lm.layers):
+        a, mlp = layer.self_attn, layer.mlp
+        x, res = norm(h, res, layer.input_layernorm)
+        whole, (nq, nk, _) = a.__dict__["_pp_qkv"]
+        d = int(a.head_dim)
+        query = prepare(
+            linear(x, whole), a.q_norm.weight, a.k_norm.weight, float(a.q_norm.variance_epsilon), cos, sin,
+            kv.k[i], kv.v[i], start, nq // d, nk // d,
+        )  # fmt: skip
+        out = attend(query.transpose(1, 2), kv.k[i], kv.v[i], start, float(a.scaling))
+        h = a.o_proj(out.reshape(1, q, -1))
+        x, res = norm(h, res, layer.post_attention_layernorm)
+        gate, up = linear(x, mlp.__dict__["_pp_gate_up"][0]).chunk(2, dim=-1)
+        h = mlp.down_proj(swiglu(gate, up) if swiglu is not None else mlp.act_fn(gate) * up)
+        if deep is not None and i < len(deep):  # transformers adds them to the layer's output
+            h = (res + h).index_add(1, at, deep[i][None].to(h.dtype))
+            res = None
+    x, _ = norm(h, res, lm.norm)
+    rows = x[0] if last is None else x[0].index_select(0, last)
+    return model.lm_head(rows).float()
 
 
 @functools.cache

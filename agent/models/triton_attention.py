@@ -45,9 +45,11 @@ def attend(
     Q, K, V, Start, Out, Part, Lse,
     sq_h, sq_t, sk_h, sk_n, sv_h, sv_n, so_t, so_h,
     q_len, g, rows, qk_scale, splits,
-    SPLIT: tl.constexpr, ONE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr,
-    D: tl.constexpr,
+    ONE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,
 ):  # fmt: skip
+    """Rows ``BLOCK_R`` of the grouped query of key/value head ``program_id(1)`` over slice
+    ``program_id(2)`` of the filled cache: the positions up to the pass's last token cut into
+    ``splits`` slices of whole tiles (one slice when ``ONE``: the output written as it is)."""
     rb = tl.program_id(0)
     j = tl.program_id(1)
     sp = tl.program_id(2)
@@ -57,8 +59,9 @@ def attend(
     t = r % q_len
     head = j * g + r // q_len  # grouped rows: query head j*g + i is row i*q_len + t
     limit = tl.where(valid, start + t, -1)  # the last position each row sees
-    lo = sp * SPLIT
-    hi = tl.minimum(tl.max(limit, 0) + 1, lo + SPLIT)
+    per = _slice(start + q_len, splits, BLOCK_N)
+    lo = sp * per
+    hi = tl.minimum(tl.max(limit, 0) + 1, lo + per)
     # tiles every row sees whole, then the tiles where some row's view ends
     seen_by_all = tl.minimum(tl.min(tl.where(valid, limit, 1 << 30), 0) + 1, hi)
     full = tl.maximum(lo + (seen_by_all - lo) // BLOCK_N * BLOCK_N, lo)
@@ -83,16 +86,24 @@ def attend(
 
 
 @triton.jit
+def _slice(end, splits, BLOCK_N: tl.constexpr):
+    """Positions a slice of the split form takes: ``end`` positions over ``splits`` slices, in whole
+    tiles (every slice busy at any length; the last ones empty when the cache is short)."""
+    return tl.cdiv(tl.cdiv(end, splits), BLOCK_N) * BLOCK_N
+
+
+@triton.jit
 def combine(
     Part, Lse, Start, Out, so_t, so_h, q_len, g, rows, splits,
-    SPLIT: tl.constexpr, CHUNK: tl.constexpr, D: tl.constexpr,
+    BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, D: tl.constexpr,
 ):  # fmt: skip
     """One query row of one key/value head: its slices' partial outputs weighted by their log-sum-exp
     (base 2), read ``CHUNK`` slices at a time."""
     r = tl.program_id(0)
     j = tl.program_id(1)
     start = tl.load(Start)
-    used = tl.minimum((start + q_len + SPLIT - 1) // SPLIT, splits)  # slices that held a position
+    end = start + q_len
+    used = tl.minimum(tl.cdiv(end, _slice(end, splits, BLOCK_N)), splits)  # slices that held a position
     c = tl.arange(0, CHUNK)
     d = tl.arange(0, D)
     base = j * splits * rows + r

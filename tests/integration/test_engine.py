@@ -388,17 +388,27 @@ def interpreted_kernels():
 
 
 @pytest.mark.parametrize(
-    ("heads", "kv_heads", "q", "start"),
-    [(16, 8, 1, 0), (16, 8, 1, 300), (32, 8, 1, 767), (16, 8, 5, 509), (32, 8, 64, 200), (16, 8, 200, 90)],
+    ("heads", "kv_heads", "q", "start", "prefill_splits"),
+    [
+        (16, 8, 1, 0, 1),
+        (16, 8, 1, 300, 1),
+        (32, 8, 1, 767, 1),
+        (16, 8, 5, 509, 1),
+        (32, 8, 64, 200, 1),
+        (16, 8, 200, 90, 1),
+        (8, 2, 70, 700, 3),
+    ],
 )
 def test_triton_attention_reads_the_filled_cache_and_equals_sdpa(
-    interpreted_kernels, heads, kv_heads, q, start
+    interpreted_kernels, monkeypatch, heads, kv_heads, q, start, prefill_splits
 ):
     """The kernels attend over the whole cache buffer and stop where each token's view ends: the
     same as sdpa over the visible part, whatever the positions past it hold (decode, a jump-forward
-    chunk, a prefill; slices of the cache that begin past the end and slices cut mid-way)."""
+    chunk, a prefill, a prefill cut into slices of the cache; slices that begin past the end and
+    slices cut mid-way)."""
     from transformers.integrations.sdpa_attention import repeat_kv
 
+    monkeypatch.setattr(interpreted_kernels, "PREFILL_SPLITS", prefill_splits)
     torch.manual_seed(q + start)
     length, d = 1024, 16
     query = torch.randn(1, q, heads, d).transpose(1, 2)  # transformers' layout: strided, not contiguous
@@ -416,26 +426,41 @@ def test_triton_attention_reads_the_filled_cache_and_equals_sdpa(
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("decoder", [True, False], ids=["own-decoder", "transformers-decoder"])
 def test_the_engine_with_triton_attention_equals_generate_token_for_token(
-    random_model, interpreted_kernels, monkeypatch
+    random_model, interpreted_kernels, monkeypatch, decoder
 ):
     """The engine as it runs on a GPU (attention over the whole cache, each pass reading what is
-    filled) gives ``generate``'s tokens, the prefix reused."""
+    filled) gives ``generate``'s tokens, the prefix reused: through its own decoder forward (no mask,
+    residual adds joined to the norms, deepstack features added after the first layers) and through
+    transformers' with the kernels as its attention."""
+    from pixelpilot.agent.models import engine as engine_module
+
     m, eng = random_model, random_model.engine
+    assert interpreted_kernels.decoder_ready(m.model) and eng.packed
+    assert m.model.config.vision_config.deepstack_visual_indexes  # the prefill adds deepstack features
     monkeypatch.setattr(eng, "kernels", True)
+    monkeypatch.setattr(eng, "decoder", decoder)
+    calls = []
+    original = engine_module.decoder_forward
+    monkeypatch.setattr(
+        engine_module, "decoder_forward", lambda *a, **k: calls.append(a[2].shape[1]) or original(*a, **k)
+    )
     # bigger tiles than on a GPU: the interpreter's time goes by the tile, not by its size (the
     # kernels at their real tiles are checked above)
     monkeypatch.setattr(interpreted_kernels, "PREFILL_BLOCK_N", 512)
     monkeypatch.setattr(interpreted_kernels, "SPLIT_BLOCK_N", 512)
     monkeypatch.setattr(interpreted_kernels, "PREFILL_ROWS", 512)
-    monkeypatch.setattr(interpreted_kernels, "SPLIT", 1024)
     monkeypatch.setattr(interpreted_kernels, "PREPARE_TOKENS", 512)
     eng._held = []  # nothing the other tests left in the cache is reused
     space = get_space("computer_use")
     first = loop_prompt(space, "Open the inbox", [], screen(5), m.profile)
     out = eng.generate(first.messages, tools=first.tools, size=dict(m.profile.image_size), max_new_tokens=12)
     assert out.tokens == reference(m, first, 12)
-    assert eng.kv.view == eng.max_len  # the passes attended over the whole buffer
+    if decoder:  # every pass went through it: the prefill, then one token (or a forced run) a pass
+        assert len(calls) == out.forward_passes and calls[0] >= out.tokens_in
+    else:
+        assert not calls and eng.kv.view == eng.max_len  # the passes attended over the whole buffer
     second = loop_prompt(
         space, "Open the inbox", [HistoryItem(screen(5), out.text, "clicked")], screen(6), m.profile
     )
