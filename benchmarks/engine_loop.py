@@ -159,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         "figure so far was measured with (the grammar's budget forced the call there)",
     )
     ap.add_argument(
+        "--reply",
+        choices=["free", "script"],
+        default="free",
+        help="free: what the random weights say under the grammar (its free text cut at --free-tokens, "
+        "~25 passes a step); script: every step's reply is step_latency.py's tool call, token for token "
+        "(9 passes: the single step's reply, and the ~9 passes #20 counts a loop step at)",
+    )
+    ap.add_argument(
         "--decode-views",
         choices=["coarse", "fine"],
         default="coarse",
@@ -179,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import step_latency as sl
 
+    from pixelpilot.agent.models.base import Reply
     from pixelpilot.agent.models.local import LocalModel
     from pixelpilot.agent.qwen.parse import parse_reply, reply_to_action
     from pixelpilot.agent.qwen.profile import QwenProfile
@@ -231,6 +240,31 @@ def main(argv: list[str] | None = None) -> int:
     eng.coarse_decode_views = args.decode_views == "coarse"
     space = get_space("computer_use")
     goal = "Open the settings page, turn on dark mode and save"
+    script = None
+    if args.reply == "script":
+        script = lm.processor.tokenizer.encode(sl.CALL, add_special_tokens=False) + [sl.IM_END]
+
+    def generate(prompt: object) -> object:
+        """One step's reply: the model's (``--reply free``) or the script's, through the same engine
+        path (grammar, jump-forward; the forced tokens only replace the argmax)."""
+        if script is None:
+            return lm.generate(prompt)
+        out = eng.generate(
+            prompt.messages,
+            tools=prompt.tools,
+            size=dict(lm.profile.image_size),
+            max_new_tokens=lm.profile.max_new_tokens,
+            grammar=lm._grammar(prompt),
+            forced=script,
+        )
+        return Reply(
+            text=out.text,
+            tokens_in=out.tokens_in,
+            tokens_out=len(out.tokens),
+            timings=out.timings,
+            extra={"engine": {"reused_tokens": out.reused, "passes": out.forward_passes}},
+        )
+
     results: dict[str, dict] = {}
     for f, form in enumerate(forms):
         lm.profile = QwenProfile(history=form, max_new_tokens=args.free_tokens)
@@ -241,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             prompt = loop_prompt(space, goal, history, img, lm.profile)
             captured, runs, kept = len(eng.captures), eng.stats["vision_runs"], eng.stats["vision_kept"]
             t = time.perf_counter()
-            reply = lm.generate(prompt)
+            reply = generate(prompt)
             if args.device == "cuda":
                 torch.cuda.synchronize()
             ms = (time.perf_counter() - t) * 1000
@@ -274,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                 for k in range(args.profile):
                     img = screen(1000 * f + args.steps + k, (w, h))
                     prompt = loop_prompt(space, goal, history, img, lm.profile)
-                    reply = lm.generate(prompt)
+                    reply = generate(prompt)
                     torch.cuda.synchronize()
                     action, _ = reply_to_action(parse_reply(reply.text), space, (w, h), divisor=space.grid)
                     history.append(HistoryItem(img, reply.text, f"did {action.action}"))
@@ -340,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "prefill_views": args.prefill_views,
         "decode_views": args.decode_views,
         "free_tokens": args.free_tokens,
+        "reply": args.reply,
         "wait_each_pass": args.wait_each_pass,
         "command": "python benchmarks/engine_loop.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "hardware": {
@@ -357,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     tag = "" if summary["attention"] == "grouped" else f"_{summary['attention']}"
     tag += "" if eng.kernels else "_no_triton"
+    tag += "_script" if script is not None else ""
     (args.out / f"engine_loop_{args.size}_{args.tokenizer}{tag}.json").write_text(
         json.dumps({"summary": summary, "forms": results}, indent=1)
     )

@@ -103,7 +103,9 @@ def self_test(heads: int, kv_heads: int, dim: int, dtype: Any, device: Any) -> s
         ones = torch.ones(dim, dtype=dtype, device=device)
         cos = torch.ones(1, q, dim, dtype=dtype, device=device)
         start = torch.tensor(500, device=device)
-        query = prepare(qkv, ones, ones, 1e-6, cos, torch.zeros_like(cos), key, value, start, heads, kv_heads)
+        sin = torch.zeros_like(cos)
+        prepare(qkv[:, :1], ones, ones, 1e-6, cos[:, :1], sin[:, :1], key, value, start, heads, kv_heads)
+        query = prepare(qkv, ones, ones, 1e-6, cos, sin, key, value, start, heads, kv_heads)
         g, end = heads // kv_heads, 500 + q
         for rows in (query[:, :1], query):  # the split form (a decode pass) and the prefill form
             n = rows.shape[1]

@@ -40,7 +40,13 @@ def _tiles(
     return m, lsum, acc
 
 
-@triton.jit
+# the lengths and counts vary pass by pass: not specialized on (Triton compiles a kernel anew for
+# each value that is 1 or a multiple of 16), so the engine's start-up self-test compiles what the
+# passes run, and no pass of a new length compiles mid-loop
+_VARYING = ["q_len", "g", "rows", "splits"]
+
+
+@triton.jit(do_not_specialize=_VARYING)
 def attend(
     Q, K, V, Start, Out, Part, Lse,
     sq_h, sq_t, sk_h, sk_n, sv_h, sv_n, so_t, so_h,
@@ -92,7 +98,7 @@ def _slice(end, splits, BLOCK_N: tl.constexpr):
     return tl.cdiv(tl.cdiv(end, splits), BLOCK_N) * BLOCK_N
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_VARYING)
 def combine(
     Part, Lse, Start, Out, so_t, so_h, q_len, g, rows, splits,
     BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, D: tl.constexpr,
@@ -128,7 +134,7 @@ def combine(
     tl.store(Out + t * so_t + head * so_h + d, out.to(Out.dtype.element_ty))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["q_len"])
 def prepare(
     QKV, Wq, Wk, Cos, Sin, Qout, Kc, Vc, Start,
     s_t, s_ct, s_st, sq_t, sq_h, sk_h, sk_n, sv_h, sv_n,
