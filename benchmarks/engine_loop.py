@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         engine=True,  # on the CPU too (a smoke run of this script)
         profile=QwenProfile(history=forms[0], max_new_tokens=args.free_tokens),
     )
+    lm.warm_up((w, h))  # the vision tower's graph for this screen, as a run that knows its screen does
     load_s = time.perf_counter() - t
     model, eng = lm.model, lm.engine
     assert eng is not None, "the engine is off (no CUDA?)"

@@ -588,12 +588,25 @@ class Engine:
             passes += 1
         return logits, passes
 
-    def warm_up(self, prompt_tokens: int = 1600) -> float:
-        """Capture the graphs a step with a prompt of about ``prompt_tokens`` uses (a step captures
-        what it needs on first use anyway)."""
+    def warm_up(
+        self,
+        prompt_tokens: int = 1600,
+        *,
+        screens: tuple[tuple[int, int], ...] = (),
+        size: dict[str, int] | None = None,
+    ) -> float:
+        """Capture the graphs a step with a prompt of about ``prompt_tokens`` uses, and the vision
+        tower's for screenshots of each of ``screens`` (width, height; resized under the image budget
+        ``size``) — a step captures what it needs on first use anyway: done here, the first step of a
+        run pays none of it."""
         if not self.graphs_on:
             return 0.0
         t = time.perf_counter()
+        with self.torch.inference_mode():
+            for w, h in screens:
+                rh, rw = self.inputs.image_size(w, h, size)
+                x, grid = self.inputs.pixels(np.zeros((h, w, 3), dtype=np.uint8), rh, rw)
+                self.vision(x, grid, graphs=True)
         self._held = [(0, None)] * prompt_tokens  # capture as if a prompt of that length were held
         for view in sorted(
             {self._view(prompt_tokens + c, coarse=self.coarse_decode_views) for c in (1, 64, 256)}

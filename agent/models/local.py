@@ -129,6 +129,13 @@ class LocalModel:
             self.engine = Engine(self.model, self.processor)
             self.engine.warm_up()  # capture the decode graphs now, not in the first step
 
+    def warm_up(self, screen: tuple[int, int]) -> None:
+        """Prepare for screenshots of ``screen`` (width, height) before the first step: with the
+        engine, the vision tower's graph for that size is captured now (the decode graphs were at
+        load). Without the engine, nothing to do."""
+        if self.engine is not None:
+            self.engine.warm_up(screens=(tuple(screen),), size=dict(self.profile.image_size))
+
     def inputs(self, prompt: Prompt) -> Any:
         """The processor's tensors for ``prompt`` (chat template, image budget) on the model's device:
         what ``generate`` feeds transformers' ``generate``."""
