@@ -242,8 +242,16 @@ def test_fused_kernels_and_packed_projections_give_the_models_logits_and_are_swa
 
 def test_the_vision_tower_fed_grid_constants_gives_the_models_features(random_model):
     """The engine hands the vision tower what it would compute from the grid (the inputs its CUDA
-    graphs replay with); the features are the model's own."""
+    graphs replay with), and runs its patch embedding as one matrix product and its MLPs with the
+    GELU in the product's epilogue; the features are the model's own."""
+    from pixelpilot.agent.models.engine_vision import fewer_kernels
+
     m, eng = random_model, random_model.engine
+    visual = m.model.model.visual
+    with fewer_kernels(visual):  # every block's MLP and the patch embedding: the tiny model's layout
+        assert "forward" in visual.patch_embed.__dict__
+        assert all("forward" in b.mlp.__dict__ for b in visual.blocks)
+    assert "forward" not in visual.patch_embed.__dict__  # transformers' own again
     inputs = m.inputs(act_prompt(get_space("computer_use"), "Sign in", screen(9)))
     grid = tuple(inputs["image_grid_thw"][0].tolist())
     assert eng.vision.constants(grid) is not None  # this transformers takes them: the graphed path
