@@ -361,9 +361,8 @@ class Engine:
         g = self._graph(size, view) if size in CHUNKS else None
         if g is None:
             g = self._decode_slot(size, view)
-        g["ids"].copy_(torch.tensor(tokens + [tokens[-1]] * (size - q)), non_blocking=True)
-        g["start"].fill_(start)
-        g["pos"].fill_(self._next_pos)
+        # ids, first cache position and rope position in one copy (views of one buffer)
+        g["inputs"].copy_(torch.tensor([*tokens, *[tokens[-1]] * (size - q), start, self._next_pos]))
         if g.get("graph") is not None:
             g["graph"].replay()
             logits = g["out"][q - 1 : q]
@@ -395,10 +394,13 @@ class Engine:
 
     def _decode_slot(self, size: int, view: int) -> dict[str, Any]:
         torch, dev = self.torch, self.device
+        inputs = torch.zeros(size + 2, dtype=torch.long, device=dev)
+        inputs[size] = len(self._held)
         return {
-            "ids": torch.zeros(size, dtype=torch.long, device=dev),
-            "start": torch.full((), len(self._held), dtype=torch.long, device=dev),
-            "pos": torch.zeros((), dtype=torch.long, device=dev),
+            "inputs": inputs,
+            "ids": inputs[:size],
+            "start": inputs[size],
+            "pos": inputs[size + 1],
             "offs": torch.arange(size, device=dev),
             "cols": torch.arange(view, device=dev),
             "view": view,
