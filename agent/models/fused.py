@@ -86,14 +86,9 @@ def _liger() -> dict[str, Any]:
     }
 
 
-def _functions(backend: str = "inductor") -> dict[str, Any]:
-    if backend == "liger":
-        return _liger()
-    if _compiled:
-        return _compiled
+def _plain() -> dict[str, Any]:
+    """The functions as plain torch code: what Inductor compiles (``plain``: uncompiled, for tests)."""
     import torch
-
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
 
     def rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         dtype = x.dtype
@@ -117,7 +112,20 @@ def _functions(backend: str = "inductor") -> dict[str, Any]:
         s = r + x
         return rms(s, weight, eps), s
 
-    for name, fn in (("rms", rms), ("rotary", rotary), ("swiglu", swiglu), ("add_rms", add_rms)):
+    return {"rms": rms, "rotary": rotary, "swiglu": swiglu, "add_rms": add_rms}
+
+
+def _functions(backend: str = "inductor") -> dict[str, Any]:
+    if backend == "liger":
+        return _liger()
+    if backend == "plain":
+        return _plain()
+    if _compiled:
+        return _compiled
+    import torch
+
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    for name, fn in _plain().items():
         _compiled[name] = torch.compile(fn, dynamic=True)
     return _compiled
 

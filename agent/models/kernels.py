@@ -96,7 +96,7 @@ def self_test(heads: int, kv_heads: int, dim: int, dtype: Any, device: Any) -> s
 
     try:
         gen = torch.Generator(device=device).manual_seed(0)
-        length, q = 1024, 300
+        length, q = 1024, 256  # a prefill's length is a multiple of 128: the same compiled kernel
         key = torch.randn(1, kv_heads, length, dim, dtype=dtype, device=device, generator=gen)
         value = torch.randn(1, kv_heads, length, dim, dtype=dtype, device=device, generator=gen)
         qkv = torch.randn(1, q, (heads + 2 * kv_heads) * dim, dtype=dtype, device=device, generator=gen)
@@ -166,7 +166,8 @@ def attend(query: Any, key: Any, value: Any, start: Any, scale: float) -> Any:
     one = splits == 1
     part = out if one else torch.empty(hk, splits, rows, d, dtype=torch.float32, device=query.device)
     lse = out if one else torch.empty(hk, splits, rows, dtype=torch.float32, device=query.device)
-    k.attend[grid](
+    kernel = k.attend_prefill if rows > SPLIT_ROWS else k.attend
+    kernel[grid](
         query, key, value, start, out, part, lse, *common, splits,
         ONE=one, BLOCK_R=block_r, BLOCK_N=block_n, D=d, num_warps=warps, num_stages=stages,
     )  # fmt: skip

@@ -262,6 +262,22 @@ def test_the_vision_tower_fed_grid_constants_gives_the_models_features(random_mo
     assert len(deep) == len(ref.deepstack_features) > 0
     for want, have in zip(ref.deepstack_features, deep, strict=True):
         assert torch.allclose(torch.cat(list(want)), have, atol=1e-5)
+    # under the engine's fused functions (its graph captures), the rotary embedding of queries and
+    # keys in one call of the fused rotary, laid out for it: the same features
+    import importlib
+
+    from pixelpilot.agent.models.fused import fused_modules
+
+    module = importlib.import_module(type(visual).__module__)
+    original = module.apply_rotary_pos_emb_vision
+    with fused_modules(m.model, "plain"), torch.inference_mode():
+        with fewer_kernels(visual):
+            assert module.apply_rotary_pos_emb_vision is not original
+        fused, deep = eng.vision(inputs["pixel_values"], grid, graphs=False)
+    assert module.apply_rotary_pos_emb_vision is original
+    assert torch.allclose(torch.cat(list(ref.pooler_output)), fused, atol=1e-5)
+    for want, have in zip(ref.deepstack_features, deep, strict=True):
+        assert torch.allclose(torch.cat(list(want)), have, atol=1e-5)
 
 
 def test_two_screenshots_in_one_prompt_stay_exact(random_model):
@@ -434,9 +450,13 @@ def test_triton_attention_reads_the_filled_cache_and_equals_sdpa(
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("decoder", [True, False], ids=["own-decoder", "transformers-decoder"])
+@pytest.mark.parametrize(
+    ("decoder", "fused"),
+    [(True, None), (True, "plain"), (False, None)],
+    ids=["own-decoder", "own-decoder-fused-functions", "transformers-decoder"],
+)
 def test_the_engine_with_triton_attention_equals_generate_token_for_token(
-    random_model, interpreted_kernels, monkeypatch, decoder
+    random_model, interpreted_kernels, monkeypatch, decoder, fused
 ):
     """The engine as it runs on a GPU (attention over the whole cache, each pass reading what is
     filled) gives ``generate``'s tokens, the prefix reused: through its own decoder forward (no mask,
@@ -463,7 +483,12 @@ def test_the_engine_with_triton_attention_equals_generate_token_for_token(
     eng._held = []  # nothing the other tests left in the cache is reused
     space = get_space("computer_use")
     first = loop_prompt(space, "Open the inbox", [], screen(5), m.profile)
-    out = eng.generate(first.messages, tools=first.tools, size=dict(m.profile.image_size), max_new_tokens=12)
+    from pixelpilot.agent.models.fused import fused_modules
+
+    with fused_modules(m.model, fused):  # as in a graph capture: the residual add joined to the norm
+        out = eng.generate(
+            first.messages, tools=first.tools, size=dict(m.profile.image_size), max_new_tokens=12
+        )
     assert out.tokens == reference(m, first, 12)
     if decoder:  # every pass went through it: the prefill, then one token (or a forced run) a pass
         assert len(calls) == out.forward_passes and calls[0] >= out.tokens_in
