@@ -613,7 +613,7 @@ class Engine:
         for view in sorted(
             {self._view(prompt_tokens + c, coarse=self.coarse_decode_views) for c in (1, 64, 256)}
         ):
-            for size in CHUNKS:
-                self._graph(size, view)
+            for chunk in CHUNKS:
+                self._graph(chunk, view)
         self._held = []  # the warm-up wrote junk where it pretended to be: nothing is held now
         return time.perf_counter() - t

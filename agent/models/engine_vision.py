@@ -189,13 +189,13 @@ def fewer_kernels(visual: Any) -> Iterator[None]:
             q4, k4 = rotary(q4, k4, cos[None].float(), sin[None].float())
             return q4[0].transpose(0, 1).to(q.dtype), k4[0].transpose(0, 1).to(k.dtype)
 
-        module.apply_rotary_pos_emb_vision = rotate
+        module.apply_rotary_pos_emb_vision = rotate  # type: ignore[attr-defined]
     try:
         with instance_forwards(forwards):
             yield
     finally:
         if original is not None:
-            module.apply_rotary_pos_emb_vision = original
+            module.apply_rotary_pos_emb_vision = original  # type: ignore[attr-defined]
 
 
 def index_deepstack(lm: Any) -> None:

@@ -134,7 +134,8 @@ class LocalModel:
         engine, the vision tower's graph for that size is captured now (the decode graphs were at
         load). Without the engine, nothing to do."""
         if self.engine is not None:
-            self.engine.warm_up(screens=(tuple(screen),), size=dict(self.profile.image_size))
+            w, h = screen
+            self.engine.warm_up(screens=((int(w), int(h)),), size=dict(self.profile.image_size))
 
     def inputs(self, prompt: Prompt) -> Any:
         """The processor's tensors for ``prompt`` (chat template, image budget) on the model's device:
