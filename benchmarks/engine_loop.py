@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             img = screen(1000 * f + k, (w, h))  # new pictures for each form: no features kept across forms
             prompt = loop_prompt(space, goal, history, img, lm.profile)
             captured, runs, kept = len(eng.captures), eng.stats["vision_runs"], eng.stats["vision_kept"]
+            masked = eng.stats["mask_ms"]
             t = time.perf_counter()
             reply = generate(prompt)
             if args.device == "cuda":
@@ -292,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 "host_before_gpu_ms": round(reply.timings["preprocess"], 2),
                 "prefill_ms": round(reply.timings["prefill"], 1),
                 "decode_ms": round(reply.timings["decode"], 1),
+                "grammar_mask_ms": round(eng.stats["mask_ms"] - masked, 1),
                 "graphs_captured": len(eng.captures) - captured,
                 "vision_runs": eng.stats["vision_runs"] - runs,
                 "vision_kept": eng.stats["vision_kept"] - kept,
