@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         engine=True,  # on the CPU too (a smoke run of this script)
         profile=QwenProfile(history=forms[0], max_new_tokens=args.free_tokens),
     )
-    lm.warm_up((w, h))  # the vision tower's graph for this screen, as a run that knows its screen does
+    warm_s = lm.warm_up((w, h), "computer_use")  # as a run that knows its screen and tool does
     load_s = time.perf_counter() - t
     model, eng = lm.model, lm.engine
     assert eng is not None, "the engine is off (no CUDA?)"
@@ -390,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         "graph_error": eng.graph_error,
         "load_and_warm_up_s": round(load_s, 2),
         "engine_warm_up_s": round(eng.warmup_s, 2),
+        "warm_up_for_screen_s": round(warm_s, 2),
     }
     print(json.dumps(summary), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

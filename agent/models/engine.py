@@ -327,6 +327,11 @@ class Engine:
     reply_room = 1024
     """Positions kept free after the prompt for the reply."""
 
+    def reserve(self, tokens: int) -> None:
+        """Make room for prompts of ``tokens`` tokens (and the reply) now, not when one comes."""
+        if tokens + self.reply_room > self.max_len:
+            self._grow(tokens + self.reply_room)
+
     def _grow(self, need: int) -> None:
         """A longer prompt than the cache holds: a cache twice as long (or more), holding what the old
         one held (the prefix stays reusable); graphs attend to the old buffers and are captured anew."""

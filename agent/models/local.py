@@ -129,13 +129,34 @@ class LocalModel:
             self.engine = Engine(self.model, self.processor)
             self.engine.warm_up()  # capture the decode graphs now, not in the first step
 
-    def warm_up(self, screen: tuple[int, int]) -> None:
-        """Prepare for screenshots of ``screen`` (width, height) before the first step: with the
-        engine, the vision tower's graph for that size is captured now (the decode graphs were at
-        load). Without the engine, nothing to do."""
-        if self.engine is not None:
-            w, h = screen
-            self.engine.warm_up(screens=((int(w), int(h)),), size=dict(self.profile.image_size))
+    def warm_up(self, screen: tuple[int, int], space: str = "computer_use") -> float:
+        """Prepare for a run on screenshots of ``screen`` (width, height) with the ``space`` tool, so
+        its first step pays no start-up cost: with the engine, the vision tower's graph for that size,
+        the action grammar compiled (xgrammar reads the vocabulary once), the chat template, and the
+        system prompt with the tool's schema in the cache — three warm-up steps on blank screenshots
+        (the last two meet a first step's prefill shape: its graph is captured). Returns the seconds
+        taken; without the engine, nothing to do."""
+        if self.engine is None:
+            return 0.0
+        from PIL import Image
+
+        from pixelpilot.agent.qwen.prompts import loop_prompt
+        from pixelpilot.tools.spaces import get_space
+
+        t = time.perf_counter()
+        w, h = int(screen[0]), int(screen[1])
+        eng, size = self.engine, dict(self.profile.image_size)
+        rh, rw = eng.inputs.image_size(w, h, size)
+        p = self.profile
+        pictures = p.history_max if p.history == "blocks" else p.history_images + 1
+        # room for the longest prompt the history makes (its pictures, ~300 tokens of text a step):
+        # a cache that grows mid-run captures its graphs again
+        eng.reserve(pictures * (rh // 32) * (rw // 32 + 1) + 300 * 2 * pictures + 4096)
+        eng.warm_up(screens=((w, h),), size=size)
+        for shade in (255, 128, 0):  # a new picture each: the last two prefill from its start
+            picture = Image.new("RGB", (w, h), (shade, shade, shade))
+            self._engine_generate(loop_prompt(get_space(space), "Warm up.", [], picture, self.profile), 1)
+        return time.perf_counter() - t
 
     def inputs(self, prompt: Prompt) -> Any:
         """The processor's tensors for ``prompt`` (chat template, image budget) on the model's device:

@@ -565,3 +565,22 @@ def test_the_engine_falls_back_to_sdpa_when_its_kernels_do_not_run_here(
     eng = Engine(m.model, m.processor, graphs=False, kernels=True)
     assert not eng.kernels
     assert eng.kernels_error == "RuntimeError: no kernel image is available for execution on the device"
+
+
+def test_warm_up_for_a_screen_leaves_the_first_step_nothing_to_start(random_model):
+    """``LocalModel.warm_up(screen, space)``: the cache is sized for the history's longest prompt and
+    already holds the system prompt with the tool's schema, so a run's first step computes only its
+    own part (its screenshot, its goal) — as every later step does."""
+    m, eng = random_model, random_model.engine
+    eng._held = []
+    m.warm_up((640, 400), "computer_use")
+    grid_tokens = (400 // 32) * (640 // 32)
+    assert eng.max_len >= m.profile.history_max * grid_tokens
+    prompt = loop_prompt(get_space("computer_use"), "Open the inbox", [], screen(21), m.profile)
+    ids = m.inputs(prompt)["input_ids"][0].tolist()
+    start = m.processor.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    user_turn = [i for i, t in enumerate(ids) if t == start][1]  # the system turn ends there
+    assert user_turn > 100  # the tool's schema
+    reply = m.generate(prompt)
+    assert reply.extra["engine"]["reused_tokens"] >= user_turn
+    eng._held = []
