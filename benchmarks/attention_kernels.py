@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     from pixelpilot.agent.models import kernels
 
     sweep = []  # the kernels' tile settings: the prefill form on a prefill, the split form on a decode pass
-    names = ("PREFILL_ROWS", "PREFILL_BLOCK_N", "PREFILL_WARPS", "PREFILL_STAGES", "PREFILL_SPLITS")
+    names = ("PREFILL_ROWS", "PREFILL_BLOCK_N", "PREFILL_WARPS", "PREFILL_STAGES")
     names += ("SPLITS_PER_SM", "SPLIT_BLOCK_N", "SPLIT_WARPS", "SPLIT_STAGES", "COMBINE_WARPS")
     base = {k: getattr(kernels, k) for k in names}
     tries = (
@@ -164,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
                 (128, 64, 8, 2),
             )
         ]
-        + [dict(PREFILL_SPLITS=sp) for sp in (2, 3, 4)]
         + [
             dict(SPLITS_PER_SM=sp, SPLIT_BLOCK_N=n, SPLIT_WARPS=w, SPLIT_STAGES=st)
             for sp in (1, 2, 4)

@@ -15,7 +15,7 @@ Two forms of one kernel:
   every length); a second kernel combines the slices by their log-sum-exp (flash-decoding). A decode
   pass reads each filled position's keys and values once, on every multiprocessor at once.
 * **blocks of query rows** (prefill): flash attention that stops at the block's last visible
-  position (optionally cut into ``PREFILL_SPLITS`` slices of the cache as well).
+  position.
 
 The decoder around them (``decoder_forward``): the engine's passes run Qwen3-VL's text decoder in its
 own loop — no attention mask, no cache bookkeeping, the residual adds joined to the RMS norms after
@@ -47,9 +47,6 @@ SPLIT_BLOCK_N, SPLIT_WARPS, SPLIT_STAGES = 64, 2, 3
 PREFILL_ROWS, PREFILL_BLOCK_N, PREFILL_WARPS, PREFILL_STAGES = 64, 64, 4, 3
 """The prefill form's query rows and cache positions per tile, warps, stages (measured on an H200:
 ``benchmarks/attention_kernels.py``)."""
-PREFILL_SPLITS = 1
-"""Slices of the cache a prefill cuts (more programs than blocks of rows × heads: a last wave less
-empty), combined as the split form's are."""
 COMBINE_CHUNK, COMBINE_WARPS = 64, 4
 """Slices the combining kernel reads at a time, and its warps."""
 PREPARE_TOKENS = 16
@@ -156,9 +153,10 @@ def attend(query: Any, key: Any, value: Any, start: Any, scale: float) -> Any:
         rows,
         scale * LOG2E,
     )
-    if rows > SPLIT_ROWS:  # a prefill: blocks of query rows, the cache cut in PREFILL_SPLITS slices
+    if rows > SPLIT_ROWS:  # a prefill: blocks of query rows, each over all it sees (cutting the
+        # cache into slices too did not pay: benchmarks/results/attention_kernels_h200_dynamic_split.json)
         block_r, block_n, warps, stages = PREFILL_ROWS, PREFILL_BLOCK_N, PREFILL_WARPS, PREFILL_STAGES
-        splits = PREFILL_SPLITS
+        splits = 1
     else:  # a few rows: every program on a slice of the cache
         block_r, block_n, warps, stages = ROWS, SPLIT_BLOCK_N, SPLIT_WARPS, SPLIT_STAGES
         splits = _splits(query.device, hk, -(-rows // ROWS), length, block_n)
