@@ -11,16 +11,18 @@ What it does that ``generate`` does not:
 * **Everything replayed from CUDA graphs**, captured once: the vision tower (``engine_vision``, one graph per image
   grid), the prefill (its tail padded to a multiple of ``PREFILL_STEP``; one graph per padded length,
   image tokens and cache bucket) and decoding (one per chunk length and cache bucket): no Python or
-  launch cost per layer; inside them the norms, rotary and SwiGLU run as fused kernels
-  (``agent.models.fused``: Liger-Kernel's Triton kernels, or three small torch.compile'd functions).
+  launch cost per layer; inside them the norms (joined to the residual adds), rotary and SwiGLU run as
+  fused kernels (``agent.models.fused``: Liger-Kernel's Triton kernels, or small torch.compile'd
+  functions). With the Triton attention on (``agent.models.kernels``), the text decoder runs in the
+  engine's own loop over the model's modules (``kernels.decoder_forward``: no mask, no cache buckets).
 * **Constrained decoding with jump-forward** (xgrammar, ``agent.qwen.constrain``): the reply can only
   be free text followed by one valid tool call; where the grammar allows a single continuation
   (``{"name": "computer_use", "arguments": {"action": "``), those tokens are appended in one forward
   pass instead of one decode step each.
 * **Image preprocessing on the GPU** (resize, normalise, patchify): the CPU only tokenizes.
 
-It calls the transformers model's own modules (vision tower, decoder layers, ``lm_head``) with the
-same weights; with constraints off and in fp32 it produces the same tokens as ``generate`` (a CPU test
+It calls the transformers model's own modules and weights (vision tower, the decoder layers' norms
+and projections, ``lm_head``); with constraints off and in fp32 it produces the same tokens as ``generate`` (a CPU test
 checks this on the tiny model). Switch it off with ``LocalModel(..., engine=False)`` or
 ``PIXELPILOT_ENGINE=0``.
 """
