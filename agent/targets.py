@@ -77,15 +77,21 @@ class Targets:
         return loc
 
     def _placed(
-        self, screen: Screen, rec: StepRecord, q: Query, locate: Callable[[Screen], Located]
+        self,
+        screen: Screen,
+        rec: StepRecord,
+        q: Query,
+        nth: int | None,
+        find: Callable[[Screen], Located],
+        match: Callable[[list[UINode]], list[UINode]],
     ) -> Located:
-        """``locate`` on ``screen``, waiting (up to the settle timeout, on fresh frames) while the element
+        """``_find`` on ``screen``, waiting (up to the settle timeout, on fresh frames) while the element
         found lies above or left of the screen: a window still being placed (a dialog just mapped
         reports its fields at negative positions for a moment). Still there then: a clear error, not
         a click outside the screen."""
         deadline = self.clock() + self._agent.settings.settle_timeout
         while True:
-            loc = locate(screen)
+            loc = self._find(screen, rec, find, match, q, nth)
             x, y = loc.point
             if not screen.taken or (x >= 0 and y >= 0):  # past the right or bottom edge: a page scrolls there
                 return loc
@@ -107,14 +113,9 @@ class Targets:
             screen,
             rec,
             q,
-            lambda screen: self._find(
-                screen,
-                rec,
-                lambda s: self.locator.text(s, q, nth=nth, css=self._css),
-                lambda nodes: resolve(q, nodes, act=True, css=self._css),
-                q,
-                nth,
-            ),
+            nth,
+            lambda s: self.locator.text(s, q, nth=nth, css=self._css),
+            lambda nodes: resolve(q, nodes, act=True, css=self._css),
         )
 
     def _field(self, screen: Screen, label: Target, nth: int | None, rec: StepRecord) -> Located:
@@ -123,17 +124,12 @@ class Targets:
             screen,
             rec,
             q,
-            lambda screen: self._find(
-                screen,
-                rec,
-                lambda s: self.locator.field(s, q, nth=nth, css=self._css),
-                lambda nodes: (
-                    match_fields(nodes, q.plain_text)
-                    if q.plain_text is not None
-                    else resolve(q, nodes, act=True, css=self._css)
-                ),
-                q,
-                nth,
+            nth,
+            lambda s: self.locator.field(s, q, nth=nth, css=self._css),
+            lambda nodes: (
+                match_fields(nodes, q.plain_text)
+                if q.plain_text is not None
+                else resolve(q, nodes, act=True, css=self._css)
             ),
         )
 

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from pixelpilot.agent.models.engine_cache import KVCache, view_bucket
-from pixelpilot.agent.models.engine_inputs import Grid, PromptInputs
+from pixelpilot.agent.models.engine_cache import KVCache, capture_graph, view_bucket
+from pixelpilot.agent.models.engine_inputs import Grid, PromptInputs, stop_ids
 from pixelpilot.agent.models.engine_vision import VisionTower, index_deepstack
 from pixelpilot.agent.models.grammar import Grammars, ReplyMatcher
 from pixelpilot.agent.models.kernels import decoder_forward
@@ -118,8 +118,7 @@ class Engine:
         over the whole buffer, one per chunk length (``PIXELPILOT_ENGINE_KERNELS=0``: buckets and sdpa);
         ``kernels_error``: why not, when asked for (its start-up self-test failed)."""
         self.decoder = self.kernels and self.packed and triton_kernels.decoder_ready(model)
-        """The text decoder in the engine's own forward (``kernels.decoder_forward``: no mask, the residual
-        adds joined to the norms) rather than transformers' with the kernels swapped in."""
+        """The text decoder in the engine's own loop (``kernels.decoder_forward``), not transformers'."""
         if self.kernels_error:
             log.warning(
                 "the engine's Triton attention does not run here (%s): sdpa over cache buckets",
@@ -134,7 +133,7 @@ class Engine:
         # what the cache holds: token ids and, per position, the digest of the image it belongs to
         self._held: list[tuple[int, str | None]] = []
         self._next_pos = 0  # rope position after the held tokens
-        self._eos = self._eos_ids()
+        self._eos = stop_ids(model, self.tokenizer)
         self.grammars = Grammars(self.tokenizer, int(tcfg.vocab_size), self._eos)
         self.warmup_s = 0.0
         self.captures: list[tuple[str, float]] = []
@@ -162,13 +161,6 @@ class Engine:
         screenshots whose kept features were used instead."""
         self.stats = {"mask_ms": 0.0, "pass_ms": 0.0, "vision_runs": 0, "vision_kept": 0}
 
-    def _eos_ids(self) -> set[int]:
-        gc = getattr(self.model, "generation_config", None)
-        ids = getattr(gc, "eos_token_id", None) if gc is not None else None
-        if ids is None:
-            ids = self.tokenizer.eos_token_id
-        return set(ids if isinstance(ids, list) else [ids]) - {None}
-
     # -- forward passes ------------------------------------------------------------------------------
     def _prefill(self, prep: dict[str, Any]) -> tuple[Any, int, dict[str, float]]:
         """Compute what the cache does not hold yet; returns the last position's logits.
@@ -180,8 +172,7 @@ class Engine:
         cache positions the reply overwrites."""
         torch = self.torch
         ids, owner, grids = prep["ids"], prep["owner"], prep["grids"]
-        if len(ids) + self.reply_room > self.max_len:
-            self._grow(len(ids) + self.reply_room)
+        self.reserve(len(ids))
         pos3, _ = self.inputs.rope_positions(ids, grids)
         common = 0
         for (a, da), b, db in zip(self._held, ids, owner, strict=False):
@@ -341,12 +332,7 @@ class Engine:
         log.info("engine cache grows from %d to %d positions", self.max_len, new)
         self._graphs.clear()
         self._pool = None
-        old, held = self.kv, len(self._held)
-        self.kv = KVCache(*self._kv_shape, new, self.dtype, self.device)
-        for dst, src in ((self.kv.k, old.k), (self.kv.v, old.v)):
-            for d, s_ in zip(dst, src, strict=True):
-                d[:, :, :held].copy_(s_[:, :, :held])
-        del old
+        self.kv = self.kv.grown(new, len(self._held))
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
         self.max_len = new
@@ -437,22 +423,9 @@ class Engine:
         graph sharing one memory pool with the others, put in ``slot`` as ``graph`` and ``out``;
         False when capture fails (the caller then runs eagerly). Every tensor the graph reads must
         outlive it (the graph holds addresses, not references): the slot keeps them beside it."""
-        torch = self.torch
         t0 = time.perf_counter()
         try:
-            # inference mode: no autograd history may hold the warm-up's tensors
-            with torch.inference_mode(), self._fused():
-                s = torch.cuda.Stream()
-                s.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(s):
-                    for _ in range(2):
-                        run()
-                torch.cuda.current_stream().wait_stream(s)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=self._pool):
-                    out = run()
-                if self._pool is None:
-                    self._pool = graph.pool()
+            graph, out, self._pool = capture_graph(run, self._pool, self._fused)
         except Exception as exc:
             log.warning("CUDA graph capture of %s failed (%s); running it eagerly", key[0], exc)
             self.graph_error = f"{key[0]}: {type(exc).__name__}: {exc}"
@@ -612,10 +585,11 @@ class Engine:
             return 0.0
         t = time.perf_counter()
         with self.torch.inference_mode():
-            for w, h in screens:
-                rh, rw = self.inputs.image_size(w, h, size)
-                x, grid = self.inputs.pixels(np.zeros((h, w, 3), dtype=np.uint8), rh, rw)
-                self.vision(x, grid, graphs=True)
+            for w, h in screens:  # a blank picture of each size through the tower: its graph captured
+                self.vision(
+                    *self.inputs.pixels(np.zeros((h, w, 3), np.uint8), *self.inputs.image_size(w, h, size)),
+                    graphs=True,
+                )
         self._held = [(0, None)] * prompt_tokens  # capture as if a prompt of that length were held
         for view in sorted(
             {self._view(prompt_tokens + c, coarse=self.coarse_decode_views) for c in (1, 64, 256)}

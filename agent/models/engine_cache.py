@@ -1,11 +1,11 @@
-"""The engine's KV cache: every layer's keys and values in fixed buffers that outlive a step, and the
-buckets of it a CUDA graph attends to."""
+"""The engine's KV cache: every layer's keys and values in fixed buffers that outlive a step, the
+buckets of it a CUDA graph attends to, and the capture of those graphs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["VIEW_STEP", "VIEW_WIDE_FROM", "VIEW_WIDE_STEP", "KVCache", "view_bucket"]
+__all__ = ["VIEW_STEP", "VIEW_WIDE_FROM", "VIEW_WIDE_STEP", "KVCache", "capture_graph", "view_bucket"]
 
 VIEW_STEP = 512
 """Graphs attend over the cache in steps of this many positions (up to ``VIEW_WIDE_FROM``)."""
@@ -43,6 +43,34 @@ class KVCache:
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.seen
+
+    def grown(self, length: int, held: int) -> KVCache:
+        """A cache of ``length`` positions holding this one's first ``held`` (the prefix stays reusable)."""
+        k0 = self.k[0]
+        new = KVCache(len(self.k), k0.shape[1], k0.shape[3], length, k0.dtype, k0.device)
+        for dst, src in ((new.k, self.k), (new.v, self.v)):
+            for d, s in zip(dst, src, strict=True):
+                d[:, :, :held].copy_(s[:, :, :held])
+        return new
+
+
+def capture_graph(run: Any, pool: Any, fused: Any) -> tuple[Any, Any, Any]:
+    """Warm ``run`` up on a side stream (allocator, cuBLAS handles), then capture it into a CUDA graph
+    sharing the memory ``pool`` (None: the graph's own becomes it), under ``fused()`` and inference mode
+    (no autograd history may hold the warm-up's tensors): (graph, its output, the pool)."""
+    import torch
+
+    with torch.inference_mode(), fused():
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(2):
+                run()
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool):
+            out = run()
+    return graph, out, pool if pool is not None else graph.pool()
 
 
 def view_bucket(end: int, max_len: int, *, coarse: bool = False) -> int:

@@ -13,10 +13,19 @@ import numpy as np
 
 from pixelpilot.drivers.base import SOURCE_DIGEST
 
-__all__ = ["Grid", "PromptInputs"]
+__all__ = ["Grid", "PromptInputs", "stop_ids"]
 
 Grid = tuple[int, int, int, int, int]
 """One image: (t, patch rows, patch columns, resized height, resized width)."""
+
+
+def stop_ids(model: Any, tokenizer: Any) -> set[int]:
+    """The tokens that end a reply: the model's generation config's, else the tokenizer's end."""
+    gc = getattr(model, "generation_config", None)
+    ids = getattr(gc, "eos_token_id", None) if gc is not None else None
+    if ids is None:
+        ids = tokenizer.eos_token_id
+    return set(ids if isinstance(ids, list) else [ids]) - {None}
 
 
 def _rgb(image: Any) -> np.ndarray:

@@ -180,11 +180,16 @@ def attend(query: Any, key: Any, value: Any, start: Any, scale: float) -> Any:
 def _splits(device: Any, kv_heads: int, row_blocks: int, length: int, block_n: int) -> int:
     """Slices of the cache a split-form pass cuts (``SPLITS_PER_SM``): fixed for a device and a head
     layout, so a captured graph's grid fits every cache length."""
-    import torch
-
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 16
+    sms = _multiprocessors(device.index) if device.type == "cuda" else 16
     programs = max(1, SPLITS_PER_SM * sms // (kv_heads * row_blocks))
     return max(1, min(programs, -(-length // block_n)))
+
+
+@functools.cache
+def _multiprocessors(index: int | None) -> int:
+    import torch
+
+    return int(torch.cuda.get_device_properties(index).multi_processor_count)
 
 
 def prepare(qkv: Any, q_weight: Any, k_weight: Any, eps: float, cos: Any, sin: Any, k_cache: Any, v_cache: Any,
