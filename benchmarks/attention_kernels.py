@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import torch
+from _timing import graph_ms
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,26 +28,12 @@ LAYERS = 28
 def timed(fn) -> float:
     """Microseconds per call of ``fn(layer)`` replayed from a graph of one call per layer, each layer
     reading its own cache (as a decode pass does: nothing is left in L2 from the layer before)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for i in range(2):
-            fn(i)
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
+
+    def one_pass() -> None:
         for i in range(LAYERS):
             fn(i)
-    g.replay()
-    torch.cuda.synchronize()
-    reps = 10
-    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    a.record()
-    for _ in range(reps):
-        g.replay()
-    b.record()
-    torch.cuda.synchronize()
-    return a.elapsed_time(b) * 1000 / reps / LAYERS
+
+    return graph_ms(one_pass, reps=10) * 1000 / LAYERS
 
 
 def bucket(end: int) -> int:
