@@ -42,9 +42,12 @@ ROOT = "/org/a11y/atspi/accessible/root"
 LAUNCHERS = ("/usr/libexec/at-spi-bus-launcher", "/usr/lib/at-spi2-core/at-spi-bus-launcher")
 
 # AtspiStateType bit numbers (at-spi2-core atspi-constants.h)
-ST_CHECKED, ST_EDITABLE, ST_ENABLED, ST_FOCUSABLE, ST_FOCUSED, ST_MODAL = 4, 7, 8, 11, 12, 16
+ST_ACTIVE, ST_CHECKED, ST_EDITABLE, ST_ENABLED, ST_FOCUSABLE, ST_FOCUSED, ST_MODAL = 1, 4, 7, 8, 11, 12, 16
 ST_SENSITIVE, ST_SHOWING, ST_VISIBLE = 24, 25, 30
 REL_LABEL_FOR, REL_LABELLED_BY = 1, 2
+
+DIALOG_ROLES = ("dialog", "file chooser", "alert")
+"""Window roles of dialogs (drawn over the window that opened them)."""
 
 ROLES = {
     "push button": "button",
@@ -483,9 +486,13 @@ def ui_nodes(
         return menus[key]
 
     # a modal dialog on the screen takes the input: the windows behind it are not what a step acts on
-    modal = {n.window for n in nodes if n.window == (n.bus, n.path) and n.has(ST_MODAL) and n.has(ST_SHOWING)}
+    tops = [n for n in nodes if n.window == (n.bus, n.path) and n.has(ST_SHOWING)]
+    modal = {n.window for n in tops if n.has(ST_MODAL)}
     if modal:
         nodes = [n for n in nodes if n.window in modal]
+    # the active dialog is drawn over its window: its elements win a name both have (Qt's bridge
+    # reports a file dialog opened with exec() without its modal state now and then)
+    front = {n.window for n in tops if n.has(ST_ACTIVE) and n.role_name in DIALOG_ROLES}
     left, top = monitor["left"], monitor["top"]
     width, height = monitor["width"], monitor["height"]
     out: list[UINode] = []
@@ -526,7 +533,7 @@ def ui_nodes(
                 focused=n.has(ST_FOCUSED),
                 enabled=n.has(ST_SENSITIVE) or not n.has(ST_FOCUSABLE),
                 box=Box(x * s, y * s, w * s, h * s),
-                layer=1 if in_menu((n.bus, n.path)) else 0,
+                layer=2 if in_menu((n.bus, n.path)) else int(n.window in front),
             )
         )
         if keys is not None:

@@ -81,9 +81,9 @@ class UINode:
     """For a container read from a document (a row, a list item, a CSS match): all the text inside it,
     so "the row that has Alice" needs no boxes."""
     layer: int = 0
-    """0: in its window; 1: in an open popup menu drawn over the window. An action's target that
-    matches on a higher layer wins (with a menu open, ``click: Save`` is the menu's Save, not the
-    toolbar's behind it)."""
+    """0: in its window; 1: in the active dialog drawn over it; 2: in an open popup menu drawn over
+    both (the desktop's accessibility tree sets it). An action's target that matches on a higher
+    layer wins (with a menu open, ``click: Save`` is the menu's Save, not the toolbar's behind it)."""
 
     def describe(self) -> str:
         label = self.name or self.text or self.placeholder

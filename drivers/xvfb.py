@@ -99,11 +99,20 @@ class VirtualDisplay:
         proc, self._proc = self._proc, None
         if proc is not None:
             stop_groups([proc], timeout=5)
-        if self.display:
+        if self.display and proc is not None:
+            # Xvfb removes its lock and socket when it stops; one killed outright leaves them. Only
+            # files that are still this server's go: the number may already be another Xvfb's (one
+            # started beside this one, e.g. by a parallel run, once this one had let it go).
             n = self.display.lstrip(":")
-            for leftover in (Path(f"/tmp/.X{n}-lock"), Path(f"/tmp/.X11-unix/X{n}")):
-                with contextlib.suppress(FileNotFoundError, PermissionError):
-                    leftover.unlink()
+            lock = Path(f"/tmp/.X{n}-lock")
+            try:
+                ours = int(lock.read_text().strip() or 0) == proc.pid
+            except (OSError, ValueError):
+                ours = False
+            if ours:
+                for leftover in (lock, Path(f"/tmp/.X11-unix/X{n}")):
+                    with contextlib.suppress(FileNotFoundError, PermissionError):
+                        leftover.unlink()
         self._log.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._log.name)

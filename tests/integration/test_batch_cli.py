@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pixelpilot.agent import read_run
+from tests.support.procs import pids_running
 from tests.support.web import Page, serve
 
 from ..conftest import EXAMPLES, ROOT, run_dirs
@@ -190,16 +191,10 @@ def test_a_crashed_worker_fails_its_task_not_the_run(chromium, tmp_path):
     def kill_the_slow_worker() -> None:
         deadline = time.time() + 120
         while time.time() < deadline:
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit():
-                    try:
-                        cmd = (entry / "cmdline").read_bytes()
-                    except OSError:
-                        continue
-                    if b"slow.yaml" in cmd and b"--result-json" in cmd:
-                        time.sleep(2)
-                        os.kill(int(entry.name), signal.SIGKILL)
-                        return
+            for pid in pids_running(str(tmp_path / "tasks" / "slow.yaml"), "--result-json"):
+                time.sleep(2)
+                os.kill(pid, signal.SIGKILL)
+                return
             time.sleep(0.2)
 
     killer = threading.Thread(target=kill_the_slow_worker)
@@ -305,11 +300,9 @@ def test_a_killed_long_lived_worker_fails_its_task_and_a_new_one_takes_the_rest(
         if runs:
             break
         time.sleep(0.2)
-    worker = next(
-        int(p.name)
-        for p in Path("/proc").iterdir()
-        if p.name.isdigit() and b"--serve" in (p / "cmdline").read_bytes()
-    )
+    (worker,) = pids_running(
+        str(folder), b"\0--serve\0"
+    )  # this test's worker (never vLLM's --served-model-name)
     os.kill(worker, signal.SIGKILL)
     output, _ = proc.communicate(timeout=180)
     assert proc.returncode == 1, output

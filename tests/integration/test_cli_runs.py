@@ -17,6 +17,7 @@ import pytest
 
 from pixelpilot.agent import read_run
 from pixelpilot.tasks import RunOptions, run_task
+from tests.support.procs import pids_running
 
 from ..conftest import EXAMPLES, ROOT, run_dirs
 
@@ -150,18 +151,6 @@ def test_missing_target_fails_with_candidates_and_frame(chromium, tmp_path):
     assert "Sign on" in (run_dir / "report.html").read_text()
 
 
-def _pids_with(marker: str) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    out.append(int(entry.name))
-            except OSError:
-                continue
-    return out
-
-
 def test_browser_killed_mid_run_leaves_a_complete_log(chromium, tmp_path):
     from pixelpilot.drivers import BrowserDriver
 
@@ -172,7 +161,7 @@ def test_browser_killed_mid_run_leaves_a_complete_log(chromium, tmp_path):
 
     def kill_browser(rec):
         if rec.index == 2:
-            pids = _pids_with(marker)
+            pids = pids_running(marker)
             assert pids, "the browser's processes were not found"
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):

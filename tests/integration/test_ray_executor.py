@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pixelpilot.agent import read_run
+from tests.support.procs import pids_running
 from tests.support.web import free_port
 
 from ..conftest import EXAMPLES, ROOT, run_dirs
@@ -93,17 +94,10 @@ def test_a_folder_of_tasks_runs_on_a_ray_cluster(ray_cluster, tmp_path):
     def kill_the_slow_task_on_its_node() -> None:
         deadline = time.time() + 150
         while time.time() < deadline:
-            for entry in Path("/proc").iterdir():
-                if not entry.name.isdigit():
-                    continue
-                try:
-                    cmd = (entry / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if b"slow.yaml" in cmd and b"--result-json" in cmd and b"pixelpilot-ray-" in cmd:
-                    time.sleep(3)
-                    os.kill(int(entry.name), signal.SIGKILL)
-                    return
+            for pid in pids_running(b"slow.yaml", b"--result-json", b"pixelpilot-ray-"):
+                time.sleep(3)
+                os.kill(pid, signal.SIGKILL)
+                return
             time.sleep(0.3)
 
     killer = threading.Thread(target=kill_the_slow_task_on_its_node)
@@ -135,18 +129,6 @@ def test_ray_actors_keep_their_drivers_across_tasks(ray_cluster, tmp_path):
     workers = [read_run(r).meta["worker"] for r in run_dirs(out)]
     assert len(workers) == 3 and len({w["pid"] for w in workers}) <= 2
     assert max(w["driver_task"] for w in workers) >= 2  # an actor's driver served a second task
-
-
-def _pids_running(needle: bytes) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def _runs_under_way(since: float) -> list[Path]:
@@ -205,11 +187,9 @@ def test_ctrl_c_cancels_the_ray_tasks_and_each_run_is_recorded_interrupted(ray_c
     assert len(runs) == 2 and all(r.meta["status"] == "interrupted" for r in runs), [r.meta for r in runs]
     assert all(r.steps[-1].outcome == "interrupted" for r in runs)
     deadline = time.time() + 30  # nothing of the batch keeps running on the node
-    while time.time() < deadline and _pids_running(b"pixelpilot-ray-"):
+    while time.time() < deadline and pids_running(b"pixelpilot-ray-"):
         time.sleep(0.5)
-    assert not [
-        p for p in _pids_running(b"--result-json") if b"slow" in Path(f"/proc/{p}/cmdline").read_bytes()
-    ]
+    assert not pids_running(b"--result-json", b"slow", b"pixelpilot-ray-")
 
 
 def test_the_live_table_shows_a_ray_tasks_steps_while_it_runs(ray_cluster, tmp_path, monkeypatch):

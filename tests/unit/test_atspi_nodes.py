@@ -2,7 +2,15 @@
 what a scrolled panel hides."""
 
 from pixelpilot.agent.locate import match_nodes
-from pixelpilot.drivers.atspi import ST_EDITABLE, ST_FOCUSED, ST_MODAL, ST_SHOWING, AtspiNode, ui_nodes
+from pixelpilot.drivers.atspi import (
+    ST_ACTIVE,
+    ST_EDITABLE,
+    ST_FOCUSED,
+    ST_MODAL,
+    ST_SHOWING,
+    AtspiNode,
+    ui_nodes,
+)
 
 SCREEN = {"left": 0, "top": 0, "width": 1280, "height": 800}
 SHOWN = 1 << ST_SHOWING
@@ -22,6 +30,26 @@ def test_a_modal_dialog_hides_the_windows_behind_it():
     assert names == [("dialog", "Save As", 24), ("button", "Save", 564)]
     # without the dialog both the window's buttons are there
     assert [n.name for n in ui_nodes([main, toolbar_save], SCREEN, 1.0)] == ["Editor", "Save"]
+
+
+def test_the_active_dialog_wins_a_name_its_window_has_when_no_modal_state_is_reported():
+    """Qt's AT-SPI bridge reports FeatherPad's Save As dialog (opened with exec()) without its modal
+    state now and then: the dialog is still the active window, drawn over the editor, so ``click:
+    Save`` is its Save — and the editor's elements stay there for a dialog that is not modal."""
+    main = node("/w1", "frame", "Editor", "/w1", (0, 0, 700, 500))
+    toolbar_save = node("/b1", "push button", "Save", "/w1", (72, 26, 33, 32))
+    text = node("/t1", "text", "", "/w1", (0, 60, 700, 400), SHOWN | 1 << ST_EDITABLE)
+    dialog = node("/w2", "file chooser", "Save As", "/w2", (24, 0, 630, 420), SHOWN | 1 << ST_ACTIVE)
+    dialog_save = node("/b2", "push button", "Save", "/w2", (564, 351, 80, 25))
+    nodes = ui_nodes([main, toolbar_save, text, dialog, dialog_save], SCREEN, 1.0)
+    assert [(n.name, n.layer) for n in nodes if n.name == "Save"] == [("Save", 0), ("Save", 1)]
+    (hit,) = match_nodes(nodes, "Save", act=True)
+    assert hit.box.x == 564
+    assert any(n.role == "textbox" for n in nodes)  # not modal: the editor is still there
+    # the editor active again (the dialog behind it or gone): two Saves on one layer, as before
+    dialog.states, main.states = SHOWN, SHOWN | 1 << ST_ACTIVE
+    nodes = ui_nodes([main, toolbar_save, text, dialog, dialog_save], SCREEN, 1.0)
+    assert len(match_nodes(nodes, "Save", act=True)) == 2
 
 
 def test_boxes_are_on_the_captured_region_and_scaled():
@@ -60,7 +88,7 @@ def test_an_open_menu_is_not_cut_by_its_title_and_its_items_win_a_click():
     title.children = [(":1.2", "/save")]
     nodes = ui_nodes([win, bar, title, item, toolbar_save], SCREEN, 1.0)
     save = [n for n in nodes if n.name == "Save"]
-    assert [(n.role, n.layer) for n in save] == [("menuitem", 1), ("button", 0)]
+    assert [(n.role, n.layer) for n in save] == [("menuitem", 2), ("button", 0)]
     (hit,) = match_nodes(nodes, "Save", act=True)
     assert hit.role == "menuitem"
     assert len(match_nodes(nodes, "Save")) == 2  # `see: Save` still counts both
