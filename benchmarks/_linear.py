@@ -14,9 +14,7 @@ Kept with ``linear_kernels.py`` so the measurement can be run again.
 
 from __future__ import annotations
 
-import functools
 import os
-import sys
 from typing import Any
 
 import torch
@@ -56,9 +54,7 @@ class Fp8Weight:
         if _triton(self.data):
             n, k = self.shape
             out = torch.empty(n, k, dtype=dtype, device=self.data.device)
-            _kernels().dequantize[(-(-n // 32), -(-k // 256))](
-                self.data, self.scale, out, n, k, BLOCK_N=32, BLOCK_K=256
-            )
+            dequantize[(-(-n // 32), -(-k // 256))](self.data, self.scale, out, n, k, BLOCK_N=32, BLOCK_K=256)
             return out
         return (self.data.float() * self.scale[:, None]).to(dtype)
 
@@ -72,20 +68,14 @@ def quantize_fp8(weight: Any) -> Fp8Weight:
     return Fp8Weight(data.contiguous(), scale.contiguous())
 
 
-@functools.cache
-def matvec_bf16() -> bool:
-    """bf16 products of a decode pass run as ``matvec`` instead of cuBLAS (``PIXELPILOT_ENGINE_MATVEC``:
-    1 or 0; default off)."""
-    return os.environ.get("PIXELPILOT_ENGINE_MATVEC", "0") == "1"
-
-
-def project(x: Any, weight: Any) -> Any:
+def project(x: Any, weight: Any, *, matvec_bf16: bool = False) -> Any:
     """``x @ weight.T`` over the last axis of ``x`` for a bf16/fp32 weight tensor or an
-    :class:`Fp8Weight`, by the kernel that suits the number of rows (module docstring)."""
+    :class:`Fp8Weight`, by the kernel that suits the number of rows (module docstring); a bf16 weight
+    goes to cuBLAS unless ``matvec_bf16``."""
     from torch.nn.functional import linear
 
     fp8 = isinstance(weight, Fp8Weight)
-    if not fp8 and not (matvec_bf16() and _triton(weight) and x.dtype == weight.dtype):
+    if not fp8 and not (matvec_bf16 and _triton(weight) and x.dtype == weight.dtype):
         return linear(x, weight)
     rows = x.numel() // x.shape[-1]
     if not _triton(weight.data if fp8 else weight):
@@ -111,14 +101,14 @@ def _run(x: Any, weight: Any, rows: int, kernel: str) -> Any:
     if kernel == "matvec":
         bn, bk, warps = MATVEC_TILE
         block_m = 1 << (rows - 1).bit_length()
-        _kernels().matvec[(-(-n // bn),)](
+        matvec[(-(-n // bn),)](
             *args, n, k, flat.stride(0), w.stride(0), out.stride(0),
             M=rows, BLOCK_M=block_m, BLOCK_N=bn, BLOCK_K=bk, SCALED=fp8, EVEN=n % bn == 0 and k % bk == 0,
             num_warps=warps,
         )  # fmt: skip
     else:
         bm, bn, bk, warps, stages = MATMUL_TILE
-        _kernels().matmul[(-(-rows // bm), -(-n // bn))](
+        matmul[(-(-rows // bm), -(-n // bn))](
             *args, rows, n, k, flat.stride(0), w.stride(0), out.stride(0),
             BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SCALED=fp8, num_warps=warps, num_stages=stages,
         )  # fmt: skip
@@ -128,10 +118,6 @@ def _run(x: Any, weight: Any, rows: int, kernel: str) -> Any:
 def _triton(t: Any) -> bool:
     """The Triton kernels run on ``t``'s device: CUDA, or Triton's interpreter."""
     return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def _kernels() -> Any:
-    return sys.modules[__name__]
 
 
 # Row counts and matrix sizes vary between products: one compiled kernel for each tile shape, not one

@@ -59,7 +59,7 @@ def bench(model: str, L, dev) -> dict:  # noqa: N803
                     if how == "cublas":
                         torch.nn.functional.linear(x[j], w)
                     else:
-                        L.project(x[j], w)
+                        L.project(x[j], w, matvec_bf16=how == "triton_bf16")
 
         return run
 
@@ -71,10 +71,6 @@ def bench(model: str, L, dev) -> dict:  # noqa: N803
                 L.MATVEC_TILE = tile
             else:
                 L.MATMUL_TILE = tile
-        L.matvec_bf16.cache_clear()
-        import os
-
-        os.environ["PIXELPILOT_ENGINE_MATVEC"] = "1" if how == "triton_bf16" else "0"
         try:
             return graph_ms(pass_fn(ws, xs(rows), how, only))
         finally:
@@ -120,9 +116,7 @@ def bench(model: str, L, dev) -> dict:  # noqa: N803
         got = L.project(x[j], f8[0][j]).float()
         errs.append({"shape": name, "rel_err": float((got - want).norm() / want.norm())})
     res["fp8_rel_err"] = errs
-    # experimental: the products on the tensor cores (benchmarks/_matvec_dot.py)
-    D = L
-
+    # the products on the tensor cores (_linear.matvec_t)
     x1 = xs(1)
     dot = []
     for mode in (0, 1, 2):
@@ -140,7 +134,7 @@ def bench(model: str, L, dev) -> dict:  # noqa: N803
                 for layer in ws:
                     for j, w in enumerate(layer):
                         data, scale = (w, w) if mode == 0 else (w.data, w.scale)
-                        D.run_t(x1[j], data, scale, mode, bn, bk, warps, stages)
+                        L.run_t(x1[j], data, scale, mode, bn, bk, warps, stages)
 
             try:
                 ms = graph_ms(run)
@@ -164,7 +158,7 @@ def bench(model: str, L, dev) -> dict:  # noqa: N803
     for mode in (0, 1, 2):
         w = bf[0][2] if mode == 0 else f8[0][2]
         data, scale = (w, w) if mode == 0 else (w.data, w.scale)
-        got = D.run_t(x1[2], data, scale, mode, 32, 256, 4, 4).float()
+        got = L.run_t(x1[2], data, scale, mode, 32, 256, 4, 4).float()
         want = torch.nn.functional.linear(x1[2], bf[0][2]).float()
         dot.append({"mode": mode, "rel_err_gate_up": float((got - want).norm() / want.norm())})
         print(model, "dot err", mode, dot[-1], flush=True)

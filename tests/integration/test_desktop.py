@@ -16,6 +16,7 @@ from PIL import Image
 from pixelpilot.agent import Agent, DriverError, read_run
 from pixelpilot.drivers.desktop import DesktopDriver
 from pixelpilot.tools import actions as A
+from tests.support.procs import lock_owner
 
 from ..conftest import ROOT, run_dirs
 
@@ -70,10 +71,11 @@ def test_display_lifecycle_leaves_nothing_behind(x_tools):
     d.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    lock = Path(f"/tmp/.X{n}-lock")  # gone, or another X server's now (a parallel test's took the number)
-    held = lock.read_text().strip() if lock.exists() else None
-    assert held != str(pid)
-    assert held is not None or not Path(f"/tmp/.X11-unix/X{n}").exists()
+    owner = lock_owner(
+        Path(f"/tmp/.X{n}-lock")
+    )  # gone, or another X server's (a parallel test took the number)
+    assert owner != pid
+    assert owner is not None or not Path(f"/tmp/.X11-unix/X{n}").exists()
     assert (
         "DISPLAY" not in os.environ or os.environ["DISPLAY"] != d.display
     )  # never exported to our own process

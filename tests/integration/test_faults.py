@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from pixelpilot.agent import read_run
+from tests.support.procs import lock_owner
 
 from ..conftest import EXAMPLES, ROOT, run_dirs
 from .test_cli_runs import cli
@@ -73,14 +74,6 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
     except OSError:
         return "?"
-
-
-def _lock_pid(lock: Path) -> int | None:
-    """The X server a display's lock file names (None: gone, or not a number)."""
-    try:
-        return int(lock.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def listening(mark: str) -> list[str]:
@@ -240,7 +233,7 @@ def test_sigkill_of_a_desktop_run_takes_xvfb_and_the_app_with_it(tmp_path, mark)
     proc.communicate(timeout=30)
     assert gone(mark) == []
     assert servers  # and the display's lock file is gone with it (Xvfb got SIGTERM, not SIGKILL)
-    assert not [lock for lock in Path("/tmp").glob(".X*-lock") if _lock_pid(lock) in servers]
+    assert not [lock for lock in Path("/tmp").glob(".X*-lock") if lock_owner(lock) in servers]
 
 
 # -- time limits -----------------------------------------------------------------------------------------

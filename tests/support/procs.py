@@ -1,4 +1,4 @@
-"""Processes found in /proc by their command line. The suite runs on two workers (``pytest -n 2``):
+"""Processes found in /proc by their command line, and the X server a display's lock file names. The suite runs on two workers (``pytest -n 2``):
 a test that looks for its own processes passes a needle only they carry (its ``tmp_path``), so it
 never sees — or kills — another test's."""
 
@@ -21,3 +21,11 @@ def pids_running(*needles: bytes | str) -> list[int]:
         if cmd and all(n in cmd for n in want):
             found.append(int(entry.name))
     return found
+
+
+def lock_owner(lock: Path) -> int | None:
+    """The pid an X display's lock file (``/tmp/.X<n>-lock``) names; None: gone, or not a number."""
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
